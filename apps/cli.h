@@ -1,0 +1,42 @@
+/*
+ * cli.h — what the vkmoe subcommands share: the command table entry type, argument helpers and
+ * the context set-up from flags and the environment (VKMOE_DEVICE, VKMOE_VALIDATE,
+ * VKMOE_PIPELINE_CACHE). Apps use the public header only.
+ */
+#ifndef VKM_CLI_H
+#define VKM_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "vkmoe.h"
+
+/* A subcommand: argc/argv start at the subcommand's own name. Returns the exit code. */
+typedef int (*vkm_cmd_fn)(int argc, char **argv);
+
+/* Subcommands (one file each). */
+int cmd_devices(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+/* Common options every device-using command accepts. */
+typedef struct cli_dev_opts {
+    const char *device;   /* --device D, else $VKMOE_DEVICE */
+    bool validate;        /* $VKMOE_VALIDATE=1 */
+} cli_dev_opts;
+
+void cli_dev_opts_init(cli_dev_opts *o);
+/* If argv[*i] is a common device option, consumes it (and its value) and returns true. */
+bool cli_dev_opts_parse(cli_dev_opts *o, int argc, char **argv, int *i);
+/* Creates the context or prints the library's message and returns NULL. */
+vkm_context *cli_context(const cli_dev_opts *o);
+
+/* Value of option argv[*i] (advances *i); prints an error and returns NULL if missing. */
+const char *cli_value(int argc, char **argv, int *i);
+bool cli_int(const char *s, long long *out);
+bool cli_float(const char *s, double *out);
+/* Prints "vkmoe <cmd>: <msg>" to stderr; returns 1 (the exit code for failures). */
+int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,23 @@
+# Writes the registry of embedded SPIR-V variants: a header with one enum value per variant and
+# a C file with a table {name, words, word count}.
+# Usage: cmake -DOUT_H=.. -DOUT_C=.. -DNAMES="a;b;c" -P shader_registry.cmake
+set(h "/* generated: the registry of embedded SPIR-V kernels. Do not edit. */\n#ifndef VKM_SPV_REGISTRY_H\n#define VKM_SPV_REGISTRY_H\n#include <stddef.h>\n#include <stdint.h>\n\ntypedef enum vkm_spv_id {\n")
+set(c "/* generated: the registry of embedded SPIR-V kernels. Do not edit. */\n#include \"vkm_spv_registry.h\"\n\n")
+set(tab "")
+foreach(n IN LISTS NAMES)
+  string(APPEND h "  VKM_SPV_${n},\n")
+  string(APPEND c "extern const uint32_t vkm_spv_${n}[];\n")
+endforeach()
+list(LENGTH NAMES count)
+string(APPEND h "  VKM_SPV_COUNT\n} vkm_spv_id;\n\ntypedef struct vkm_spv_entry {\n  const char *name;\n  const uint32_t *words;\n  size_t n_words;\n} vkm_spv_entry;\n\nextern const vkm_spv_entry vkm_spv_registry[VKM_SPV_COUNT];\n\n#endif\n")
+string(APPEND c "\nconst vkm_spv_entry vkm_spv_registry[VKM_SPV_COUNT] = {\n")
+foreach(n IN LISTS NAMES)
+  file(SIZE "${SPV_DIR}/${n}.spv" sz)
+  math(EXPR nw "${sz} / 4")
+  string(APPEND c "  {\"${n}\", vkm_spv_${n}, ${nw}},\n")
+endforeach()
+string(APPEND c "};\n")
+file(WRITE "${OUT_H}.tmp" "${h}")
+file(WRITE "${OUT_C}.tmp" "${c}")
+file(COPY_FILE "${OUT_H}.tmp" "${OUT_H}" ONLY_IF_DIFFERENT)
+file(COPY_FILE "${OUT_C}.tmp" "${OUT_C}" ONLY_IF_DIFFERENT)

@@ -1,0 +1,249 @@
+/*
+ * vkmoe.h — the one public header of vkmoe: MoErged language models on any Vulkan GPU.
+ *
+ * Conventions (they hold for every function below unless its comment says otherwise):
+ *  - Every fallible function returns a vkm_status; VKM_OK is 0. vkm_status_str() names a status;
+ *    the *_errmsg() function of the handle involved says what failed, in words (file, tensor,
+ *    key, VkResult).
+ *  - Handles are opaque and written through out-parameters; on failure *out is NULL unless the
+ *    function says otherwise. Every destroy/close function accepts NULL.
+ *  - A params struct is obtained from its *_default_params() function; a zeroed struct is not
+ *    guaranteed to be valid.
+ *  - The library never exits, aborts or prints. Diagnostics (e.g. validation-layer messages) go
+ *    to the log callback of the context, if one is set.
+ *  - Thread safety: distinct handles may be used from distinct threads. A handle and everything
+ *    created from it (a context and its models and sessions) must not be used from two threads
+ *    at once; the caller serialises. vkm_status_str(), vkm_version() are always safe.
+ */
+#ifndef VKMOE_H
+#define VKMOE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VKMOE_VERSION_MAJOR 0
+#define VKMOE_VERSION_MINOR 1
+#define VKMOE_VERSION_PATCH 0
+#define VKMOE_VERSION_STRING "0.1.0"
+
+/* The library's version at run time, as "major.minor.patch". */
+const char *vkm_version(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes, grouped by cause                                                             */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum vkm_status {
+    VKM_OK = 0,
+    /* the caller */
+    VKM_ERR_INVALID_ARGUMENT = 1, /* a NULL where a value is needed, a value out of range   */
+    VKM_ERR_STATE = 2,            /* a call out of order (e.g. decode before prefill)        */
+    VKM_ERR_CANCELLED = 3,        /* a callback asked to stop                                */
+    /* the files */
+    VKM_ERR_IO = 10,              /* a file could not be opened, read, mapped or written     */
+    VKM_ERR_FORMAT = 11,          /* a file is malformed (truncated, lying counts, bad JSON)  */
+    VKM_ERR_MISMATCH = 12,        /* files do not fit together (adapter vs base, shapes)     */
+    VKM_ERR_NOT_FOUND = 13,       /* a tensor, key, token or device that is asked for is absent */
+    /* the device */
+    VKM_ERR_NO_DEVICE = 20,       /* no Vulkan device, or none matches the request           */
+    VKM_ERR_VULKAN = 21,          /* a Vulkan call failed (the message carries the VkResult)  */
+    VKM_ERR_DEVICE_LOST = 22,     /* VK_ERROR_DEVICE_LOST                                    */
+    VKM_ERR_UNSUPPORTED = 23,     /* a feature the file or request needs is not supported    */
+    /* resources */
+    VKM_ERR_OUT_OF_HOST_MEMORY = 30,
+    VKM_ERR_OUT_OF_DEVICE_MEMORY = 31,
+    VKM_ERR_LIMIT = 32,           /* a size beyond a sane or device limit (context full, ...) */
+} vkm_status;
+
+/* A constant English name for a status ("VKM_ERR_FORMAT: malformed file"). Never NULL. */
+const char *vkm_status_str(vkm_status s);
+
+/* Log severities passed to a vkm_log_fn. */
+typedef enum vkm_log_level {
+    VKM_LOG_DEBUG = 0,
+    VKM_LOG_INFO = 1,
+    VKM_LOG_WARN = 2,
+    VKM_LOG_ERROR = 3,
+} vkm_log_level;
+
+/* Receives diagnostics (validation-layer messages are VKM_LOG_WARN or VKM_LOG_ERROR).
+ * May be called from any thread the driver uses; must not call back into vkmoe. */
+typedef void (*vkm_log_fn)(void *user, vkm_log_level level, const char *msg);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Devices and the context                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* What a device can do, read at context creation. Kernels choose their variants from this. */
+typedef struct vkm_device_caps {
+    char name[256];
+    char driver[256];           /* driver name and info string                              */
+    uint32_t vendor_id, device_id, driver_version, api_version;
+    int type;                   /* VkPhysicalDeviceType                                     */
+    bool fp16_arith;            /* shaderFloat16                                            */
+    bool storage16;             /* storageBuffer16BitAccess                                 */
+    bool storage8;              /* storageBuffer8BitAccess                                  */
+    bool int8_arith;            /* shaderInt8                                               */
+    uint32_t subgroup_size;     /* default subgroup size                                    */
+    uint32_t subgroup_min, subgroup_max; /* with subgroup size control, else == default      */
+    uint32_t subgroup_ops;      /* VkSubgroupFeatureFlags in compute                        */
+    bool subgroup_size_control; /* VK_EXT_subgroup_size_control / 1.3 usable in compute     */
+    bool timestamps;            /* timestampComputeAndGraphics and a valid period           */
+    float timestamp_period_ns;
+    uint64_t max_storage_range;       /* maxStorageBufferRange                              */
+    uint64_t max_alloc;               /* maxMemoryAllocationSize                            */
+    uint64_t device_local_bytes;      /* largest device-local heap                          */
+    uint32_t max_shared_bytes;        /* maxComputeSharedMemorySize                         */
+    uint32_t max_push_bytes;          /* maxPushConstantsSize                               */
+    uint32_t max_wg_invocations;      /* maxComputeWorkGroupInvocations                     */
+    uint32_t max_wg_count[3];         /* maxComputeWorkGroupCount                           */
+    uint64_t storage_align;           /* minStorageBufferOffsetAlignment                    */
+    bool unified_memory;              /* device-local memory is also host-visible           */
+    uint8_t pipeline_cache_uuid[16];
+} vkm_device_caps;
+
+/* Number of Vulkan devices present (creates and destroys a bare instance). */
+vkm_status vkm_device_count(uint32_t *count);
+/* Capabilities of device `index` in enumeration order, without creating a context. */
+vkm_status vkm_device_info(uint32_t index, vkm_device_caps *out);
+
+typedef struct vkm_context vkm_context;
+
+typedef struct vkm_context_params {
+    /* Which device: NULL or "" picks the best (discrete > integrated > virtual > CPU, then
+     * the largest device-local heap); a decimal string is an index in enumeration order; any
+     * other string picks the first device whose name contains it (case-insensitive). */
+    const char *device;
+    bool validation;          /* enable the Khronos validation layer (+ synchronization)   */
+    bool sync_validation;     /* with validation: also synchronization validation (default on) */
+    vkm_log_fn log;           /* receives diagnostics; NULL: none                           */
+    void *log_user;
+    /* Directory for the persisted VkPipelineCache; NULL: no cache on disk. */
+    const char *pipeline_cache_dir;
+    /* Disable optional features to exercise fallbacks (tests): 16-bit storage, fp16 math,
+     * 8-bit storage, int8 math, subgroup size control. */
+    bool disable_storage16, disable_fp16, disable_storage8, disable_int8, disable_sg_control;
+} vkm_context_params;
+
+vkm_context_params vkm_context_default_params(void);
+
+/* Creates the Vulkan instance and device. On failure *out may still hold a context whose
+ * vkm_context_errmsg() tells why (SQLite style); destroy it either way. */
+vkm_status vkm_context_create(const vkm_context_params *params, vkm_context **out);
+void vkm_context_destroy(vkm_context *ctx);
+/* The message of the last failure on this context or anything created from it ("" if none). */
+const char *vkm_context_errmsg(const vkm_context *ctx);
+const vkm_device_caps *vkm_context_caps(const vkm_context *ctx);
+/* Number of validation messages (warnings or errors) seen since creation. */
+uint64_t vkm_context_validation_count(const vkm_context *ctx);
+
+/* Measures the device's copy bandwidth (GB/s, read + write bytes / time) with the copy kernel
+ * on a buffer of `bytes` (0: a default of 256 MiB or less where memory is short). */
+vkm_status vkm_context_copy_bandwidth(vkm_context *ctx, uint64_t bytes, double *gbps);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data types                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum vkm_dtype {
+    VKM_F32 = 0,
+    VKM_F16 = 1,
+    VKM_BF16 = 2,
+    VKM_Q8_0 = 3,   /* blocks of 32: f16 scale + 32 int8                                   */
+    VKM_Q4_0 = 4,   /* blocks of 32: f16 scale + 16 bytes of nibbles (value - 8)           */
+    VKM_Q4_K = 5,   /* super-blocks of 256 (llama.cpp k-quants)                            */
+    VKM_Q6_K = 6,
+    VKM_I8 = 7,
+    VKM_I16 = 8,
+    VKM_I32 = 9,
+    VKM_I64 = 10,
+    VKM_F64 = 11,
+    VKM_DTYPE_COUNT
+} vkm_dtype;
+
+const char *vkm_dtype_name(vkm_dtype t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Inspecting files (any model or adapter the loader reads); no device needed                 */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct vkm_file vkm_file;
+
+typedef struct vkm_tensor_info {
+    const char *name;   /* as stored in the file; valid while the file is open             */
+    vkm_dtype dtype;
+    int n_dims;
+    int64_t dims[4];    /* in the file's own order: GGUF ne0 first; safetensors outermost first */
+    uint64_t bytes;
+    uint64_t offset;    /* byte offset of the data inside its file                         */
+} vkm_tensor_info;
+
+/* Opens a GGUF file, a safetensors file, a folder with model.safetensors[.index.json] and
+ * config.json, a PEFT adapter folder, or a GGUF LoRA adapter. The format is detected.
+ * On failure *out may hold a handle whose vkm_file_errmsg() tells why; close it either way. */
+vkm_status vkm_file_open(const char *path, vkm_file **out);
+void vkm_file_close(vkm_file *f);
+const char *vkm_file_errmsg(const vkm_file *f);
+/* "gguf", "gguf-lora", "safetensors", "safetensors-sharded", "hf-folder", "peft". */
+const char *vkm_file_format(const vkm_file *f);
+size_t vkm_file_n_meta(const vkm_file *f);
+/* Metadata entry i: its key and its value rendered as text (arrays abbreviated) into buf. */
+vkm_status vkm_file_meta(const vkm_file *f, size_t i, const char **key, char *buf, size_t cap);
+size_t vkm_file_n_tensors(const vkm_file *f);
+vkm_status vkm_file_tensor(const vkm_file *f, size_t i, vkm_tensor_info *out);
+/* Checks the whole file: every tensor inside the file, sizes consistent, no overlaps, and
+ * for adapters the pairing of A and B. VKM_OK or the first problem (see vkm_file_errmsg). */
+vkm_status vkm_file_validate(vkm_file *f);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizers; no device needed                                                               */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct vkm_tokenizer vkm_tokenizer;
+
+/* Loads the tokenizer of a GGUF model, a tokenizer.json, a SentencePiece tokenizer.model, or
+ * a model folder holding one of them. On failure *out may hold a handle whose
+ * vkm_tokenizer_errmsg() tells why; free it either way. */
+vkm_status vkm_tokenizer_load(const char *path, vkm_tokenizer **out);
+void vkm_tokenizer_free(vkm_tokenizer *t);
+const char *vkm_tokenizer_errmsg(const vkm_tokenizer *t);
+int32_t vkm_tokenizer_n_vocab(const vkm_tokenizer *t);
+int32_t vkm_tokenizer_bos(const vkm_tokenizer *t); /* -1 if none */
+int32_t vkm_tokenizer_eos(const vkm_tokenizer *t); /* -1 if none */
+/* True when the model's convention adds BOS at the start of a prompt. */
+bool vkm_tokenizer_adds_bos(const vkm_tokenizer *t);
+
+/* Encodes `len` bytes of UTF-8 text. With add_bos, BOS is prepended if the tokenizer has one.
+ * With parse_special, special-token texts (e.g. "<|im_start|>") become their ids.
+ * Writes up to `cap` ids; *n_out receives the number needed. VKM_ERR_LIMIT if cap is short
+ * (ids is then filled as far as it goes). */
+vkm_status vkm_tokenize(const vkm_tokenizer *t, const char *text, size_t len, bool add_bos,
+                        bool parse_special, int32_t *ids, size_t cap, size_t *n_out);
+
+/* Decodes ids into UTF-8 text (no NUL written beyond *n_out, but one is added if room).
+ * A streaming decoder that holds back incomplete UTF-8 sequences is vkm_detok_*. */
+vkm_status vkm_detokenize(const vkm_tokenizer *t, const int32_t *ids, size_t n, char *buf,
+                          size_t cap, size_t *n_out);
+
+/* The piece of one token as raw bytes (byte-fallback tokens give their byte). */
+vkm_status vkm_token_piece(const vkm_tokenizer *t, int32_t id, char *buf, size_t cap,
+                           size_t *n_out);
+
+/* Streaming decode: feed ids one at a time; returns the bytes that are complete UTF-8 so far. */
+typedef struct vkm_detok {
+    const vkm_tokenizer *tok;
+    char pending[16];
+    size_t n_pending;
+    bool at_start;
+} vkm_detok;
+void vkm_detok_init(vkm_detok *d, const vkm_tokenizer *t);
+/* Appends the text for `id` to buf (cap bytes); *n_out bytes written. */
+vkm_status vkm_detok_push(vkm_detok *d, int32_t id, char *buf, size_t cap, size_t *n_out);
+/* Flushes any held-back bytes (invalid sequences become U+FFFD). */
+vkm_status vkm_detok_flush(vkm_detok *d, char *buf, size_t cap, size_t *n_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VKMOE_H */

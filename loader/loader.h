@@ -1,0 +1,301 @@
+/*
+ * loader.h — files -> host descriptions. GGUF, safetensors (single and sharded) with config.json,
+ * PEFT and GGUF LoRA adapters, the MoErge manifest. No Vulkan here: the engine turns these
+ * descriptions into device state. Every count, length, offset and shape read from a file is
+ * checked against the file size and sane limits before it is used.
+ *
+ * Ownership: a vkm_gguf / vkm_st / vkm_model_src / vkm_adapter_src owns its memory map; the
+ * tensor data pointers it hands out stay valid until it is closed.
+ */
+#ifndef VKM_LOADER_H
+#define VKM_LOADER_H
+
+#include "base.h"
+
+/* Sane limits for anything a header claims (beyond them a file is refused as malformed). */
+#define VKM_MAX_DIMS 4
+#define VKM_MAX_NAME 256             /* tensor / key name bytes                               */
+#define VKM_MAX_TENSORS (1u << 20)
+#define VKM_MAX_KV (1u << 20)
+#define VKM_MAX_STRING (1u << 26)    /* 64 MiB for one string                                 */
+#define VKM_MAX_JSON_HEADER (100u << 20)
+
+/* ------------------------------------------------------------------------------------------ */
+/* A tensor somewhere in a mapped file                                                         */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct vkm_tensor_src {
+    char name[VKM_MAX_NAME];  /* the name as stored in the file                               */
+    vkm_dtype dtype;
+    int n_dims;
+    int64_t ne[VKM_MAX_DIMS]; /* GGUF order: ne[0] fastest-varying (= columns of a matrix);
+                                 safetensors shapes are reversed into this order              */
+    const uint8_t *data;      /* into the memory map                                          */
+    uint64_t nbytes;
+    uint64_t offset;          /* byte offset inside its file                                  */
+} vkm_tensor_src;
+
+static inline int64_t vkm_tensor_nelem(const vkm_tensor_src *t)
+{
+    int64_t n = 1;
+    for (int i = 0; i < t->n_dims; i++) n *= t->ne[i];
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GGUF (v2, v3)                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum vkm_gguf_type {
+    VKM_GGUF_U8 = 0, VKM_GGUF_I8 = 1, VKM_GGUF_U16 = 2, VKM_GGUF_I16 = 3, VKM_GGUF_U32 = 4,
+    VKM_GGUF_I32 = 5, VKM_GGUF_F32 = 6, VKM_GGUF_BOOL = 7, VKM_GGUF_STRING = 8,
+    VKM_GGUF_ARRAY = 9, VKM_GGUF_U64 = 10, VKM_GGUF_I64 = 11, VKM_GGUF_F64 = 12,
+} vkm_gguf_type;
+
+/* A string inside the map (not NUL-terminated). */
+typedef struct vkm_gguf_str {
+    const char *p;
+    uint64_t n;
+} vkm_gguf_str;
+
+/* An array value: elements of elem_type. For strings, strs[] points into the map; for nested
+ * arrays, arrs[]; for scalars, data points at n packed little-endian elements in the map. */
+typedef struct vkm_gguf_arr {
+    vkm_gguf_type elem_type;
+    uint64_t n;
+    const uint8_t *data;
+    vkm_gguf_str *strs;
+    struct vkm_gguf_arr *arrs;
+} vkm_gguf_arr;
+
+typedef struct vkm_gguf_kv {
+    char key[VKM_MAX_NAME];
+    vkm_gguf_type type;
+    union {
+        uint64_t u;   /* any unsigned scalar, bool                                         */
+        int64_t i;    /* any signed scalar                                                 */
+        double f;     /* F32, F64                                                          */
+        vkm_gguf_str s;
+        vkm_gguf_arr a;
+    } v;
+} vkm_gguf_kv;
+
+typedef struct vkm_gguf {
+    char path[1024];
+    vkm_map map;
+    uint32_t version;
+    uint64_t n_kv;
+    vkm_gguf_kv *kv;
+    uint64_t n_tensors;
+    vkm_tensor_src *tensors;
+    uint32_t alignment;      /* general.alignment or 32                                     */
+    uint64_t data_offset;    /* start of the tensor data section                            */
+} vkm_gguf;
+
+vkm_status vkm_gguf_open(const char *path, vkm_gguf *g, vkm_err *e);
+void vkm_gguf_close(vkm_gguf *g);
+const vkm_gguf_kv *vkm_gguf_find(const vkm_gguf *g, const char *key);
+/* Typed getters: false if the key is absent or its type does not convert exactly
+ * (any integer type to u32/i64 when in range; F32/F64 to f32/f64). */
+bool vkm_gguf_get_u32(const vkm_gguf *g, const char *key, uint32_t *out);
+bool vkm_gguf_get_i64(const vkm_gguf *g, const char *key, int64_t *out);
+bool vkm_gguf_get_f32(const vkm_gguf *g, const char *key, float *out);
+bool vkm_gguf_get_bool(const vkm_gguf *g, const char *key, bool *out);
+/* Copies a string value, NUL-terminated, into out (false if absent, not a string, or too long). */
+bool vkm_gguf_get_str(const vkm_gguf *g, const char *key, char *out, size_t cap);
+const vkm_gguf_arr *vkm_gguf_get_arr(const vkm_gguf *g, const char *key);
+const vkm_tensor_src *vkm_gguf_tensor(const vkm_gguf *g, const char *name);
+
+/* ------------------------------------------------------------------------------------------ */
+/* safetensors (one file, or a sharded set through model.safetensors.index.json)               */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct vkm_st_meta {
+    char *key, *value;
+} vkm_st_meta;
+
+typedef struct vkm_st {
+    char path[1024];
+    vkm_map map;
+    uint64_t header_len;
+    uint64_t n_tensors;
+    vkm_tensor_src *tensors;
+    uint64_t n_meta;          /* the "__metadata__" string pairs                           */
+    vkm_st_meta *meta;
+} vkm_st;
+
+vkm_status vkm_st_open(const char *path, vkm_st *s, vkm_err *e);
+void vkm_st_close(vkm_st *s);
+const vkm_tensor_src *vkm_st_tensor(const vkm_st *s, const char *name);
+
+/* A set of safetensors shards; a single file is a set of one. */
+typedef struct vkm_st_set {
+    uint32_t n_files;
+    vkm_st *files;
+} vkm_st_set;
+
+/* path: a .safetensors file, a model.safetensors.index.json, or a folder holding either. */
+vkm_status vkm_st_set_open(const char *path, vkm_st_set *s, vkm_err *e);
+void vkm_st_set_close(vkm_st_set *s);
+const vkm_tensor_src *vkm_st_set_tensor(const vkm_st_set *s, const char *name);
+
+/* ------------------------------------------------------------------------------------------ */
+/* A base (or full fine-tuned) model: hyperparameters + tensors by internal (GGUF) name        */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum vkm_rope_layout {
+    VKM_ROPE_INTERLEAVED = 0, /* GGUF llama: pairs (2i, 2i+1) inside each head               */
+    VKM_ROPE_HALF = 1,        /* Hugging Face rotate_half: pairs (i, i + head_dim/2)          */
+} vkm_rope_layout;
+
+typedef enum vkm_src_format {
+    VKM_SRC_GGUF = 0,
+    VKM_SRC_SAFETENSORS = 1,
+} vkm_src_format;
+
+typedef struct vkm_hparams {
+    char arch[32];            /* "llama", "mistral", "qwen2"                                 */
+    uint32_t n_vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, ctx_len;
+    float rope_theta, norm_eps;
+    bool tied_embeddings;     /* no separate output.weight: the LM head is token_embd        */
+    uint32_t n_experts, n_experts_used; /* Mixtral-style MoE; 0 for dense                    */
+    int32_t bos, eos;         /* -1 when unknown                                             */
+    vkm_rope_layout rope_layout;
+} vkm_hparams;
+
+/* One tensor of the model under its internal name. */
+typedef struct vkm_model_tensor {
+    char name[96];            /* internal name, e.g. "blk.3.attn_q.weight"                   */
+    const vkm_tensor_src *src;/* ne in GGUF order: a weight W[out][in] has ne = {in, out}    */
+} vkm_model_tensor;
+
+typedef struct vkm_model_src {
+    char path[1024];
+    vkm_src_format format;
+    vkm_hparams hp;
+    vkm_gguf gguf;            /* when format == VKM_SRC_GGUF                                 */
+    vkm_st_set st;            /* when format == VKM_SRC_SAFETENSORS                          */
+    uint32_t n_tensors;
+    vkm_model_tensor *tensors;
+} vkm_model_src;
+
+/* path: a .gguf file; a .safetensors file (config.json beside it); an index.json; or a folder
+ * with config.json and model.safetensors[.index.json] (or a single model.gguf). Hugging Face
+ * names are mapped to the internal names; the shapes of every expected tensor are checked
+ * against the hyperparameters. */
+vkm_status vkm_model_src_open(const char *path, vkm_model_src *m, vkm_err *e);
+void vkm_model_src_close(vkm_model_src *m);
+const vkm_tensor_src *vkm_model_src_tensor(const vkm_model_src *m, const char *internal_name);
+/* Maps a Hugging Face tensor name to the internal name; false if it is not a known one. */
+bool vkm_hf_to_internal(const char *hf, char *out, size_t cap);
+
+/* The row of a q/k weight in `to` layout that holds row `row` of the `from` layout, inside one
+ * head of head_dim rows (the permutation convert_hf_to_gguf.py applies). */
+uint32_t vkm_rope_row_map(vkm_rope_layout from, vkm_rope_layout to, uint32_t row,
+                          uint32_t head_dim);
+
+/* ------------------------------------------------------------------------------------------ */
+/* LoRA adapters (PEFT folders and llama.cpp GGUF LoRA)                                        */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum vkm_module {
+    VKM_MOD_Q = 0, VKM_MOD_K, VKM_MOD_V, VKM_MOD_O, VKM_MOD_GATE, VKM_MOD_UP, VKM_MOD_DOWN,
+    VKM_MOD_COUNT
+} vkm_module;
+
+/* "q_proj", ... (PEFT names) and "attn_q", ... (GGUF names). */
+const char *vkm_module_peft_name(vkm_module m);
+const char *vkm_module_gguf_name(vkm_module m);
+
+typedef struct vkm_lora_pair {
+    uint32_t layer;
+    vkm_module module;
+    char target[96];          /* internal name of the base weight, "blk.N.attn_q.weight"     */
+    const vkm_tensor_src *a;  /* A: r x in  (ne = {in, r})                                   */
+    const vkm_tensor_src *b;  /* B: out x r (ne = {r, out})                                  */
+    uint32_t rank;
+    float alpha;
+    float scale;              /* alpha / r, or alpha / sqrt(r) with use_rslora               */
+} vkm_lora_pair;
+
+typedef struct vkm_adapter_src {
+    char path[1024];
+    vkm_src_format format;    /* GGUF LoRA or PEFT (safetensors)                             */
+    vkm_rope_layout rope_layout; /* layout of its q/k B rows: GGUF interleaved, PEFT half     */
+    vkm_gguf gguf;
+    vkm_st st;
+    uint32_t n_pairs;
+    vkm_lora_pair *pairs;     /* sorted by (layer, module)                                   */
+    char arch[32];            /* "llama" etc. when the file says                             */
+} vkm_adapter_src;
+
+/* path: a PEFT folder (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA file.
+ * Rejects use_dora, fan_in_fan_out, embedding / lm_head adapters, a missing half of a pair,
+ * with a message naming the file and tensor. */
+vkm_status vkm_adapter_open(const char *path, vkm_adapter_src *a, vkm_err *e);
+void vkm_adapter_close(vkm_adapter_src *a);
+/* Checks every pair against the base: target exists, A is r x in and B is out x r of it.
+ * Messages carry a hint ("wrong base model?"). */
+vkm_status vkm_adapter_validate(const vkm_adapter_src *a, const vkm_model_src *base, vkm_err *e);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The MoErge manifest (see shared/DESIGN.md)                                                  */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum vkm_policy {
+    VKM_POLICY_UNIFORM = 0, VKM_POLICY_NOISY, VKM_POLICY_LEARNED, VKM_POLICY_ARROW,
+    VKM_POLICY_CENTROID, VKM_POLICY_PHATGOOSE, VKM_POLICY_HIDDEN, VKM_POLICY_FIXED,
+} vkm_policy;
+typedef enum vkm_granularity { VKM_GRAN_TOKEN = 0, VKM_GRAN_SEQUENCE, VKM_GRAN_TASK } vkm_granularity;
+typedef enum vkm_depth { VKM_DEPTH_MODULE = 0, VKM_DEPTH_LAYER, VKM_DEPTH_MODEL } vkm_depth;
+typedef enum vkm_aggregate { VKM_AGG_OUTPUT = 0, VKM_AGG_PARAMETER, VKM_AGG_LOGITS } vkm_aggregate;
+typedef enum vkm_merge_kind { VKM_MERGE_AVERAGE = 0, VKM_MERGE_EXACT } vkm_merge_kind;
+typedef enum vkm_normalize { VKM_NORM_SOFTMAX = 0, VKM_NORM_SIGMOID, VKM_NORM_NONE } vkm_normalize;
+typedef enum vkm_shared { VKM_SHARED_BASE = 0, VKM_SHARED_AVERAGE } vkm_shared;
+
+#define VKM_MAX_EXPERTS 64
+
+typedef struct vkm_manifest_expert {
+    char name[64];
+    char lora[1024];          /* resolved path, or "" */
+    char model[1024];         /* resolved path of a full fine-tune, or "" */
+    float scale;              /* default 1 */
+    /* hidden policy (mergekit-moe): prompts whose mean hidden state attracts / repels */
+    uint32_t n_positive, n_negative;
+    char **positive, **negative;
+    /* centroid policy: calibration text files for this expert ("calib": [..]), resolved */
+    uint32_t n_calib;
+    char **calib;
+} vkm_manifest_expert;
+
+typedef struct vkm_manifest {
+    char path[1024];
+    char dir[1024];
+    char base[1024];          /* resolved */
+    uint32_t n_experts;
+    vkm_manifest_expert experts[VKM_MAX_EXPERTS];
+    struct {
+        vkm_policy policy;          /* default uniform */
+        vkm_granularity granularity;/* default token */
+        vkm_depth depth;            /* default module */
+        uint32_t top_k;             /* default 0 = dense */
+        vkm_normalize normalize;    /* default softmax */
+        float temperature;          /* default 1 */
+        float noise_std;            /* default 0.02 */
+        uint64_t seed;              /* default 0 */
+        int32_t always_on;          /* expert index, or -1 (manifest: name or null) */
+        char weights[1024];         /* router file (learned/centroid/phatgoose), resolved, or "" */
+        bool has_fixed;
+        float fixed[VKM_MAX_EXPERTS]; /* task weights in expert order (policy fixed) */
+        bool route_attention;       /* FFN experts: also mix attention projections (moetify) */
+        bool fine_grained;          /* FFN experts: one router per FFN matrix (fgmlp) */
+    } router;
+    vkm_aggregate aggregate;        /* default output */
+    vkm_merge_kind merge;           /* default average */
+    vkm_shared shared;              /* FFN experts: "base" (default) or "average" */
+} vkm_manifest;
+
+/* Parses and validates a manifest (cJSON). Unknown keys, wrong types, bad enum values, files
+ * that do not exist: VKM_ERR_FORMAT / VKM_ERR_IO with a message naming the key. */
+vkm_status vkm_manifest_load(const char *path, vkm_manifest *m, vkm_err *e);
+/* The same from a JSON text; dir resolves relative paths (files are checked for existence). */
+vkm_status vkm_manifest_parse(const char *json, size_t len, const char *dir, vkm_manifest *m,
+                              vkm_err *e);
+void vkm_manifest_free(vkm_manifest *m);
+const char *vkm_policy_name(vkm_policy p);
+
+#endif /* VKM_LOADER_H */
