@@ -29,13 +29,19 @@ vkm_status vkm_fail(vkm_err *e, vkm_status s, const char *fmt, ...)
 void vkm_err_prefix(vkm_err *e, const char *fmt, ...)
 {
     if (!e) return;
-    char pre[256], old[sizeof e->msg];
+    char buf[sizeof e->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(pre, sizeof pre, fmt, ap);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    size_t k = n < 0 ? 0 : (size_t)n < sizeof buf - 2 ? (size_t)n : sizeof buf - 3;
+    memcpy(buf + k, ": ", 2);
+    k += 2;
+    size_t rest = strnlen(e->msg, sizeof e->msg - 1);
+    if (rest > sizeof buf - 1 - k) rest = sizeof buf - 1 - k;
+    memcpy(buf + k, e->msg, rest);
+    buf[k + rest] = 0;
+    memcpy(e->msg, buf, sizeof buf);
 }
 
 void vkm_err_clear(vkm_err *e)
@@ -174,6 +180,35 @@ void vkm_path_dir(char *out, size_t cap, const char *path)
     if (n >= cap) n = cap - 1;
     memcpy(out, path, n);
     out[n] = 0;
+}
+
+/* ---- text -------------------------------------------------------------------------------- */
+bool vkm_utf8_valid(const char *s, uint64_t n)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    uint64_t i = 0;
+    while (i < n) {
+        uint32_t c = p[i], len, cp;
+        if (c == 0) return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return false; /* continuation byte, C0/C1 overlong lead, F5..FF */
+        if (len > n - i) return false;
+        for (uint32_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += len;
+    }
+    return true;
 }
 
 /* ---- dtypes ------------------------------------------------------------------------------ */

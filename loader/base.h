@@ -80,6 +80,10 @@ vkm_status vkm_to_f32(vkm_dtype t, const void *src, uint64_t n, float *dst);
 void vkm_quantize_q8_0(const float *src, uint64_t n, void *dst);
 void vkm_quantize_q4_0(const float *src, uint64_t n, void *dst);
 
+/* True when the n bytes at s are well-formed UTF-8 (no overlong forms, no surrogates, nothing
+ * above U+10FFFF) and contain no NUL byte. */
+bool vkm_utf8_valid(const char *s, uint64_t n);
+
 /* Little-endian reads from unaligned memory. */
 static inline uint16_t vkm_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline uint32_t vkm_rd32(const uint8_t *p)

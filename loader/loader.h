@@ -41,6 +41,19 @@ static inline int64_t vkm_tensor_nelem(const vkm_tensor_src *t)
     return n;
 }
 
+/* Helpers every reader shares (tensors.c). */
+/* Builds *by_name: n pointers into t sorted by name, for vkm_tensors_find. VKM_ERR_FORMAT naming
+ * the first duplicate name; VKM_ERR_OUT_OF_HOST_MEMORY. */
+vkm_status vkm_tensors_index(const char *path, const vkm_tensor_src *t, uint64_t n,
+                             const vkm_tensor_src ***by_name, vkm_err *e);
+const vkm_tensor_src *vkm_tensors_find(const vkm_tensor_src *const *by_name, uint64_t n,
+                                       const char *name);
+/* VKM_ERR_FORMAT naming both tensors when the data ranges of two tensors overlap. */
+vkm_status vkm_tensors_check_overlap(const char *path, const vkm_tensor_src *t, uint64_t n,
+                                     vkm_err *e);
+/* "[128, 64]" (n values of ne) into buf. */
+const char *vkm_shape_str(const int64_t *ne, int n, char *buf, size_t cap);
+
 /* ------------------------------------------------------------------------------------------ */
 /* GGUF (v2, v3)                                                                               */
 /* ------------------------------------------------------------------------------------------ */
@@ -78,20 +91,34 @@ typedef struct vkm_gguf_kv {
     } v;
 } vkm_gguf_kv;
 
+#define VKM_GGUF_MAX_DEPTH 8    /* arrays of arrays nest at most this deep                   */
+
 typedef struct vkm_gguf {
-    char path[1024];
+    char path[1024];          /* for messages (the name given to vkm_gguf_open_mem)          */
     vkm_map map;
+    bool own_map;             /* false for vkm_gguf_open_mem: the caller owns the bytes      */
     uint32_t version;
     uint64_t n_kv;
-    vkm_gguf_kv *kv;
+    vkm_gguf_kv *kv;          /* in file order                                               */
     uint64_t n_tensors;
-    vkm_tensor_src *tensors;
+    vkm_tensor_src *tensors;  /* in file order; offset is absolute inside the file           */
     uint32_t alignment;      /* general.alignment or 32                                     */
     uint64_t data_offset;    /* start of the tensor data section                            */
+    /* internal: lookup indices sorted by key / by name */
+    const vkm_gguf_kv **kv_by_key;
+    const vkm_tensor_src **tensor_by_name;
 } vkm_gguf;
 
+/* Opens and checks a GGUF file: header, every key and value, every tensor info; the data of
+ * every tensor lies inside the file, aligned, and no two tensors overlap; keys and tensor names
+ * are valid UTF-8 and unique. VKM_ERR_IO (cannot open), VKM_ERR_FORMAT (malformed),
+ * VKM_ERR_UNSUPPORTED (GGUF v1, big-endian, a ggml type other than F32 F16 BF16 Q8_0 Q4_0 Q4_K
+ * Q6_K I8 I16 I32 I64 F64), VKM_ERR_OUT_OF_HOST_MEMORY. On failure g is left closed. */
 vkm_status vkm_gguf_open(const char *path, vkm_gguf *g, vkm_err *e);
-void vkm_gguf_close(vkm_gguf *g);
+/* The same over bytes in memory (kept by the caller until vkm_gguf_close); name is for messages. */
+vkm_status vkm_gguf_open_mem(const void *data, uint64_t size, const char *name, vkm_gguf *g,
+                             vkm_err *e);
+void vkm_gguf_close(vkm_gguf *g); /* accepts a zeroed or already closed g */
 const vkm_gguf_kv *vkm_gguf_find(const vkm_gguf *g, const char *key);
 /* Typed getters: false if the key is absent or its type does not convert exactly
  * (any integer type to u32/i64 when in range; F32/F64 to f32/f64). */
@@ -103,6 +130,18 @@ bool vkm_gguf_get_bool(const vkm_gguf *g, const char *key, bool *out);
 bool vkm_gguf_get_str(const vkm_gguf *g, const char *key, char *out, size_t cap);
 const vkm_gguf_arr *vkm_gguf_get_arr(const vkm_gguf *g, const char *key);
 const vkm_tensor_src *vkm_gguf_tensor(const vkm_gguf *g, const char *name);
+/* Element i of an array of integers (any width, bool included) / of F32 or F64; false when i
+ * is out of range, the element type does not convert, or a value is out of range. */
+bool vkm_gguf_arr_i64(const vkm_gguf_arr *a, uint64_t i, int64_t *out);
+bool vkm_gguf_arr_f64(const vkm_gguf_arr *a, uint64_t i, double *out);
+/* "u8", "string", "array", ... ("?" for an invalid value); bytes of one scalar (0 otherwise). */
+const char *vkm_gguf_type_name(vkm_gguf_type t);
+uint32_t vkm_gguf_type_size(vkm_gguf_type t);
+/* ggml tensor type ids <-> vkm_dtype (F32=0 F16=1 Q4_0=2 Q8_0=8 Q4_K=12 Q6_K=14 I8=24 I16=25
+ * I32=26 I64=27 F64=28 BF16=30). The name of any ggml type id ("Q5_K"), NULL if unknown. */
+uint32_t vkm_gguf_ggml_type(vkm_dtype t);
+bool vkm_gguf_dtype(uint32_t ggml_type, vkm_dtype *out);
+const char *vkm_gguf_ggml_type_name(uint32_t ggml_type);
 
 /* ------------------------------------------------------------------------------------------ */
 /* safetensors (one file, or a sharded set through model.safetensors.index.json)               */
