@@ -13,8 +13,6 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list Vulkan devices and their capabilities"},
     {"bench", cmd_bench, "copy bandwidth and kernel microbenchmarks (--json)"},
-    {"info", cmd_info, "inspect and validate a model or adapter file"},
-    {"tokenize", cmd_tokenize, "print the token ids of a text"},
 };
 
 static void usage(FILE *f)

@@ -127,6 +127,7 @@ typedef struct vkm_context_params {
     /* Disable optional features to exercise fallbacks (tests): 16-bit storage, fp16 math,
      * 8-bit storage, int8 math, subgroup size control. */
     bool disable_storage16, disable_fp16, disable_storage8, disable_int8, disable_sg_control;
+    bool disable_subgroup_arith; /* use the shared-memory reduction variants                */
 } vkm_context_params;
 
 vkm_context_params vkm_context_default_params(void);
@@ -165,6 +166,22 @@ typedef enum vkm_dtype {
 } vkm_dtype;
 
 const char *vkm_dtype_name(vkm_dtype t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Kernel microbenchmarks                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct vkm_bench_result {
+    double seconds;     /* best time of one run of the kernel (all its dispatches)            */
+    double bytes;       /* bytes the kernel must move (weights + inputs + outputs)            */
+    double gbps;        /* bytes / seconds / 1e9                                              */
+    double max_err;     /* largest |difference| from a host reference on a few rows (0: none) */
+} vkm_bench_result;
+
+/* Times one kernel on random data: kernel "matvec" (rows x cols weights of `dtype` times
+ * n_vec vectors), "rmsnorm" (rows x cols), "softmax" (rows x cols), "silu_mul" (rows*cols),
+ * "copy" (rows*cols floats). Uses timestamps when the device has them, else wall time. */
+vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtype, uint32_t rows,
+                            uint32_t cols, uint32_t n_vec, vkm_bench_result *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Inspecting files (any model or adapter the loader reads); no device needed                 */

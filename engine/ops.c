@@ -1,0 +1,114 @@
+/*
+ * ops.c — host wrappers of the basic kernels (copy, matvec, rmsnorm, softmax, element-wise):
+ * variant choice, specialization constants, chunking, dispatch geometry.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ops.h"
+#include "push.h"
+
+vkm_spv_id vkm_ops_variant(const vkm_dev *d, vkm_spv_id id)
+{
+    const uint32_t need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    if ((d->caps.subgroup_ops & need) == need) return id;
+    char name[128];
+    snprintf(name, sizeof name, "%s_nosg", vkm_spv_registry[id].name);
+    vkm_spv_id twin = vkm_spv_find(name);
+    return twin == VKM_SPV_COUNT ? id : twin;
+}
+
+vkm_pipe *vkm_ops_pipe(vkm_rec *r, vkm_spv_id id, const uint32_t *spec, uint32_t n_spec)
+{
+    if (r->status != VKM_OK) return NULL;
+    vkm_pipe *p = NULL;
+    vkm_status s = vkm_pipe_get(r->dev, vkm_ops_variant(r->dev, id), spec, n_spec, &p);
+    if (s != VKM_OK) r->status = s;
+    return p;
+}
+
+/* Workgroup size of the streaming kernels: a few subgroups, at least 64 invocations. */
+static uint32_t stream_wg(const vkm_dev *d)
+{
+    uint32_t sg = d->caps.subgroup_size ? d->caps.subgroup_size : 32;
+    uint32_t wg = sg * 4;
+    if (wg < 64) wg = 64;
+    if (wg > 256) wg = 256;
+    if (wg > d->caps.max_wg_invocations) wg = d->caps.max_wg_invocations;
+    return wg;
+}
+
+void vkm_op_copy(vkm_rec *r, vkm_range src, vkm_range dst, uint64_t bytes)
+{
+    uint32_t spec[1] = {stream_wg(r->dev)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_copy, spec, 1);
+    if (!p) return;
+    vkm_push_copy pc = {(uint32_t)(bytes / 16)};
+    vkm_range b[2] = {vkm_range_sub(src, 0, bytes), vkm_range_sub(dst, 0, bytes)};
+    uint64_t groups = (pc.n + spec[0] - 1) / spec[0];
+    if (groups > 4096) groups = 4096; /* grid-stride beyond that */
+    vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, groups);
+}
+
+static vkm_spv_id matvec_id(const vkm_dev *d, vkm_dtype t)
+{
+    switch (t) {
+    case VKM_F16: return d->caps.storage16 ? VKM_SPV_matvec_f16s : VKM_SPV_matvec_f16;
+    case VKM_Q8_0: return VKM_SPV_matvec_q8_0;
+    case VKM_Q4_0: return VKM_SPV_matvec_q4_0;
+    default: return VKM_SPV_matvec_f32;
+    }
+}
+
+void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t,
+                   bool accumulate)
+{
+    const vkm_dev *d = r->dev;
+    const uint32_t nr = 2;
+    for (uint32_t t0 = 0; t0 < n_t; t0 += 8) {
+        uint32_t nt = n_t - t0 < 8 ? n_t - t0 : 8;
+        uint32_t spec[3] = {stream_wg(d), nr, nt};
+        vkm_pipe *p = vkm_ops_pipe(r, matvec_id(d, w->dtype), spec, 3);
+        if (!p) return;
+        for (uint32_t c = 0; c < w->n_chunks; c++) {
+            const vkm_chunk *ch = &w->chunks[c];
+            vkm_push_matvec pc = {ch->rows, w->cols, ch->row0, w->row_stride, x.stride, y.stride,
+                                  accumulate ? 1u : 0u, ch->scale_off_words,
+                                  x.off + t0 * x.stride, y.off + t0 * y.stride};
+            vkm_range b[3] = {ch->r, x.r, y.r};
+            vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, (ch->rows + nr - 1) / nr);
+        }
+    }
+}
+
+void vkm_op_rmsnorm(vkm_rec *r, vkm_act x, vkm_range w, vkm_act y, uint32_t n, uint32_t rows,
+                    float eps)
+{
+    uint32_t spec[1] = {stream_wg(r->dev)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_rmsnorm, spec, 1);
+    if (!p) return;
+    vkm_push_norm pc = {n, rows, x.stride, y.stride, eps, x.off, y.off};
+    vkm_range b[3] = {x.r, w, y.r};
+    vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, rows);
+}
+
+void vkm_op_softmax(vkm_rec *r, vkm_range x, uint32_t n, uint32_t rows, uint32_t stride, float scale)
+{
+    uint32_t spec[1] = {stream_wg(r->dev)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_softmax, spec, 1);
+    if (!p) return;
+    vkm_push_softmax pc = {n, rows, stride, scale};
+    vkm_rec_dispatch_n(r, p, &x, 1, &pc, sizeof pc, rows);
+}
+
+void vkm_op_eltwise(vkm_rec *r, vkm_elt_op op, vkm_act a, vkm_act b, vkm_act y, uint32_t n)
+{
+    uint32_t spec[2] = {stream_wg(r->dev), (uint32_t)op};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_eltwise, spec, 2);
+    if (!p) return;
+    vkm_push_eltwise pc = {n, a.off, b.off, y.off};
+    vkm_range bind[3] = {a.r, b.r, y.r};
+    uint64_t groups = (n + spec[0] - 1) / spec[0];
+    if (groups > 4096) groups = 4096;
+    vkm_rec_dispatch_n(r, p, bind, 3, &pc, sizeof pc, groups);
+}

@@ -1,0 +1,75 @@
+// types.glsl — what every kernel shares: the workgroup size as specialization constant 0,
+// the 2-D folded group index, f16/bf16 unpacking from 32-bit words, and workgroup reductions
+// (subgroup arithmetic when present, a shared-memory tree when VKM_NO_SUBGROUP is defined).
+#extension GL_EXT_control_flow_attributes : enable
+#extension GL_KHR_shader_subgroup_basic : enable
+#ifndef VKM_NO_SUBGROUP
+#extension GL_KHR_shader_subgroup_arithmetic : enable
+#endif
+
+layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
+layout(constant_id = 0) const uint WG = 64;
+
+// Group index of a 1-D dispatch folded into (x, y) by vkm_rec_dispatch_n.
+uint vkm_group_id() { return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x; }
+
+float f16_lo(uint w) { return unpackHalf2x16(w).x; }
+float f16_hi(uint w) { return unpackHalf2x16(w).y; }
+
+// 4 signed bytes of a word as floats (little-endian order).
+vec4 i8x4(uint w)
+{
+    ivec4 v = ivec4(int(w << 24), int(w << 16), int(w << 8), int(w)) >> 24;
+    return vec4(v);
+}
+
+shared float vkm_red[WG];
+
+// Sum of v over the workgroup; every invocation gets the result. Call from uniform control flow.
+float wg_sum(float v)
+{
+#ifndef VKM_NO_SUBGROUP
+    v = subgroupAdd(v);
+    if (gl_NumSubgroups == 1) return v;
+    barrier();
+    if (subgroupElect()) vkm_red[gl_SubgroupID] = v;
+    barrier();
+    float s = 0.0;
+    for (uint i = 0; i < gl_NumSubgroups; i++) s += vkm_red[i];
+    return s;
+#else
+    barrier();
+    vkm_red[gl_LocalInvocationID.x] = v;
+    barrier();
+    for (uint h = WG / 2; h > 0; h >>= 1) {
+        if (gl_LocalInvocationID.x < h) vkm_red[gl_LocalInvocationID.x] += vkm_red[gl_LocalInvocationID.x + h];
+        barrier();
+    }
+    return vkm_red[0];
+#endif
+}
+
+// Maximum of v over the workgroup; every invocation gets the result.
+float wg_max(float v)
+{
+#ifndef VKM_NO_SUBGROUP
+    v = subgroupMax(v);
+    if (gl_NumSubgroups == 1) return v;
+    barrier();
+    if (subgroupElect()) vkm_red[gl_SubgroupID] = v;
+    barrier();
+    float s = vkm_red[0];
+    for (uint i = 1; i < gl_NumSubgroups; i++) s = max(s, vkm_red[i]);
+    return s;
+#else
+    barrier();
+    vkm_red[gl_LocalInvocationID.x] = v;
+    barrier();
+    for (uint h = WG / 2; h > 0; h >>= 1) {
+        if (gl_LocalInvocationID.x < h)
+            vkm_red[gl_LocalInvocationID.x] = max(vkm_red[gl_LocalInvocationID.x], vkm_red[gl_LocalInvocationID.x + h]);
+        barrier();
+    }
+    return vkm_red[0];
+#endif
+}

@@ -1,0 +1,77 @@
+// weights.glsl — reading one "step" of a weight row in each device layout (engine/memory.c):
+//   WTYPE_F32   rows of f32, stride padded to 8: a step is 4 elements (one vec4)
+//   WTYPE_F16   rows of f16 read as 32-bit words (no 16-bit storage needed): 8 elements
+//   WTYPE_F16S  rows of f16 through 16-bit storage: 8 elements
+//   WTYPE_Q8_0  [rows][cols] int8 quants, then [rows][cols/32] f16 scales: a step is a block of 32
+//   WTYPE_Q4_0  [rows][cols/2] nibbles (llama.cpp order: low = j, high = j+16), then scales
+// W_STEP elements per step, W_K vec4 per step. load_w(row, step, v) dequantizes into v[0..W_K).
+// w_stride is the push constant's row stride (elements for f32/f16, quant bytes for q8_0/q4_0),
+// w_soff the word offset of the scales.
+
+#if defined(WTYPE_F32)
+#define W_STEP 4
+#define W_K 1
+layout(binding = 0) readonly buffer Wv { vec4 w4[]; };
+void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
+{
+    v[0] = w4[row * (w_stride >> 2) + s];
+}
+#elif defined(WTYPE_F16)
+#define W_STEP 8
+#define W_K 2
+layout(binding = 0) readonly buffer Wv { uvec4 w4[]; };
+void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
+{
+    uvec4 q = w4[row * (w_stride >> 3) + s];
+    v[0] = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+    v[1] = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+}
+#elif defined(WTYPE_F16S)
+#extension GL_EXT_shader_16bit_storage : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#define W_STEP 8
+#define W_K 2
+layout(binding = 0) readonly buffer Wv { f16vec4 w4[]; };
+void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
+{
+    uint i = row * (w_stride >> 2) + 2 * s;
+    v[0] = vec4(w4[i]);
+    v[1] = vec4(w4[i + 1]);
+}
+#elif defined(WTYPE_Q8_0) || defined(WTYPE_Q4_0)
+#define W_STEP 32
+#define W_K 8
+layout(binding = 0) readonly buffer Wv { uvec4 w4[]; };
+layout(binding = 0) readonly buffer Ws { uint w1[]; };
+float w_scale(uint row, uint s, uint w_stride, uint w_soff)
+{
+#if defined(WTYPE_Q8_0)
+    uint idx = row * (w_stride >> 5) + s;
+#else
+    uint idx = row * (w_stride >> 4) + s;
+#endif
+    vec2 d = unpackHalf2x16(w1[w_soff + (idx >> 1)]);
+    return (idx & 1u) != 0u ? d.y : d.x;
+}
+void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
+{
+    float d = w_scale(row, s, w_stride, w_soff);
+#if defined(WTYPE_Q8_0)
+    uint i = row * (w_stride >> 4) + 2 * s;
+    uvec4 a = w4[i], b = w4[i + 1];
+    v[0] = i8x4(a.x) * d; v[1] = i8x4(a.y) * d; v[2] = i8x4(a.z) * d; v[3] = i8x4(a.w) * d;
+    v[4] = i8x4(b.x) * d; v[5] = i8x4(b.y) * d; v[6] = i8x4(b.z) * d; v[7] = i8x4(b.w) * d;
+#else
+    uvec4 q = w4[row * (w_stride >> 4) + s];
+    [[unroll]] for (uint j = 0; j < 4; j++) {
+        uint x = q[j];
+        v[j] = (vec4(uvec4(x, x >> 8, x >> 16, x >> 24) & 0xFu) - 8.0) * d;
+        v[4 + j] = (vec4(uvec4(x >> 4, x >> 12, x >> 20, x >> 28) & 0xFu) - 8.0) * d;
+    }
+#endif
+}
+#endif
+
+// Steps per row (the last may be partial for f32/f16) and whole steps.
+uint w_steps(uint cols) { return (cols + W_STEP - 1) / W_STEP; }
+uint w_full_steps(uint cols) { return cols / W_STEP; }

@@ -1,0 +1,77 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// matvec.comp — y[t] (+)= W x[t] for NT vectors at once (weights read once for all of them):
+// the decode-time matrix kernel. Each workgroup computes NR rows of one row chunk of W;
+// invocations stride over the steps of a row, then one reduction per (row, vector).
+// Spec constants: 0 WG (workgroup size), 1 NR (rows per workgroup), 2 NT (vectors, 1..8).
+#include "types.glsl"
+#define VKM_PUSH_MATVEC
+#include "push.glsl"
+#include "weights.glsl"
+
+layout(constant_id = 1) const uint NR = 2;
+layout(constant_id = 2) const uint NT = 1;
+
+layout(binding = 1) readonly buffer X { float x[]; };
+layout(binding = 2) buffer Y { float y[]; };
+
+shared float part[NR * NT * WG];
+
+// x[t][s*W_STEP + 4k .. +4), zero beyond cols when `tail`.
+vec4 load_x(uint t, uint s, uint k, bool tail)
+{
+    uint c = s * W_STEP + 4 * k, b = pc.x_off + t * pc.x_stride + c;
+    if (!tail) return vec4(x[b], x[b + 1], x[b + 2], x[b + 3]);
+    vec4 v = vec4(0.0);
+    [[unroll]] for (uint i = 0; i < 4; i++)
+        if (c + i < pc.cols) v[i] = x[b + i];
+    return v;
+}
+
+void main()
+{
+    const uint lid = gl_LocalInvocationID.x;
+    const uint rbase = vkm_group_id() * NR;
+    if (rbase >= pc.rows) return;
+
+    float acc[NR * NT];
+    [[unroll]] for (uint i = 0; i < NR * NT; i++) acc[i] = 0.0;
+
+    const uint nsteps = w_steps(pc.cols), nfull = w_full_steps(pc.cols);
+    for (uint s = lid; s < nsteps; s += WG) {
+        const bool tail = s >= nfull;
+        vec4 wv[NR * W_K];
+        [[unroll]] for (uint r = 0; r < NR; r++) {
+            vec4 v[W_K];
+            load_w(min(rbase + r, pc.rows - 1), s, pc.w_stride, pc.scale_off, v);
+            [[unroll]] for (uint k = 0; k < W_K; k++) wv[r * W_K + k] = v[k];
+        }
+        [[unroll]] for (uint t = 0; t < NT; t++) {
+            [[unroll]] for (uint k = 0; k < W_K; k++) {
+                vec4 xv = load_x(t, s, k, tail);
+                [[unroll]] for (uint r = 0; r < NR; r++) acc[r * NT + t] += dot(wv[r * W_K + k], xv);
+            }
+        }
+    }
+
+    // one barrier: partial sums of every (row, vector) to shared, then NR*NT invocations finish
+#ifndef VKM_NO_SUBGROUP
+    [[unroll]] for (uint i = 0; i < NR * NT; i++) acc[i] = subgroupAdd(acc[i]);
+    const uint nsub = gl_NumSubgroups;
+    if (subgroupElect())
+        [[unroll]] for (uint i = 0; i < NR * NT; i++) part[i * nsub + gl_SubgroupID] = acc[i];
+#else
+    const uint nsub = WG;
+    [[unroll]] for (uint i = 0; i < NR * NT; i++) part[i * nsub + lid] = acc[i];
+#endif
+    barrier();
+    if (lid < NR * NT) {
+        float sum = 0.0;
+        for (uint j = 0; j < nsub; j++) sum += part[lid * nsub + j];
+        const uint r = lid / NT, t = lid % NT, row = rbase + r;
+        if (row < pc.rows) {
+            const uint yi = pc.y_off + t * pc.y_stride + pc.row0 + row;
+            y[yi] = pc.accumulate != 0u ? y[yi] + sum : sum;
+        }
+    }
+}

@@ -1,0 +1,6 @@
+# Engine tests: kernels against plain-C references, device/pipeline/recorder behaviour.
+add_library(vkm_ref STATIC ref/ref_kernels.c)
+target_include_directories(vkm_ref PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/ref)
+target_link_libraries(vkm_ref PUBLIC m)
+
+vkm_test(test_kernels SOURCES test_kernels.c LIBS vkmoe_internal vkm_ref LABELS engine)

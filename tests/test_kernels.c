@@ -1,0 +1,218 @@
+/*
+ * test_kernels.c — the basic kernels against plain-C references on awkward sizes with fixed
+ * seeds, in every variant the device could pick: default, without subgroup arithmetic
+ * (shared-memory reductions), without 16-bit storage (f16 read as 32-bit words).
+ */
+#include "ref_kernels.h"
+#include "vkm_test_engine.h"
+
+typedef struct config {
+    const char *name;
+    bool no_sg, no_s16;
+} config;
+
+static const config configs[] = {
+    {"default", false, false},
+    {"no-subgroup-arith", true, false},
+    {"no-16bit-storage", false, true},
+};
+#define N_CONFIGS (sizeof configs / sizeof configs[0])
+
+static vkm_context *config_context(const config *c)
+{
+    vkm_context_params p = vkm_context_default_params();
+    p.disable_subgroup_arith = c->no_sg;
+    p.disable_storage16 = c->no_s16;
+    return test_context_with(p);
+}
+
+/* The weights the device really holds: f16 rounding or q8_0/q4_0 quantization of each row. */
+static void device_weights(vkm_dtype dt, const float *w, uint32_t rows, uint32_t cols, float *out)
+{
+    uint8_t *blk = test_alloc((size_t)cols * 2 + 64);
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *src = w + (size_t)r * cols;
+        float *dst = out + (size_t)r * cols;
+        if (dt == VKM_F16) {
+            for (uint32_t c = 0; c < cols; c++) dst[c] = vkm_f16_to_f32(vkm_f32_to_f16(src[c]));
+        } else if (dt == VKM_Q8_0 || dt == VKM_Q4_0) {
+            if (dt == VKM_Q8_0) vkm_quantize_q8_0(src, cols, blk);
+            else vkm_quantize_q4_0(src, cols, blk);
+            assert_int_equal(vkm_to_f32(dt, blk, cols, dst), VKM_OK);
+        } else {
+            memcpy(dst, src, (size_t)cols * 4);
+        }
+    }
+    free(blk);
+}
+
+/* One matvec case: W rows x cols of dt, n_t vectors at awkward offsets and strides. */
+static void matvec_case(test_gpu *g, vkm_dtype dt, uint32_t rows, uint32_t cols, uint32_t n_t,
+                        bool acc, uint64_t max_chunk, uint64_t seed)
+{
+    test_rng rng = {seed};
+    const uint32_t xs = cols + 3, xo = 5, ys = rows + 2, yo = 7;
+    float *w = test_alloc((size_t)rows * cols * 4), *wd = test_alloc((size_t)rows * cols * 4);
+    float *x = test_alloc(((size_t)n_t * xs + xo) * 4), *xc = test_alloc((size_t)n_t * cols * 4);
+    float *y0 = test_alloc(((size_t)n_t * ys + yo) * 4), *y = test_alloc(((size_t)n_t * ys + yo) * 4);
+    float *ref = test_alloc((size_t)n_t * rows * 4), *got = test_alloc((size_t)n_t * rows * 4);
+    test_fill(&rng, w, (size_t)rows * cols, 0.5f);
+    test_fill(&rng, x, (size_t)n_t * xs + xo, 1.0f);
+    test_fill(&rng, y0, (size_t)n_t * ys + yo, 1.0f);
+    device_weights(dt, w, rows, cols, wd);
+    for (uint32_t t = 0; t < n_t; t++) {
+        memcpy(xc + (size_t)t * cols, x + xo + (size_t)t * xs, (size_t)cols * 4);
+        for (uint32_t r = 0; r < rows; r++) ref[(size_t)t * rows + r] = y0[yo + (size_t)t * ys + r];
+    }
+    ref_matvec(wd, rows, cols, xc, n_t, ref, acc);
+
+    vkm_tensor wt;
+    test_gpu_check(g, vkm_tensor_alloc(&g->arena, dt, rows, cols, max_chunk, &wt));
+    test_gpu_check(g, vkm_tensor_upload(g->d, &wt, VKM_F32, w, NULL));
+    vkm_range xr = test_gpu_floats(g, x, (size_t)n_t * xs + xo);
+    vkm_range yr = test_gpu_floats(g, y0, (size_t)n_t * ys + yo);
+    vkm_rec *r = test_gpu_begin(g);
+    vkm_op_matvec(r, &wt, (vkm_act){xr, xo, xs}, (vkm_act){yr, yo, ys}, n_t, acc);
+    test_gpu_run(g);
+    test_gpu_read(g, yr, y, (size_t)n_t * ys + yo);
+    for (uint32_t t = 0; t < n_t; t++)
+        for (uint32_t rr = 0; rr < rows; rr++) got[(size_t)t * rows + rr] = y[yo + (size_t)t * ys + rr];
+    double nmse = test_nmse(got, ref, (size_t)n_t * rows);
+    double tol = 1e-10;
+    if (nmse > tol || nmse != nmse)
+        fail_msg("matvec %s %ux%u n_t=%u acc=%d chunk=%llu (%u chunks): nmse %.3g > %.3g",
+                 vkm_dtype_name(dt), rows, cols, n_t, acc, (unsigned long long)max_chunk,
+                 wt.n_chunks, nmse, tol);
+    /* outside the written rows nothing changed */
+    for (uint32_t t = 0; t < n_t; t++)
+        for (uint32_t rr = rows; rr < ys; rr++)
+            if ((size_t)t * ys + yo + rr < (size_t)n_t * ys + yo)
+                assert_true(y[yo + (size_t)t * ys + rr] == y0[yo + (size_t)t * ys + rr]);
+    free(w); free(wd); free(x); free(xc); free(y0); free(y); free(ref); free(got);
+}
+
+static void test_matvec(void **state)
+{
+    (void)state;
+    static const uint32_t shapes[][2] = {{1, 1}, {7, 3}, {33, 37}, {64, 100}, {257, 129}, {5, 4097}};
+    static const uint32_t qshapes[][2] = {{1, 32}, {7, 96}, {33, 64}, {130, 4096 + 32}};
+    const vkm_dtype fdt[] = {VKM_F32, VKM_F16}, qdt[] = {VKM_Q8_0, VKM_Q4_0};
+    for (size_t ci = 0; ci < N_CONFIGS; ci++) {
+        vkm_context *ctx = config_context(&configs[ci]);
+        test_gpu g;
+        test_gpu_init(&g, ctx);
+        uint64_t seed = 1;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int di = 0; di < 2; di++)
+                for (uint32_t nt = 1; nt <= 9; nt += 4)
+                    matvec_case(&g, fdt[di], shapes[s][0], shapes[s][1], nt, nt == 5, 0, seed++);
+        for (size_t s = 0; s < sizeof qshapes / sizeof qshapes[0]; s++)
+            for (int di = 0; di < 2; di++)
+                for (uint32_t nt = 1; nt <= 9; nt += 4)
+                    matvec_case(&g, qdt[di], qshapes[s][0], qshapes[s][1], nt, nt == 9, 0, seed++);
+        /* chunked: small chunks force many row chunks on small tensors */
+        matvec_case(&g, VKM_F32, 100, 37, 3, true, 16 * 40 * 4, seed++);
+        matvec_case(&g, VKM_F16, 333, 64, 2, false, 4096, seed++);
+        matvec_case(&g, VKM_Q8_0, 70, 64, 1, false, 16 * 68, seed++);
+        matvec_case(&g, VKM_Q4_0, 70, 64, 1, true, 16 * 36, seed++);
+        test_gpu_done(&g);
+        test_context_done(ctx);
+    }
+}
+
+static void test_rmsnorm_softmax_eltwise(void **state)
+{
+    (void)state;
+    static const uint32_t shapes[][2] = {{1, 1}, {3, 7}, {5, 64}, {2, 1000}, {1, 4099}};
+    for (size_t ci = 0; ci < N_CONFIGS; ci++) {
+        vkm_context *ctx = config_context(&configs[ci]);
+        test_gpu g;
+        test_gpu_init(&g, ctx);
+        test_rng rng = {42 + ci};
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            uint32_t rows = shapes[s][0], n = shapes[s][1];
+            size_t tot = (size_t)rows * n;
+            float *x = test_alloc(tot * 4), *w = test_alloc(n * 4), *b = test_alloc(tot * 4);
+            float *ref = test_alloc(tot * 4), *got = test_alloc(tot * 4);
+            test_fill(&rng, x, tot, 3.0f);
+            test_fill(&rng, w, n, 1.0f);
+            test_fill(&rng, b, tot, 2.0f);
+            vkm_range xr = test_gpu_floats(&g, x, tot), wr = test_gpu_floats(&g, w, n);
+            vkm_range br = test_gpu_floats(&g, b, tot), yr = test_gpu_floats(&g, NULL, tot);
+            vkm_act X = {xr, 0, n}, Y = {yr, 0, n}, B = {br, 0, n};
+
+            /* rmsnorm */
+            vkm_rec *r = test_gpu_begin(&g);
+            vkm_op_rmsnorm(r, X, wr, Y, n, rows, 1e-5f);
+            test_gpu_run(&g);
+            test_gpu_read(&g, yr, got, tot);
+            ref_rmsnorm(x, w, ref, n, rows, 1e-5f);
+            double e = test_nmse(got, ref, tot);
+            if (e > 1e-11) fail_msg("rmsnorm %ux%u [%s]: nmse %.3g", rows, n, configs[ci].name, e);
+
+            /* softmax in place, scaled */
+            r = test_gpu_begin(&g);
+            vkm_op_softmax(r, xr, n, rows, n, 0.7f);
+            test_gpu_run(&g);
+            test_gpu_read(&g, xr, got, tot);
+            memcpy(ref, x, tot * 4);
+            ref_softmax(ref, n, rows, 0.7f);
+            e = test_nmse(got, ref, tot);
+            if (e > 1e-11) fail_msg("softmax %ux%u [%s]: nmse %.3g", rows, n, configs[ci].name, e);
+            test_gpu_check(&g, vkm_upload(g.d, xr, x, tot * 4));
+
+            /* element-wise: add, mul, silu*mul (the last one in place on a) */
+            for (int op = 0; op < 3; op++) {
+                r = test_gpu_begin(&g);
+                vkm_op_eltwise(r, (vkm_elt_op)op, X, B, op == 2 ? X : Y, (uint32_t)tot);
+                test_gpu_run(&g);
+                test_gpu_read(&g, op == 2 ? xr : yr, got, tot);
+                for (size_t i = 0; i < tot; i++)
+                    ref[i] = op == 0 ? x[i] + b[i] : op == 1 ? x[i] * b[i] : ref_silu(x[i]) * b[i];
+                e = test_max_abs(got, ref, tot);
+                if (e > 1e-5) fail_msg("eltwise op %d n=%zu [%s]: max err %.3g", op, tot, configs[ci].name, e);
+            }
+            free(x); free(w); free(b); free(ref); free(got);
+        }
+        test_gpu_done(&g);
+        test_context_done(ctx);
+    }
+}
+
+static void test_copy(void **state)
+{
+    (void)state;
+    vkm_context *ctx = test_context();
+    test_gpu g;
+    test_gpu_init(&g, ctx);
+    const size_t sizes[] = {4, 64, 4096 + 4, (1u << 20) + 12};
+    test_rng rng = {7};
+    for (size_t s = 0; s < 4; s++) {
+        size_t n = sizes[s];
+        float *x = test_alloc(n * 4), *y = test_alloc(n * 4);
+        test_fill(&rng, x, n, 1.0f);
+        vkm_range a = test_gpu_floats(&g, x, n), b = test_gpu_floats(&g, NULL, n);
+        vkm_rec *r = test_gpu_begin(&g);
+        vkm_op_copy(r, a, b, n * 4);
+        test_gpu_run(&g);
+        test_gpu_read(&g, b, y, n);
+        assert_memory_equal(x, y, n * 4);
+        free(x);
+        free(y);
+    }
+    double gbps = 0;
+    assert_int_equal(vkm_context_copy_bandwidth(ctx, 16u << 20, &gbps), VKM_OK);
+    assert_true(gbps > 0);
+    test_gpu_done(&g);
+    test_context_done(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_matvec),
+        cmocka_unit_test(test_rmsnorm_softmax_eltwise),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
