@@ -153,24 +153,41 @@ typedef struct vkm_st_meta {
 typedef struct vkm_st {
     char path[1024];
     vkm_map map;
-    uint64_t header_len;
+    bool own_map;             /* false for vkm_st_open_mem                                  */
+    uint64_t header_len;      /* the JSON header's bytes; data starts at 8 + header_len      */
     uint64_t n_tensors;
-    vkm_tensor_src *tensors;
+    vkm_tensor_src *tensors;  /* in header order; offset is absolute inside the file         */
     uint64_t n_meta;          /* the "__metadata__" string pairs                           */
     vkm_st_meta *meta;
+    const vkm_tensor_src **tensor_by_name; /* internal: sorted for lookups                 */
 } vkm_st;
 
+/* Opens and checks one safetensors file: the 8-byte little-endian header length, the JSON
+ * header (strict: known keys only, no duplicates), every dtype, shape and data_offsets (inside
+ * the file, size == elements x dtype size, no two tensors overlapping), "__metadata__" (strings).
+ * VKM_ERR_IO, VKM_ERR_FORMAT, VKM_ERR_UNSUPPORTED (a dtype other than F32 F16 BF16 I8 I16 I32
+ * I64 F64), VKM_ERR_OUT_OF_HOST_MEMORY. On failure s is left closed. */
 vkm_status vkm_st_open(const char *path, vkm_st *s, vkm_err *e);
+vkm_status vkm_st_open_mem(const void *data, uint64_t size, const char *name, vkm_st *s,
+                           vkm_err *e);
 void vkm_st_close(vkm_st *s);
 const vkm_tensor_src *vkm_st_tensor(const vkm_st *s, const char *name);
+const char *vkm_st_meta_get(const vkm_st *s, const char *key); /* NULL if absent */
+/* safetensors dtype names: "F32", "BF16", ... (NULL for block types); false if not supported. */
+const char *vkm_st_dtype_name(vkm_dtype t);
+bool vkm_st_dtype_parse(const char *name, vkm_dtype *out);
 
 /* A set of safetensors shards; a single file is a set of one. */
 typedef struct vkm_st_set {
+    char path[1024];          /* the file, or the index.json                                */
+    bool sharded;             /* opened through an index                                     */
     uint32_t n_files;
     vkm_st *files;
 } vkm_st_set;
 
-/* path: a .safetensors file, a model.safetensors.index.json, or a folder holding either. */
+/* path: a .safetensors file, a model.safetensors.index.json, or a folder holding either
+ * (the index wins). With an index, every "weight_map" entry must be in the shard it names
+ * (plain file names beside the index), and no tensor may be in two shards or in none. */
 vkm_status vkm_st_set_open(const char *path, vkm_st_set *s, vkm_err *e);
 void vkm_st_set_close(vkm_st_set *s);
 const vkm_tensor_src *vkm_st_set_tensor(const vkm_st_set *s, const char *name);
