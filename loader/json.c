@@ -86,10 +86,23 @@ static const char *find_dup(const cJSON *v, const char **owner, bool *oom)
     return NULL;
 }
 
+/* True when the text holds a \u0000 escape: cJSON would cut the string there silently. */
+static bool has_nul_escape(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++)
+        if (text[i] == '\\') {
+            if (text[i + 1] == 'u' && i + 5 < len && !memcmp(text + i + 2, "0000", 4)) return true;
+            i++; /* skip the escaped character */
+        }
+    return false;
+}
+
 vkm_status vkm_json_parse(const char *text, size_t len, const char *path, cJSON **out,
                           vkm_err *e)
 {
     *out = NULL;
+    if (has_nul_escape(text, len))
+        return vkm_fail(e, VKM_ERR_FORMAT, "%s: a \\u0000 (NUL) escape in a JSON string", path);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!root) {
