@@ -27,27 +27,38 @@ vkm_pipe *vkm_ops_pipe(vkm_rec *r, vkm_spv_id id, const uint32_t *spec, uint32_t
     return p;
 }
 
-/* Workgroup size of the streaming kernels: a few subgroups, at least 64 invocations. */
-static uint32_t stream_wg(const vkm_dev *d)
+/* Workgroup sizes (measured, see apps bench). CPU devices (lavapipe) run a workgroup as one
+ * thread looping over its subgroups: kernels with reductions (barriers, shared memory) are
+ * fastest with one subgroup per workgroup there, barrier-free ones with large workgroups.
+ * GPUs: reductions over a few subgroups (at least 64 invocations), streaming kernels 256. */
+static bool cpu_device(const vkm_dev *d) { return d->caps.type == VK_PHYSICAL_DEVICE_TYPE_CPU; }
+
+static uint32_t cap_wg(const vkm_dev *d, uint32_t wg)
+{
+    return wg > d->caps.max_wg_invocations ? d->caps.max_wg_invocations : wg;
+}
+
+static uint32_t reduce_wg(const vkm_dev *d)
 {
     uint32_t sg = d->caps.subgroup_size ? d->caps.subgroup_size : 32;
+    if (cpu_device(d)) return sg;
     uint32_t wg = sg * 4;
     if (wg < 64) wg = 64;
     if (wg > 256) wg = 256;
-    if (wg > d->caps.max_wg_invocations) wg = d->caps.max_wg_invocations;
-    return wg;
+    return cap_wg(d, wg);
 }
+
+static uint32_t stream_wg(const vkm_dev *d) { return cap_wg(d, 256); }
 
 void vkm_op_copy(vkm_rec *r, vkm_range src, vkm_range dst, uint64_t bytes)
 {
-    uint32_t spec[1] = {stream_wg(r->dev)};
-    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_copy, spec, 1);
+    uint32_t spec[2] = {stream_wg(r->dev), cpu_device(r->dev) ? 1u : 4u};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_copy, spec, 2);
     if (!p) return;
     vkm_push_copy pc = {(uint32_t)(bytes / 16)};
     vkm_range b[2] = {vkm_range_sub(src, 0, bytes), vkm_range_sub(dst, 0, bytes)};
-    uint64_t groups = (pc.n + spec[0] - 1) / spec[0];
-    if (groups > 4096) groups = 4096; /* grid-stride beyond that */
-    vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, groups);
+    uint64_t per = (uint64_t)spec[0] * spec[1];
+    vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, (pc.n + per - 1) / per);
 }
 
 static vkm_spv_id matvec_id(const vkm_dev *d, vkm_dtype t)
@@ -64,10 +75,10 @@ void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
                    bool accumulate)
 {
     const vkm_dev *d = r->dev;
-    const uint32_t nr = 2;
+    const uint32_t nr = cpu_device(d) ? 4u : 2u;
     for (uint32_t t0 = 0; t0 < n_t; t0 += 8) {
         uint32_t nt = n_t - t0 < 8 ? n_t - t0 : 8;
-        uint32_t spec[3] = {stream_wg(d), nr, nt};
+        uint32_t spec[3] = {reduce_wg(d), nr, nt};
         vkm_pipe *p = vkm_ops_pipe(r, matvec_id(d, w->dtype), spec, 3);
         if (!p) return;
         for (uint32_t c = 0; c < w->n_chunks; c++) {
@@ -84,7 +95,7 @@ void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
 void vkm_op_rmsnorm(vkm_rec *r, vkm_act x, vkm_range w, vkm_act y, uint32_t n, uint32_t rows,
                     float eps)
 {
-    uint32_t spec[1] = {stream_wg(r->dev)};
+    uint32_t spec[1] = {reduce_wg(r->dev)};
     vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_rmsnorm, spec, 1);
     if (!p) return;
     vkm_push_norm pc = {n, rows, x.stride, y.stride, eps, x.off, y.off};
@@ -94,7 +105,7 @@ void vkm_op_rmsnorm(vkm_rec *r, vkm_act x, vkm_range w, vkm_act y, uint32_t n, u
 
 void vkm_op_softmax(vkm_rec *r, vkm_range x, uint32_t n, uint32_t rows, uint32_t stride, float scale)
 {
-    uint32_t spec[1] = {stream_wg(r->dev)};
+    uint32_t spec[1] = {reduce_wg(r->dev)};
     vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_softmax, spec, 1);
     if (!p) return;
     vkm_push_softmax pc = {n, rows, stride, scale};

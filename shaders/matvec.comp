@@ -13,14 +13,17 @@ layout(constant_id = 1) const uint NR = 2;
 layout(constant_id = 2) const uint NT = 1;
 
 layout(binding = 1) readonly buffer X { float x[]; };
+layout(binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(binding = 2) buffer Y { float y[]; };
 
 shared float part[NR * NT * WG];
 
-// x[t][s*W_STEP + 4k .. +4), zero beyond cols when `tail`.
-vec4 load_x(uint t, uint s, uint k, bool tail)
+// x[t][s*W_STEP + 4k .. +4), zero beyond cols when `tail`; one 16-byte load when x's offset
+// and stride are multiples of 4 (`aligned`, uniform), else four.
+vec4 load_x(uint t, uint s, uint k, bool tail, bool aligned)
 {
     uint c = s * W_STEP + 4 * k, b = pc.x_off + t * pc.x_stride + c;
+    if (!tail && aligned) return x4[b >> 2];
     if (!tail) return vec4(x[b], x[b + 1], x[b + 2], x[b + 3]);
     vec4 v = vec4(0.0);
     [[unroll]] for (uint i = 0; i < 4; i++)
@@ -38,6 +41,7 @@ void main()
     [[unroll]] for (uint i = 0; i < NR * NT; i++) acc[i] = 0.0;
 
     const uint nsteps = w_steps(pc.cols), nfull = w_full_steps(pc.cols);
+    const bool aligned = ((pc.x_off | pc.x_stride) & 3u) == 0u;
     for (uint s = lid; s < nsteps; s += WG) {
         const bool tail = s >= nfull;
         vec4 wv[NR * W_K];
@@ -48,7 +52,7 @@ void main()
         }
         [[unroll]] for (uint t = 0; t < NT; t++) {
             [[unroll]] for (uint k = 0; k < W_K; k++) {
-                vec4 xv = load_x(t, s, k, tail);
+                vec4 xv = load_x(t, s, k, tail, aligned);
                 [[unroll]] for (uint r = 0; r < NR; r++) acc[r * NT + t] += dot(wv[r * W_K + k], xv);
             }
         }
@@ -65,10 +69,10 @@ void main()
     [[unroll]] for (uint i = 0; i < NR * NT; i++) part[i * nsub + lid] = acc[i];
 #endif
     barrier();
-    if (lid < NR * NT) {
+    for (uint i = lid; i < NR * NT; i += WG) {
         float sum = 0.0;
-        for (uint j = 0; j < nsub; j++) sum += part[lid * nsub + j];
-        const uint r = lid / NT, t = lid % NT, row = rbase + r;
+        for (uint j = 0; j < nsub; j++) sum += part[i * nsub + j];
+        const uint r = i / NT, t = i % NT, row = rbase + r;
         if (row < pc.rows) {
             const uint yi = pc.y_off + t * pc.y_stride + pc.row0 + row;
             y[yi] = pc.accumulate != 0u ? y[yi] + sum : sum;

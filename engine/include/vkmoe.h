@@ -219,45 +219,84 @@ vkm_status vkm_file_validate(vkm_file *f);
 /* ------------------------------------------------------------------------------------------ */
 typedef struct vkm_tokenizer vkm_tokenizer;
 
-/* Loads the tokenizer of a GGUF model, a tokenizer.json, a SentencePiece tokenizer.model, or
- * a model folder holding one of them. On failure *out may hold a handle whose
- * vkm_tokenizer_errmsg() tells why; free it either way. */
+/* Loads the tokenizer of a GGUF model (tokenizer.ggml.model "llama" or "gpt2"), a Hugging Face
+ * tokenizer.json (model BPE: SentencePiece-style with byte fallback, or byte-level), a
+ * SentencePiece tokenizer.model (BPE), or a folder holding one of them (tokenizer.json, then
+ * tokenizer.model, then model.gguf). The kind of a file is told by its content. Encoding
+ * matches the reference of each source exactly: SentencePiece for tokenizer.model (including
+ * remove_extra_whitespaces, which a GGUF vocabulary cannot express: GGUF encodes like llama.cpp,
+ * keeping every space), Hugging Face tokenizers for tokenizer.json, llama.cpp for GGUF.
+ * On failure *out may hold a handle whose vkm_tokenizer_errmsg() tells why (VKM_ERR_IO,
+ * VKM_ERR_FORMAT, VKM_ERR_NOT_FOUND: no tokenizer, VKM_ERR_UNSUPPORTED: a model, normalizer or
+ * pre-tokenizer vkmoe does not implement); free it either way. */
 vkm_status vkm_tokenizer_load(const char *path, vkm_tokenizer **out);
 void vkm_tokenizer_free(vkm_tokenizer *t);
 const char *vkm_tokenizer_errmsg(const vkm_tokenizer *t);
 int32_t vkm_tokenizer_n_vocab(const vkm_tokenizer *t);
 int32_t vkm_tokenizer_bos(const vkm_tokenizer *t); /* -1 if none */
 int32_t vkm_tokenizer_eos(const vkm_tokenizer *t); /* -1 if none */
-/* True when the model's convention adds BOS at the start of a prompt. */
+/* True when the model's convention adds BOS at the start of a prompt (and it has one). */
 bool vkm_tokenizer_adds_bos(const vkm_tokenizer *t);
+/* "spm" (SentencePiece BPE: merges by piece score), "bpe" (merges by rank, byte fallback),
+ * "byte-level-bpe" (GPT-2 style). */
+const char *vkm_tokenizer_kind(const vkm_tokenizer *t);
 
-/* Encodes `len` bytes of UTF-8 text. With add_bos, BOS is prepended if the tokenizer has one.
- * With parse_special, special-token texts (e.g. "<|im_start|>") become their ids.
+/* What a token is (SentencePiece / GGUF token types). */
+typedef enum vkm_token_type {
+    VKM_TOKEN_INVALID = 0,  /* not an id of this vocabulary                                */
+    VKM_TOKEN_NORMAL = 1,
+    VKM_TOKEN_UNKNOWN = 2,
+    VKM_TOKEN_CONTROL = 3,  /* BOS, EOS, <|im_end|>, ...: decoded as nothing                */
+    VKM_TOKEN_USER = 4,     /* user-defined / non-special added token: always matched       */
+    VKM_TOKEN_UNUSED = 5,
+    VKM_TOKEN_BYTE = 6,     /* <0xNN> byte fallback                                         */
+} vkm_token_type;
+vkm_token_type vkm_tokenizer_token_type(const vkm_tokenizer *t, int32_t id);
+
+/* Encodes `len` bytes of text (text may be NULL when len is 0). With add_bos, BOS is prepended
+ * if the tokenizer has one (EOS is never added). User-defined tokens are always matched in the
+ * text; with parse_special, control and unknown token texts (e.g. "<|im_start|>", "<s>") are too,
+ * leftmost and longest first, and each stretch of text between them is encoded on its own
+ * (SentencePiece-style vocabularies give each stretch its dummy-prefix space, as llama.cpp and
+ * Hugging Face do). Bytes that are not UTF-8 never fail: SentencePiece-style vocabularies read
+ * each as U+FFFD (as SentencePiece does), byte-level ones encode the raw byte.
  * Writes up to `cap` ids; *n_out receives the number needed. VKM_ERR_LIMIT if cap is short
  * (ids is then filled as far as it goes). */
 vkm_status vkm_tokenize(const vkm_tokenizer *t, const char *text, size_t len, bool add_bos,
                         bool parse_special, int32_t *ids, size_t cap, size_t *n_out);
 
-/* Decodes ids into UTF-8 text (no NUL written beyond *n_out, but one is added if room).
- * A streaming decoder that holds back incomplete UTF-8 sequences is vkm_detok_*. */
+/* Decodes ids into text: control tokens vanish, <0xNN> tokens give their byte, U+2581 gives a
+ * space and the one leading space of the dummy prefix is dropped (SentencePiece-style), GPT-2
+ * characters give their bytes (byte-level), unk gives " U+2047 " (SentencePiece's surface).
+ * The result is always valid UTF-8: invalid bytes become U+FFFD (one per byte for
+ * SentencePiece-style vocabularies, as SentencePiece; one per maximal invalid subpart for
+ * byte-level ones, as Hugging Face). *n_out receives the bytes needed (NUL not counted; one is
+ * written if there is room); VKM_ERR_LIMIT if cap is short. VKM_ERR_INVALID_ARGUMENT for an id
+ * outside the vocabulary. A streaming decoder that holds back incomplete UTF-8 is vkm_detok_*. */
 vkm_status vkm_detokenize(const vkm_tokenizer *t, const int32_t *ids, size_t n, char *buf,
                           size_t cap, size_t *n_out);
 
-/* The piece of one token as raw bytes (byte-fallback tokens give their byte). */
+/* The piece of one token as raw bytes, as llama.cpp shows it: byte-fallback tokens give their
+ * byte, U+2581 a space, GPT-2 characters their bytes, control and added tokens their text.
+ * Not necessarily valid UTF-8. *n_out and VKM_ERR_LIMIT as vkm_detokenize. */
 vkm_status vkm_token_piece(const vkm_tokenizer *t, int32_t id, char *buf, size_t cap,
                            size_t *n_out);
 
-/* Streaming decode: feed ids one at a time; returns the bytes that are complete UTF-8 so far. */
+/* Streaming decode: feed ids one at a time; each push returns the text that is complete UTF-8
+ * so far, holding back a sequence that the next token may complete. The pushes followed by a
+ * flush give exactly vkm_detokenize's text. To continue after text already shown (a prompt),
+ * set at_start to false after vkm_detok_init so no leading space is dropped. */
 typedef struct vkm_detok {
     const vkm_tokenizer *tok;
-    char pending[16];
+    char pending[16];   /* held-back bytes (at most 3)                                       */
     size_t n_pending;
-    bool at_start;
+    bool at_start;      /* no token with text seen yet                                       */
 } vkm_detok;
 void vkm_detok_init(vkm_detok *d, const vkm_tokenizer *t);
-/* Appends the text for `id` to buf (cap bytes); *n_out bytes written. */
+/* Writes the text for `id` to buf (cap bytes, NUL added if room); *n_out bytes written. On
+ * VKM_ERR_LIMIT nothing is consumed and *n_out is the room needed: push the same id again. */
 vkm_status vkm_detok_push(vkm_detok *d, int32_t id, char *buf, size_t cap, size_t *n_out);
-/* Flushes any held-back bytes (invalid sequences become U+FFFD). */
+/* Flushes any held-back bytes (an incomplete sequence becomes U+FFFD). */
 vkm_status vkm_detok_flush(vkm_detok *d, char *buf, size_t cap, size_t *n_out);
 
 #ifdef __cplusplus

@@ -16,6 +16,16 @@ uint vkm_group_id() { return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGro
 float f16_lo(uint w) { return unpackHalf2x16(w).x; }
 float f16_hi(uint w) { return unpackHalf2x16(w).y; }
 
+// Four halves (two words) as floats with integer operations and one multiply: exact for every
+// finite half (subnormals included); inf/nan are not expected in weights. Cheaper than
+// unpackHalf2x16 where that is emulated (CPU devices), as fast elsewhere.
+vec4 f16x4(uvec2 w)
+{
+    uvec4 h = uvec4(w.x, w.x >> 16, w.y, w.y >> 16);
+    vec4 m = uintBitsToFloat((h & 0x7fffu) << 13) * 5.192296858534828e33; // 2^112
+    return uintBitsToFloat(floatBitsToUint(m) | ((h & 0x8000u) << 16));
+}
+
 // 4 signed bytes of a word as floats (little-endian order).
 vec4 i8x4(uint w)
 {

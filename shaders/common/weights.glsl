@@ -23,8 +23,8 @@ layout(binding = 0) readonly buffer Wv { uvec4 w4[]; };
 void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
 {
     uvec4 q = w4[row * (w_stride >> 3) + s];
-    v[0] = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
-    v[1] = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+    v[0] = f16x4(q.xy);
+    v[1] = f16x4(q.zw);
 }
 #elif defined(WTYPE_F16S)
 #extension GL_EXT_shader_16bit_storage : require
