@@ -213,7 +213,18 @@ typedef struct vkm_hparams {
     uint32_t n_experts, n_experts_used; /* Mixtral-style MoE; 0 for dense                    */
     int32_t bos, eos;         /* -1 when unknown                                             */
     vkm_rope_layout rope_layout;
+    bool qkv_bias;            /* q/k/v projections carry biases (qwen2): blk.N.attn_q.bias ...*/
 } vkm_hparams;
+
+/* Sane limits for hyperparameters (beyond them a model is refused as malformed). */
+#define VKM_MAX_LAYERS 4096u
+#define VKM_MAX_DIM (1u << 20)
+#define VKM_MAX_HEADS 4096u
+#define VKM_MAX_HEAD_DIM 4096u
+#define VKM_MAX_FFN (1u << 22)
+#define VKM_MAX_VOCAB (1u << 24)
+#define VKM_MAX_CTX (1u << 26)
+#define VKM_MAX_MOE_EXPERTS 256u
 
 /* One tensor of the model under its internal name. */
 typedef struct vkm_model_tensor {
@@ -228,21 +239,45 @@ typedef struct vkm_model_src {
     vkm_gguf gguf;            /* when format == VKM_SRC_GGUF                                 */
     vkm_st_set st;            /* when format == VKM_SRC_SAFETENSORS                          */
     uint32_t n_tensors;
-    vkm_model_tensor *tensors;
+    vkm_model_tensor *tensors;/* sorted by internal name                                      */
 } vkm_model_src;
 
 /* path: a .gguf file; a .safetensors file (config.json beside it); an index.json; or a folder
  * with config.json and model.safetensors[.index.json] (or a single model.gguf). Hugging Face
  * names are mapped to the internal names; the shapes of every expected tensor are checked
- * against the hyperparameters. */
+ * against the hyperparameters, with a message naming the tensor, the expected and the found
+ * shape. GGUF: architectures llama, mistral, qwen2 (<arch>.* keys). Hugging Face:
+ * LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, MixtralForCausalLM. A GGUF file keeps
+ * tensors it does not know under their own names; a Hugging Face tensor it does not know is an
+ * error (VKM_ERR_UNSUPPORTED). VKM_ERR_IO, VKM_ERR_FORMAT, VKM_ERR_UNSUPPORTED,
+ * VKM_ERR_NOT_FOUND (no model in a folder). On failure m is left closed. */
 vkm_status vkm_model_src_open(const char *path, vkm_model_src *m, vkm_err *e);
-void vkm_model_src_close(vkm_model_src *m);
+/* The same for a GGUF file in memory (fuzzing); name is for messages. */
+vkm_status vkm_model_src_open_gguf_mem(const void *data, uint64_t size, const char *name,
+                                       vkm_model_src *m, vkm_err *e);
+void vkm_model_src_close(vkm_model_src *m); /* accepts a zeroed or closed m */
 const vkm_tensor_src *vkm_model_src_tensor(const vkm_model_src *m, const char *internal_name);
-/* Maps a Hugging Face tensor name to the internal name; false if it is not a known one. */
+/* Maps a Hugging Face tensor name to the internal name and back; false if it is not a known one.
+ * model.embed_tokens.weight <-> token_embd.weight, model.norm.weight <-> output_norm.weight,
+ * lm_head.weight <-> output.weight, model.layers.N.{input_layernorm, post_attention_layernorm,
+ * self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}.weight <-> blk.N.{attn_norm, ffn_norm,
+ * attn_{q,k,v,output}, ffn_{gate,up,down}}.weight, self_attn.{q,k,v}_proj.bias <->
+ * attn_{q,k,v}.bias, block_sparse_moe.gate.weight <-> ffn_gate_inp.weight and
+ * block_sparse_moe.experts.E.{w1,w3,w2}.weight <-> ffn_{gate,up,down}.E.weight. */
 bool vkm_hf_to_internal(const char *hf, char *out, size_t cap);
+bool vkm_internal_to_hf(const char *internal, char *out, size_t cap);
+/* Parses a Hugging Face config.json text (path for messages) into hp (rope_layout HALF,
+ * tied_embeddings = tie_word_embeddings) and checks it (vkm_hparams_check). */
+vkm_status vkm_hf_config_parse(const char *json, size_t len, const char *path, vkm_hparams *hp,
+                               vkm_err *e);
+/* Every hyperparameter within the limits above and consistent (heads divisible by kv heads,
+ * head_dim even, experts used <= experts). VKM_ERR_FORMAT naming the value. */
+vkm_status vkm_hparams_check(const vkm_hparams *hp, const char *path, vkm_err *e);
 
 /* The row of a q/k weight in `to` layout that holds row `row` of the `from` layout, inside one
- * head of head_dim rows (the permutation convert_hf_to_gguf.py applies). */
+ * head of head_dim rows (the permutation convert_hf_to_gguf.py applies: HF row s*hd/2 + j is
+ * GGUF row 2j + s). row may also index a whole matrix of heads (head * head_dim + r): the head
+ * is kept. head_dim must be even (an odd one maps every row to itself). */
 uint32_t vkm_rope_row_map(vkm_rope_layout from, vkm_rope_layout to, uint32_t row,
                           uint32_t head_dim);
 
