@@ -42,6 +42,7 @@ typedef struct vkm_dev {
     /* pipelines */
     VkPipelineCache pcache;
     char pcache_path[1024];
+    bool pcache_loaded;           /* a saved cache was found valid and handed to the driver */
     vkm_kernel *kernels[VKM_SPV_COUNT];
     vkm_dcache *dcache;
     /* submission */
@@ -202,6 +203,8 @@ vkm_status vkm_pcache_save(vkm_dev *d);
 vkm_status vkm_dcache_get(vkm_dev *d, vkm_kernel *k, const vkm_range *binds, VkDescriptorSet *out);
 /* Starts over when the cache has grown huge; only between recordings (no set in use). */
 void vkm_dcache_trim(vkm_dev *d);
+/* Descriptor sets allocated so far (tests: steady state allocates none). */
+uint32_t vkm_dcache_count(const vkm_dev *d);
 void vkm_dcache_destroy(vkm_dev *d);
 
 /* ------------------------------------------------------------------------------------------ */

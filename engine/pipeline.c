@@ -311,6 +311,8 @@ vkm_status vkm_pcache_open(vkm_dev *d, const char *dir)
         ci.initialDataSize = 0;
         ci.pInitialData = NULL;
         r = vkCreatePipelineCache(d->device, &ci, NULL, &d->pcache);
+    } else {
+        d->pcache_loaded = blob_n > 0 && r == VK_SUCCESS;
     }
     free(blob);
     if (r != VK_SUCCESS) return vkm_vk_fail(d, r, "vkCreatePipelineCache");
@@ -495,6 +497,8 @@ void vkm_dcache_trim(vkm_dev *d)
 {
     if (d->dcache && d->dcache->count >= DC_MAX_ENTRIES) dc_clear(d, d->dcache);
 }
+
+uint32_t vkm_dcache_count(const vkm_dev *d) { return d->dcache ? d->dcache->count : 0; }
 
 void vkm_dcache_destroy(vkm_dev *d)
 {

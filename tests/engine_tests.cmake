@@ -4,3 +4,6 @@ target_include_directories(vkm_ref PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/ref)
 target_link_libraries(vkm_ref PUBLIC m)
 
 vkm_test(test_kernels SOURCES test_kernels.c LIBS vkmoe_internal vkm_ref LABELS engine)
+vkm_test(test_device SOURCES test_device.c LIBS vkmoe_internal LABELS engine)
+vkm_test(test_sync SOURCES test_sync.c LIBS vkmoe_internal LABELS engine)
+vkm_test(test_chunked SOURCES test_chunked.c LIBS vkmoe_internal vkm_ref LABELS engine)
