@@ -43,11 +43,15 @@ static VKAPI_ATTR VkBool32 VKAPI_CALL debug_cb(VkDebugUtilsMessageSeverityFlagBi
                                                const VkDebugUtilsMessengerCallbackDataEXT *data,
                                                void *user)
 {
-    (void)type;
     vkm_dev *d = user;
     vkm_log_level lvl = VKM_LOG_INFO;
     if (sev & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) lvl = VKM_LOG_ERROR;
     else if (sev & VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT) lvl = VKM_LOG_WARN;
+    /* Validation and performance findings count; general messages (the loader telling about
+     * driver manifests it skipped, for instance) are passed on as information. */
+    bool finding = type & (VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                           VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT);
+    if (!finding) lvl = VKM_LOG_INFO;
     if (lvl >= VKM_LOG_WARN) __atomic_add_fetch(&d->validation_count, 1, __ATOMIC_RELAXED);
     if (d->log) d->log(d->log_user, lvl, data && data->pMessage ? data->pMessage : "(no message)");
     return VK_FALSE;
