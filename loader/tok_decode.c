@@ -136,7 +136,7 @@ vkm_status vkm_token_piece(const vkm_tokenizer *t, int32_t id, char *buf, size_t
         return VKM_ERR_OUT_OF_HOST_MEMORY;
     }
     *n_out = o.n;
-    if (cap) memcpy(buf, o.p, o.n < cap ? o.n : cap);
+    if (cap && o.n) memcpy(buf, o.p, o.n < cap ? o.n : cap);
     if (o.n < cap) buf[o.n] = 0;
     free(o.p);
     return o.n > cap ? VKM_ERR_LIMIT : VKM_OK;
@@ -171,7 +171,7 @@ static vkm_status emit(vkm_detok *d, const char *more, size_t n_more, bool final
     vkm_utf8_repair((const uint8_t *)o.p, o.n, final, repair_mode(d->tok), (uint8_t *)buf, cap, &need);
     if (need < cap) buf[need] = 0;
     d->n_pending = o.n - used; /* at most 3 bytes: an incomplete sequence */
-    memcpy(d->pending, o.p + used, d->n_pending);
+    if (d->n_pending) memcpy(d->pending, o.p + used, d->n_pending);
     d->at_start = at_start;
     free(o.p);
     return VKM_OK;

@@ -195,9 +195,11 @@ vkm_status vkm_tok_parse_spmodel(vkm_tokenizer *t, const uint8_t *data, size_t s
         if (f.wire == 2 && f.num == 1 && (s = read_piece(t, id++, f.sub, e)) != VKM_OK) return s;
     }
     if ((s = vkm_tok_index(t, e)) != VKM_OK) return s;
-    for (int32_t i = 0; i < t->n_vocab; i++) /* SentencePiece refuses a repeated piece */
-        if (vkm_tok_find(t, vkm_tok_text(t, i), t->pieces[i].len) != i)
-            return vkm_fail(e, VKM_ERR_FORMAT, "piece %d \"%.32s\" is repeated", i, vkm_tok_text(t, i));
+    for (int32_t i = 0; i < t->n_vocab; i++) { /* SentencePiece refuses a repeated piece */
+        int32_t j = vkm_tok_find(t, vkm_tok_text(t, i), t->pieces[i].len);
+        if (j != i)
+            return vkm_fail(e, VKM_ERR_FORMAT, "pieces %d and %d are both \"%.32s\"", i, j, vkm_tok_text(t, i));
+    }
     const struct { const char *name; int64_t v; int32_t *dst; } ids[] = {
         {"unk_id", sp.unk, &t->unk}, {"bos_id", sp.bos, &t->bos},
         {"eos_id", sp.eos, &t->eos}, {"pad_id", sp.pad, &t->pad}};

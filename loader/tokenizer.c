@@ -322,7 +322,7 @@ static vkm_status load_file(vkm_tokenizer *t, const char *path, vkm_err *e)
     while (i < m.size && (m.data[i] == ' ' || m.data[i] == '\n' || m.data[i] == '\r' || m.data[i] == '\t'))
         i++;
     bool gguf = m.size >= 4 && !memcmp(m.data, "GGUF", 4);
-    bool json = (i < m.size && m.data[i] == '{') || (m.size == 0 && ends_with(path, ".json"));
+    bool json = (i < m.size && (m.data[i] == '{' || m.data[i] == '[')) || ends_with(path, ".json");
     vkm_map_close(&m);
     if (gguf) return load_gguf_file(t, path, e);
     if (json) return vkm_tok_load_json(t, path, e);
