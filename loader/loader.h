@@ -289,9 +289,13 @@ typedef enum vkm_module {
     VKM_MOD_COUNT
 } vkm_module;
 
-/* "q_proj", ... (PEFT names) and "attn_q", ... (GGUF names). */
+/* "q_proj", ... (PEFT names), "attn_q", ... (GGUF names), "self_attn" / "mlp" (the PEFT
+ * parent module); NULL for an invalid value. The parsers return false for unknown names. */
 const char *vkm_module_peft_name(vkm_module m);
 const char *vkm_module_gguf_name(vkm_module m);
+const char *vkm_module_peft_parent(vkm_module m);
+bool vkm_module_from_peft(const char *name, vkm_module *out);
+bool vkm_module_from_gguf(const char *name, vkm_module *out);
 
 typedef struct vkm_lora_pair {
     uint32_t layer;
@@ -304,6 +308,8 @@ typedef struct vkm_lora_pair {
     float scale;              /* alpha / r, or alpha / sqrt(r) with use_rslora               */
 } vkm_lora_pair;
 
+#define VKM_MAX_LORA_RANK 65536u
+
 typedef struct vkm_adapter_src {
     char path[1024];
     vkm_src_format format;    /* GGUF LoRA or PEFT (safetensors)                             */
@@ -312,16 +318,39 @@ typedef struct vkm_adapter_src {
     vkm_st st;
     uint32_t n_pairs;
     vkm_lora_pair *pairs;     /* sorted by (layer, module)                                   */
-    char arch[32];            /* "llama" etc. when the file says                             */
+    char arch[32];            /* "llama" etc. when the file says (GGUF), else ""             */
+    /* PEFT adapter_config.json (GGUF: rank of the first pair, adapter.lora.alpha, false, "") */
+    uint32_t r;               /* "r" (rank_pattern may override it per module)               */
+    float alpha;              /* "lora_alpha" (alpha_pattern may override it per module)     */
+    bool rslora;              /* "use_rslora": scale alpha / sqrt(r)                         */
+    char base_model[256];     /* "base_model_name_or_path", for messages                     */
+    char adapter_name[64];    /* PEFT tensor names' adapter name ("default"), or ""          */
 } vkm_adapter_src;
 
-/* path: a PEFT folder (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA file.
- * Rejects use_dora, fan_in_fan_out, embedding / lm_head adapters, a missing half of a pair,
- * with a message naming the file and tensor. */
+/* path: a PEFT folder (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA file
+ * (general.type = adapter, adapter.type = lora, adapter.lora.alpha; without alpha the scale is 1).
+ * PEFT config: peft_type LORA; r; lora_alpha; use_rslora; target_modules (a list: every adapted
+ * module must match an entry; a string is a regular expression in PEFT and is not checked);
+ * rank_pattern / alpha_pattern keys match a module when its full name ("model.layers.3.
+ * self_attn.q_proj") equals the key or ends with "." + key (keys are taken literally, not as
+ * regular expressions; the first matching key in file order wins). Tensor names
+ * base_model.model.model.layers.N.{self_attn,mlp}.X_proj.lora_{A,B}[.<adapter name>].weight.
+ * Refused with a message naming the file, the tensor and why: use_dora / magnitude vectors,
+ * fan_in_fan_out, bias other than "none" or bias tensors, modules_to_save, embedding and
+ * lm_head adapters, a half of a pair without the other, ranks that differ between A and B or
+ * from the config, non-float data, mixed adapter names. VKM_ERR_IO, VKM_ERR_FORMAT,
+ * VKM_ERR_UNSUPPORTED. On failure a is left closed. */
 vkm_status vkm_adapter_open(const char *path, vkm_adapter_src *a, vkm_err *e);
-void vkm_adapter_close(vkm_adapter_src *a);
-/* Checks every pair against the base: target exists, A is r x in and B is out x r of it.
- * Messages carry a hint ("wrong base model?"). */
+/* The same from memory: a PEFT adapter (config text + safetensors bytes, kept by the caller
+ * until close) or a GGUF LoRA; name is for messages. */
+vkm_status vkm_adapter_open_peft_mem(const char *config, size_t config_len, const void *st,
+                                     uint64_t st_size, const char *name, vkm_adapter_src *a,
+                                     vkm_err *e);
+vkm_status vkm_adapter_open_gguf_mem(const void *data, uint64_t size, const char *name,
+                                     vkm_adapter_src *a, vkm_err *e);
+void vkm_adapter_close(vkm_adapter_src *a); /* accepts a zeroed or closed a */
+/* Checks every pair against the base: same architecture when both say, target exists, A is
+ * r x in and B is out x r of it. VKM_ERR_MISMATCH; messages carry a hint ("wrong base model?"). */
 vkm_status vkm_adapter_validate(const vkm_adapter_src *a, const vkm_model_src *base, vkm_err *e);
 
 /* ------------------------------------------------------------------------------------------ */
