@@ -1,0 +1,134 @@
+/*
+ * fuzz_tokenizer.c — libFuzzer target for the tokenizers. The first byte picks what the rest is:
+ *   0..3  text to encode (then decode, whole and streaming) with the base tokenizer.model, the
+ *         base tokenizer.json, stories260K's tokenizer.model or SmolLM's byte-level tokenizer.json
+ *         (bit 2: parse_special, bit 3: add BOS)
+ *   4     a tokenizer.json to load, then encode a fixed text with it
+ *   5     a tokenizer.model (protobuf) to parse, then encode a fixed text with it
+ *   6     int32 ids (taken modulo the vocabulary) to decode with each tokenizer
+ * The real files come from VKM_SHARED_DIR (compile definition) or $VKM_SHARED_DIR.
+ * Checks: no crash, decode output is valid UTF-8, streaming decode equals whole decode.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tok_internal.h"
+#include "unicode.h"
+
+#ifndef VKM_SHARED_DIR
+#define VKM_SHARED_DIR "../shared"
+#endif
+
+static const char *const files[4] = {
+    "testbed/base/tokenizer.model",
+    "testbed/base/tokenizer.json",
+    "testbed/stories260K/tokenizer.model",
+    "models/smollm135m-instruct-lora-medflashcards/tokenizer/tokenizer.json",
+};
+static vkm_tokenizer *toks[4];
+
+static void load_all(void)
+{
+    static int done;
+    if (done) return;
+    done = 1;
+    const char *dir = getenv("VKM_SHARED_DIR");
+    if (!dir) dir = VKM_SHARED_DIR;
+    for (int i = 0; i < 4; i++) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (vkm_tokenizer_load(path, &toks[i]) != VKM_OK) {
+            fprintf(stderr, "fuzz_tokenizer: %s\n", vkm_tokenizer_errmsg(toks[i]));
+            abort();
+        }
+    }
+}
+
+static void check_utf8(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = vkm_utf8_decode((const uint8_t *)s + i, n - i, &cp);
+        if (!k) abort();
+        i += k;
+    }
+}
+
+/* Decodes ids whole and streaming; both must agree and be valid UTF-8. */
+static void decode(const vkm_tokenizer *t, const int32_t *ids, size_t n)
+{
+    size_t need = 0;
+    if (vkm_detokenize(t, ids, n, NULL, 0, &need) != VKM_ERR_LIMIT && need) abort();
+    char *whole = malloc(need + 1), *stream = malloc(need + 64);
+    if (vkm_detokenize(t, ids, n, whole, need + 1, &need) != VKM_OK) abort();
+    check_utf8(whole, need);
+    vkm_detok d;
+    vkm_detok_init(&d, t);
+    size_t total = 0, k;
+    for (size_t i = 0; i < n; i++) {
+        if (vkm_detok_push(&d, ids[i], stream + total, need + 64 - total, &k) != VKM_OK) abort();
+        total += k;
+    }
+    if (vkm_detok_flush(&d, stream + total, need + 64 - total, &k) != VKM_OK) abort();
+    total += k;
+    if (total != need || memcmp(whole, stream, need) != 0) abort();
+    free(whole);
+    free(stream);
+}
+
+static void encode(const vkm_tokenizer *t, const char *s, size_t n, bool special, bool bos)
+{
+    size_t cap = n + 8, got = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    vkm_status st = vkm_tokenize(t, s, n, bos, special, ids, cap, &got);
+    if (st == VKM_ERR_LIMIT) { /* e.g. a bad byte -> U+FFFD -> three byte tokens */
+        int32_t *more = realloc(ids, got * sizeof *ids);
+        if (!more) abort();
+        ids = more;
+        cap = got;
+        st = vkm_tokenize(t, s, n, bos, special, ids, cap, &got);
+    }
+    if (st != VKM_OK || got > cap) abort();
+    for (size_t i = 0; i < got; i++)
+        if (ids[i] < 0 || ids[i] >= t->n_vocab) abort();
+    decode(t, ids, got);
+    free(ids);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    load_all();
+    int mode = data[0] % 7;
+    bool special = (data[0] / 7) & 1, bos = (data[0] / 14) & 1;
+    const char *rest = (const char *)data + 1;
+    size_t n = size - 1;
+    if (mode < 4) {
+        encode(toks[mode], rest, n, special, bos);
+        return 0;
+    }
+    if (mode == 4 || mode == 5) {
+        vkm_tokenizer *t = vkm_tok_new();
+        vkm_err e = {0};
+        vkm_status st = mode == 4 ? vkm_tok_load_json_text(t, rest, n, NULL, &e)
+                                  : vkm_tok_parse_spmodel(t, (const uint8_t *)rest, n, &e);
+        if (st == VKM_OK) encode(t, "Hello world <s> 123 \xC3\xA9\xF0\x9F\x98\x80 \xFF", 27, true, true);
+        vkm_tokenizer_free(t);
+        return 0;
+    }
+    if (mode == 6) {
+        size_t m = n / 4;
+        int32_t *ids = malloc((m ? m : 1) * sizeof *ids);
+        for (int k = 0; k < 4; k++) {
+            for (size_t i = 0; i < m; i++) {
+                uint32_t v = vkm_rd32((const uint8_t *)rest + 4 * i);
+                ids[i] = (int32_t)(v % (uint32_t)toks[k]->n_vocab);
+            }
+            decode(toks[k], ids, m);
+        }
+        free(ids);
+    }
+    return 0;
+}
