@@ -409,13 +409,23 @@ typedef struct vkm_manifest {
     vkm_shared shared;              /* FFN experts: "base" (default) or "average" */
 } vkm_manifest;
 
-/* Parses and validates a manifest (cJSON). Unknown keys, wrong types, bad enum values, files
- * that do not exist: VKM_ERR_FORMAT / VKM_ERR_IO with a message naming the key. */
+/* Parses and validates a manifest (cJSON); keys, defaults and rules are listed at the top of
+ * loader/manifest.c and in docs/manifest.md. Paths are resolved against the manifest's folder
+ * and must exist. Messages name the key path ("router.polcy: unknown key (did you mean
+ * 'policy'?)"). VKM_ERR_FORMAT (bad JSON, unknown key, wrong type, bad value, rule broken),
+ * VKM_ERR_IO (a file that does not exist, an unreadable manifest), VKM_ERR_LIMIT (more than
+ * VKM_MAX_EXPERTS experts, a path too long). On failure m holds nothing to free. */
 vkm_status vkm_manifest_load(const char *path, vkm_manifest *m, vkm_err *e);
 /* The same from a JSON text; dir resolves relative paths (files are checked for existence). */
 vkm_status vkm_manifest_parse(const char *json, size_t len, const char *dir, vkm_manifest *m,
                               vkm_err *e);
-void vkm_manifest_free(vkm_manifest *m);
+void vkm_manifest_free(vkm_manifest *m); /* accepts a zeroed or freed m */
+/* Opens the files a parsed manifest names and checks they fit together: the base is a model;
+ * every LoRA expert is an adapter that fits the base (vkm_adapter_validate); every FFN expert is
+ * a model of the base's architecture and shape; merge "average" with parameter aggregation
+ * needs equal ranks per adapted weight. Messages start with the key ("experts[2].lora: ...").
+ * VKM_ERR_MISMATCH, or the status of the file that failed to open. */
+vkm_status vkm_manifest_check(const vkm_manifest *m, vkm_err *e);
 const char *vkm_policy_name(vkm_policy p);
 
 #endif /* VKM_LOADER_H */
