@@ -329,6 +329,30 @@ static vkm_status load_file(vkm_tokenizer *t, const char *path, vkm_err *e)
     return vkm_tok_load_spmodel(t, path, e);
 }
 
+/* Empties a tokenizer whose loading failed, keeping its message: it then encodes nothing
+ * (VKM_ERR_STATE) instead of working on a half-built vocabulary. */
+static vkm_status unusable(vkm_tokenizer *t, vkm_status s)
+{
+    if (s == VKM_OK) return s;
+    vkm_err err = t->err;
+    free(t->pieces);
+    free(t->arena);
+    free(t->index);
+    free(t->merges);
+    free(t->specials);
+    vkm_tokenizer *fresh = vkm_tok_new();
+    if (fresh) {
+        *t = *fresh;
+        free(fresh);
+    } else {
+        memset(t, 0, sizeof *t);
+    }
+    t->err = err;
+    return s;
+}
+
+static vkm_status load_path(vkm_tokenizer *t, const char *path);
+
 vkm_status vkm_tokenizer_load(const char *path, vkm_tokenizer **out)
 {
     if (!out) return VKM_ERR_INVALID_ARGUMENT;
@@ -336,6 +360,11 @@ vkm_status vkm_tokenizer_load(const char *path, vkm_tokenizer **out)
     vkm_tokenizer *t = vkm_tok_new();
     if (!t) return VKM_ERR_OUT_OF_HOST_MEMORY;
     *out = t;
+    return unusable(t, load_path(t, path));
+}
+
+static vkm_status load_path(vkm_tokenizer *t, const char *path)
+{
     if (!path || !path[0])
         return vkm_fail(&t->err, VKM_ERR_INVALID_ARGUMENT, "vkm_tokenizer_load: no path");
     if (!vkm_is_dir(path)) return load_file(t, path, &t->err);

@@ -30,6 +30,12 @@ static void expect_load(const char *name, const char *path, vkm_status want, con
         fail_msg("%s: got %s \"%s\", want %s with \"%s\"", name, vkm_status_str(s), msg,
                  vkm_status_str(want), substr ? substr : "");
     printf("  %-34s %s\n", name, want == VKM_OK ? "loads" : msg);
+    if (want != VKM_OK) { /* a handle that failed to load encodes nothing */
+        int32_t ids[4];
+        size_t n;
+        assert_int_equal(vkm_tokenize(t, "ab", 2, true, true, ids, 4, &n), VKM_ERR_STATE);
+        assert_int_equal(vkm_tokenizer_n_vocab(t), 0);
+    }
     vkm_tokenizer_free(t);
 }
 
