@@ -134,6 +134,22 @@ done:
     return st;
 }
 
+/* Byte length of the whitespace character (Unicode White_Space) that starts s / ends s[0..n),
+ * 0 if there is none. */
+static size_t space_after(const char *s, size_t n)
+{
+    uint32_t cp;
+    size_t k = vkm_utf8_decode((const uint8_t *)s, n, &cp);
+    return k && (vkm_uni_flags(cp) & VKM_UNI_SPACE) ? k : 0;
+}
+
+static size_t space_before(const char *s, size_t n)
+{
+    size_t k = 1;
+    while (k < 4 && k < n && ((uint8_t)s[n - k] & 0xC0) == 0x80) k++;
+    return space_after(s + n - k, k) == k ? k : 0;
+}
+
 /* Length of the special token that starts at s (0 if none) and its id. */
 static size_t match_special(const vkm_tokenizer *t, const char *s, size_t n, bool parse_special,
                             int32_t *id)
@@ -171,9 +187,15 @@ vkm_status vkm_tokenize(const vkm_tokenizer *t, const char *text, size_t len, bo
             i++;
             continue;
         }
-        st = vkm_tok_encode_text(t, text + start, i - start, start == 0, &out);
+        uint8_t strip = t->pieces[sid].strip;
+        size_t end = i;
+        if (strip & VKM_TOK_LSTRIP)
+            while (end > start && space_before(text + start, end - start)) end -= space_before(text + start, end - start);
+        st = vkm_tok_encode_text(t, text + start, end - start, start == 0, &out);
         if (st == VKM_OK && !vkm_tok_ids_push(&out, sid)) st = VKM_ERR_OUT_OF_HOST_MEMORY;
         i += sl;
+        if (strip & VKM_TOK_RSTRIP)
+            while (i < len && space_after(text + i, len - i)) i += space_after(text + i, len - i);
         start = i;
     }
     if (st == VKM_OK) st = vkm_tok_encode_text(t, text + start, len - start, start == 0, &out);

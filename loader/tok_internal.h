@@ -62,7 +62,11 @@ typedef struct vkm_tok_piece {
     uint32_t off, len;  /* text in the arena                                                  */
     float score;
     uint8_t type;       /* vkm_tok_type                                                       */
+    uint8_t strip;      /* added tokens: VKM_TOK_LSTRIP / VKM_TOK_RSTRIP                      */
 } vkm_tok_piece;
+
+#define VKM_TOK_LSTRIP 1 /* a match also takes the whitespace before it (HF lstrip)          */
+#define VKM_TOK_RSTRIP 2 /* ... and after it (HF rstrip)                                     */
 
 typedef struct vkm_tok_merge {
     uint64_t key;       /* (left id << 32) | right id; 0 with rank < 0 marks an empty slot    */

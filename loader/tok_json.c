@@ -5,6 +5,8 @@
  * Digits, Split with the GPT-2 / Llama 3 / Qwen 2 regex, Metaspace), the decoder (for the
  * decoding flags) and the post-processor (BOS/EOS). tokenizer_config.json beside the file, when
  * there is one, names BOS/EOS/PAD and add_bos_token. Anything else is refused by name.
+ * Added tokens honour lstrip/rstrip; they are always matched on the raw text (as HF does for
+ * "normalized": false, the case of every LLaMA-family file we know) and single_word is ignored.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,6 +302,8 @@ static vkm_status parse_vocab(vkm_tokenizer *t, const cJSON *model, const cJSON 
         const char *txt = get_str(it, "content");
         int type = get_bool(it, "special", false) ? VKM_TOKT_CONTROL : VKM_TOKT_USER;
         if ((s = vkm_tok_set(t, (int32_t)id, txt, strlen(txt), 0, type, e)) != VKM_OK) return s;
+        t->pieces[id].strip = (uint8_t)((get_bool(it, "lstrip", false) ? VKM_TOK_LSTRIP : 0) |
+                                        (get_bool(it, "rstrip", false) ? VKM_TOK_RSTRIP : 0));
     }
     return vkm_tok_index(t, e);
 }

@@ -67,7 +67,7 @@ vkm_status vkm_tok_set(vkm_tokenizer *t, int32_t id, const char *s, size_t n, fl
     }
     if (n) memcpy(t->arena + t->arena_len, s, n);
     t->arena[t->arena_len + n] = 0;
-    t->pieces[id] = (vkm_tok_piece){(uint32_t)t->arena_len, (uint32_t)n, score, (uint8_t)type};
+    t->pieces[id] = (vkm_tok_piece){(uint32_t)t->arena_len, (uint32_t)n, score, (uint8_t)type, 0};
     t->arena_len += n + 1;
     return VKM_OK;
 }

@@ -268,6 +268,9 @@ static void test_base_json(void **state)
     /* with special tokens matched: Hugging Face's ids */
     assert_int_equal(tok_check_ids(t, "hf_base.txt", true, NULL), 0);
     assert_int_equal(tok_check_ids(t, "hf_base_plain.txt", false, NULL), 0);
+    /* decoding as Hugging Face does, but for <unk>: HF skips it (special), vkmoe shows " ⁇ " as
+     * SentencePiece: the two strings with "<unk>" read as the token differ */
+    assert_int_equal(tok_check_decode(t, "hf_base.txt"), 2);
     vkm_tokenizer_free(t);
 }
 
@@ -371,6 +374,7 @@ static void test_smollm_json(void **state)
     assert_int_equal(tok_check_ids(t, "hf_smollm.txt", true, NULL), 0);
     assert_int_equal(tok_check_ids(t, "hf_smollm_plain.txt", false, NULL), 0);
     assert_int_equal(tok_check_decode(t, "hf_smollm_plain.txt"), 0);
+    assert_int_equal(tok_check_decode(t, "hf_smollm.txt"), 0); /* control tokens vanish, as skip_special */
     check_files(t, "hf_smollm_files.txt");
     /* a folder holding tokenizer.json loads the same */
     vkm_tokenizer *f = tok_load(shared_path("models/smollm135m-instruct-lora-medflashcards/tokenizer"));
@@ -423,6 +427,12 @@ static void edit_llama3(cJSON *j)
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(j, "model"), "ignore_merges", cJSON_CreateTrue());
 }
 static void edit_qwen2(cJSON *j) { set_split(j, qwen2_re); }
+static void edit_strip(cJSON *j)
+{
+    cJSON *added = cJSON_GetObjectItem(j, "added_tokens");
+    cJSON_ReplaceItemInObject(cJSON_GetArrayItem(added, 1), "lstrip", cJSON_CreateTrue());
+    cJSON_ReplaceItemInObject(cJSON_GetArrayItem(added, 2), "rstrip", cJSON_CreateTrue());
+}
 static void edit_prefix(cJSON *j)
 {
     cJSON_ReplaceItemInObject(j, "pre_tokenizer", cJSON_Parse("{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"
@@ -449,6 +459,7 @@ static void test_variants(void **state)
     } v[] = {
         {SMOLLM, "smollm_llama3.json", "hf_smollm_llama3.txt", edit_llama3},
         {SMOLLM, "smollm_qwen2.json", "hf_smollm_qwen2.txt", edit_qwen2},
+        {SMOLLM, "smollm_strip.json", "hf_smollm_strip.txt", edit_strip},
         {SMOLLM, "smollm_prefix.json", "hf_smollm_prefix.txt", edit_prefix},
         {"testbed/base/tokenizer.json", "base_metaspace.json", "hf_base_metaspace.txt", edit_meta_first},
         {"testbed/base/tokenizer.json", "base_metaspace_split.json", "hf_base_metaspace_split.txt", edit_meta_split},

@@ -7,7 +7,8 @@
 // case below (strings that are not valid UTF-8 are left out: a JS string cannot hold them), and
 // hf_<case>_files.txt for whole eval files (n ids, FNV-1a 64 of the ids as int32 LE).
 // Variants are the original tokenizer.json with the edits listed in VARIANTS (the C test makes
-// the same edits); "plain" drops added_tokens, giving the ids of parse_special = false.
+// the same edits); "plain" drops added_tokens, giving the ids of parse_special = false;
+// "strip" sets lstrip on <|im_start|> and rstrip on <|im_end|>.
 import fs from 'fs';
 import path from 'path';
 import { createRequire } from 'module';
@@ -36,6 +37,7 @@ export const VARIANTS = {
   smollm_plain: [SMOLLM, (j) => { j.added_tokens = []; return j; }],
   smollm_llama3: [SMOLLM, (j) => { j.pre_tokenizer = split(LLAMA3); j.model.ignore_merges = true; return j; }],
   smollm_qwen2: [SMOLLM, (j) => { j.pre_tokenizer = split(QWEN2); return j; }],
+  smollm_strip: [SMOLLM, (j) => { j.added_tokens[1].lstrip = true; j.added_tokens[2].rstrip = true; return j; }],
   smollm_prefix: [SMOLLM, (j) => { j.pre_tokenizer = { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true }; return j; }],
 };
 

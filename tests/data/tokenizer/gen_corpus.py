@@ -91,7 +91,9 @@ for s in ['café naïve résumé façade Ångström', 'Grüße aus Köln, schön
 for s in ['<s>', '</s>', '<unk>', '<s>hello</s>', 'a<s>b', ' <s> ', '<s><s>', '<0x41>', '<pad>',
           '<|endoftext|>', '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n',
           '<|im_start|><|im_end|>', 'x<|im_end|>y', '<|im_start', 'im_start|>', '<repo_name>foo<file_sep>',
-          '<jupyter_code>print(1)<jupyter_output>1', '<empty_output>', '< s >', '<<s>>', '<|endoftext|><|endoftext|>']:
+          '<jupyter_code>print(1)<jupyter_output>1', '<empty_output>', '< s >', '<<s>>', '<|endoftext|><|endoftext|>',
+          'a  <|im_start|>  b', 'x <|im_end|>\n\n y', '\u3000<|im_start|>\u3000', '<|im_end|> \t<|im_start|>',
+          ' <s> </s>  <unk> ']:
     add('special', s)
 
 # ---- invalid UTF-8 (SentencePiece accepts bytes; JSON-based references are skipped) ------------
