@@ -6,6 +6,6 @@ target_compile_definitions(vkm_loader_testutil PRIVATE
   VKM_SHARED_DIR="${VKMOE_SHARED_DIR}"
   VKM_TEST_TMPDIR="${CMAKE_CURRENT_BINARY_DIR}/tmp")
 
-foreach(t gguf safetensors model_src adapter manifest)
+foreach(t gguf safetensors model_src adapter manifest file)
   vkm_test(test_${t} SOURCES test_${t}.c LIBS vkm_loader_testutil vkmoe_loader LABELS loader TIMEOUT 300)
 endforeach()
