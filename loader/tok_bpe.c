@@ -107,17 +107,18 @@ static void initial(const vkm_tokenizer *t, const char *s, size_t n, syms *out)
     }
 }
 
-/* With ignore_merges, a pre-token that is a whole token is that token. */
+/* With ignore_merges, a pre-token that is a whole token is that token (-1: it is not; -2: out
+ * of memory). */
 static int32_t whole_token(const vkm_tokenizer *t, const char *s, size_t n)
 {
     if (!t->byte_level) return vkm_tok_find(t, s, n);
-    char buf[512];
+    char small[512], *buf = 2 * n <= sizeof small ? small : malloc(2 * n);
+    if (!buf) return -2;
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (m + 2 > sizeof buf) return -1;
-        m += vkm_utf8_encode(vkm_bytelevel_char((uint8_t)s[i]), (uint8_t *)buf + m);
-    }
-    return vkm_tok_find(t, buf, m);
+    for (size_t i = 0; i < n; i++) m += vkm_utf8_encode(vkm_bytelevel_char((uint8_t)s[i]), (uint8_t *)buf + m);
+    int32_t id = vkm_tok_find(t, buf, m);
+    if (buf != small) free(buf);
+    return id;
 }
 
 vkm_status vkm_tok_bpe_encode(const vkm_tokenizer *t, const char *s, size_t n, vkm_tok_ids *out)
@@ -126,6 +127,7 @@ vkm_status vkm_tok_bpe_encode(const vkm_tokenizer *t, const char *s, size_t n, v
     if (n > INT32_MAX / 4) return VKM_ERR_LIMIT;
     if (t->ignore_merges) {
         int32_t id = whole_token(t, s, n);
+        if (id == -2) return VKM_ERR_OUT_OF_HOST_MEMORY;
         if (id >= 0) return vkm_tok_ids_push(out, id) ? VKM_OK : VKM_ERR_OUT_OF_HOST_MEMORY;
     }
     syms sy = {malloc(n * sizeof *sy.v), 0};

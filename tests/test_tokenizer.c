@@ -19,6 +19,7 @@
 
 #include "loader_util.h"
 #include "tokenizer.h"
+#include "unicode.h"
 #include "writer.h"
 
 /* ---- the reference tables ----------------------------------------------------------------- */
@@ -671,6 +672,51 @@ static void test_pieces_and_api(void **state)
     assert_int_equal(vkm_tokenizer_n_vocab(NULL), 0);
 }
 
+/* The generated class table and the UTF-8 / byte-level helpers. */
+static void test_unicode(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t cp;
+        unsigned flags;
+    } c[] = {
+        {'A', VKM_UNI_LETTER}, {'z', VKM_UNI_LETTER}, {'5', VKM_UNI_NUMBER}, {' ', VKM_UNI_SPACE},
+        {'\t', VKM_UNI_SPACE}, {0x0B, VKM_UNI_SPACE}, {0x1C, 0}, {0x85, VKM_UNI_SPACE}, {0xA0, VKM_UNI_SPACE},
+        {'_', 0}, {'\'', 0}, {0xE9, VKM_UNI_LETTER}, {0x0301, 0}, {0xB2, VKM_UNI_NUMBER}, {0x2167, VKM_UNI_NUMBER},
+        {0x0661, VKM_UNI_NUMBER}, {0x4E2D, VKM_UNI_LETTER}, {0x3000, VKM_UNI_SPACE}, {0x2028, VKM_UNI_SPACE},
+        {0x200B, 0}, {0xFEFF, 0}, {0xFFFD, 0}, {0x1F600, 0}, {0x10348, VKM_UNI_LETTER}, {0x10FFFF, 0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        if (vkm_uni_flags(c[i].cp) != c[i].flags)
+            fail_msg("U+%04X: class %u, want %u", c[i].cp, vkm_uni_flags(c[i].cp), c[i].flags);
+    /* the table is sorted and disjoint */
+    for (size_t i = 1; i < vkm_uni_n_ranges; i++)
+        assert_true(vkm_uni_ranges[i][0] > (vkm_uni_ranges[i - 1][1] & 0xFFFFFFu));
+    /* byte-level alphabet: a bijection between bytes and 256 printable characters */
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = vkm_bytelevel_char((uint8_t)b);
+        assert_int_equal(vkm_bytelevel_byte(cp), b);
+        assert_true(cp > 0x20 && cp < 0x144 && cp != 0x7F && cp != 0xAD);
+    }
+    assert_int_equal(vkm_bytelevel_byte(0x120), 0x20); /* 'Ġ' is the space */
+    /* strict UTF-8 */
+    uint32_t cp;
+    assert_int_equal(vkm_utf8_decode((const uint8_t *)"\xF0\x9F\x98\x80", 4, &cp), 4);
+    assert_int_equal(cp, 0x1F600);
+    const char *bad[] = {"\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xE2\x82", "\x80", "\xFF"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(vkm_utf8_decode((const uint8_t *)bad[i], strlen(bad[i]), &cp), 0);
+    /* repair: per byte (SentencePiece) or per maximal subpart (Unicode) */
+    uint8_t out[32];
+    size_t n;
+    assert_int_equal(vkm_utf8_repair((const uint8_t *)"a\xE2\x82" "b", 4, true, VKM_UTF8_PER_BYTE, out, 32, &n), 4);
+    assert_int_equal(n, 8);
+    assert_int_equal(vkm_utf8_repair((const uint8_t *)"a\xE2\x82" "b", 4, true, VKM_UTF8_MAXIMAL, out, 32, &n), 4);
+    assert_int_equal(n, 5);
+    assert_int_equal(vkm_utf8_repair((const uint8_t *)"a\xE2\x82", 3, false, VKM_UTF8_MAXIMAL, out, 32, &n), 1);
+    assert_int_equal(n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -685,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_stream_split_utf8),
         cmocka_unit_test(test_pieces_and_api),
+        cmocka_unit_test(test_unicode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
