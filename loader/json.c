@@ -14,7 +14,8 @@ const char *vkm_json_type_name(const cJSON *v)
 {
     if (!v) return "nothing";
     if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsNumber(v))
+        return isfinite(v->valuedouble) && fabs(v->valuedouble) <= 1e30 ? "a number" : "a number out of range";
     if (cJSON_IsBool(v)) return "a boolean";
     if (cJSON_IsNull(v)) return "null";
     if (cJSON_IsArray(v)) return "an array";
@@ -36,7 +37,7 @@ bool vkm_json_int(const cJSON *v, int64_t min, int64_t max, int64_t *out)
 
 bool vkm_json_num(const cJSON *v, double *out)
 {
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return false;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e30) return false;
     *out = v->valuedouble;
     return true;
 }

@@ -20,7 +20,7 @@ vkm_status vkm_json_load(const char *path, uint64_t max_bytes, cJSON **out, vkm_
 const char *vkm_json_type_name(const cJSON *v);
 /* An exact integer in [min, max] (|v| <= 2^53); false otherwise. */
 bool vkm_json_int(const cJSON *v, int64_t min, int64_t max, int64_t *out);
-/* A finite number. */
+/* A finite number of magnitude at most 1e30 (so it converts to a finite float). */
 bool vkm_json_num(const cJSON *v, double *out);
 
 #endif /* VKM_JSON_H */
