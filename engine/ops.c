@@ -31,28 +31,28 @@ vkm_pipe *vkm_ops_pipe(vkm_rec *r, vkm_spv_id id, const uint32_t *spec, uint32_t
  * thread looping over its subgroups: kernels with reductions (barriers, shared memory) are
  * fastest with one subgroup per workgroup there, barrier-free ones with large workgroups.
  * GPUs: reductions over a few subgroups (at least 64 invocations), streaming kernels 256. */
-static bool cpu_device(const vkm_dev *d) { return d->caps.type == VK_PHYSICAL_DEVICE_TYPE_CPU; }
+bool vkm_ops_cpu_device(const vkm_dev *d) { return d->caps.type == VK_PHYSICAL_DEVICE_TYPE_CPU; }
 
 static uint32_t cap_wg(const vkm_dev *d, uint32_t wg)
 {
     return wg > d->caps.max_wg_invocations ? d->caps.max_wg_invocations : wg;
 }
 
-static uint32_t reduce_wg(const vkm_dev *d)
+uint32_t vkm_ops_reduce_wg(const vkm_dev *d)
 {
     uint32_t sg = d->caps.subgroup_size ? d->caps.subgroup_size : 32;
-    if (cpu_device(d)) return sg;
+    if (vkm_ops_cpu_device(d)) return sg;
     uint32_t wg = sg * 4;
     if (wg < 64) wg = 64;
     if (wg > 256) wg = 256;
     return cap_wg(d, wg);
 }
 
-static uint32_t stream_wg(const vkm_dev *d) { return cap_wg(d, 256); }
+uint32_t vkm_ops_stream_wg(const vkm_dev *d) { return cap_wg(d, 256); }
 
 void vkm_op_copy(vkm_rec *r, vkm_range src, vkm_range dst, uint64_t bytes)
 {
-    uint32_t spec[2] = {stream_wg(r->dev), cpu_device(r->dev) ? 1u : 4u};
+    uint32_t spec[2] = {vkm_ops_stream_wg(r->dev), vkm_ops_cpu_device(r->dev) ? 1u : 4u};
     vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_copy, spec, 2);
     if (!p) return;
     vkm_push_copy pc = {(uint32_t)(bytes / 16)};
@@ -61,25 +61,29 @@ void vkm_op_copy(vkm_rec *r, vkm_range src, vkm_range dst, uint64_t bytes)
     vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, (pc.n + per - 1) / per);
 }
 
-static vkm_spv_id matvec_id(const vkm_dev *d, vkm_dtype t)
+vkm_spv_id vkm_ops_weight_variant(const vkm_dev *d, const char *family, vkm_dtype t)
 {
+    const char *suffix = "f32";
     switch (t) {
-    case VKM_F16: return d->caps.storage16 ? VKM_SPV_matvec_f16s : VKM_SPV_matvec_f16;
-    case VKM_Q8_0: return VKM_SPV_matvec_q8_0;
-    case VKM_Q4_0: return VKM_SPV_matvec_q4_0;
-    default: return VKM_SPV_matvec_f32;
+    case VKM_F16: suffix = d->caps.storage16 ? "f16s" : "f16"; break;
+    case VKM_Q8_0: suffix = "q8_0"; break;
+    case VKM_Q4_0: suffix = "q4_0"; break;
+    default: break;
     }
+    char name[64];
+    snprintf(name, sizeof name, "%s_%s", family, suffix);
+    return vkm_spv_find(name);
 }
 
 void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t,
                    bool accumulate)
 {
     const vkm_dev *d = r->dev;
-    const uint32_t nr = cpu_device(d) ? 4u : 2u;
+    const uint32_t nr = vkm_ops_cpu_device(d) ? 4u : 2u;
     for (uint32_t t0 = 0; t0 < n_t; t0 += 8) {
         uint32_t nt = n_t - t0 < 8 ? n_t - t0 : 8;
-        uint32_t spec[3] = {reduce_wg(d), nr, nt};
-        vkm_pipe *p = vkm_ops_pipe(r, matvec_id(d, w->dtype), spec, 3);
+        uint32_t spec[3] = {vkm_ops_reduce_wg(d), nr, nt};
+        vkm_pipe *p = vkm_ops_pipe(r, vkm_ops_weight_variant(d, "matvec", w->dtype), spec, 3);
         if (!p) return;
         for (uint32_t c = 0; c < w->n_chunks; c++) {
             const vkm_chunk *ch = &w->chunks[c];
@@ -92,20 +96,26 @@ void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
     }
 }
 
+void vkm_op_rmsnorm_rows(vkm_rec *r, vkm_act x, vkm_range w, vkm_act y, uint32_t n,
+                         uint32_t rows, float eps, const vkm_range *idx, uint32_t idx_off)
+{
+    uint32_t spec[1] = {vkm_ops_reduce_wg(r->dev)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_rmsnorm, spec, 1);
+    if (!p) return;
+    vkm_push_norm pc = {n, rows, x.stride, y.stride, eps, x.off, y.off, idx ? idx_off : 0xffffffffu};
+    vkm_range b[4] = {x.r, w, y.r, idx ? *idx : w};
+    vkm_rec_dispatch_n(r, p, b, 4, &pc, sizeof pc, rows);
+}
+
 void vkm_op_rmsnorm(vkm_rec *r, vkm_act x, vkm_range w, vkm_act y, uint32_t n, uint32_t rows,
                     float eps)
 {
-    uint32_t spec[1] = {reduce_wg(r->dev)};
-    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_rmsnorm, spec, 1);
-    if (!p) return;
-    vkm_push_norm pc = {n, rows, x.stride, y.stride, eps, x.off, y.off};
-    vkm_range b[3] = {x.r, w, y.r};
-    vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, rows);
+    vkm_op_rmsnorm_rows(r, x, w, y, n, rows, eps, NULL, 0);
 }
 
 void vkm_op_softmax(vkm_rec *r, vkm_range x, uint32_t n, uint32_t rows, uint32_t stride, float scale)
 {
-    uint32_t spec[1] = {reduce_wg(r->dev)};
+    uint32_t spec[1] = {vkm_ops_reduce_wg(r->dev)};
     vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_softmax, spec, 1);
     if (!p) return;
     vkm_push_softmax pc = {n, rows, stride, scale};
@@ -114,7 +124,7 @@ void vkm_op_softmax(vkm_rec *r, vkm_range x, uint32_t n, uint32_t rows, uint32_t
 
 void vkm_op_eltwise(vkm_rec *r, vkm_elt_op op, vkm_act a, vkm_act b, vkm_act y, uint32_t n)
 {
-    uint32_t spec[2] = {stream_wg(r->dev), (uint32_t)op};
+    uint32_t spec[2] = {vkm_ops_stream_wg(r->dev), (uint32_t)op};
     vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_eltwise, spec, 2);
     if (!p) return;
     vkm_push_eltwise pc = {n, a.off, b.off, y.off};

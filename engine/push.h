@@ -19,7 +19,7 @@ typedef struct vkm_push_matvec {
 typedef struct vkm_push_norm {
     uint32_t n, rows, x_stride, y_stride;
     float eps;
-    uint32_t x_off, y_off;
+    uint32_t x_off, y_off, idx_off;
 } vkm_push_norm;
 
 typedef struct vkm_push_softmax {
@@ -31,6 +31,45 @@ typedef struct vkm_push_eltwise {
     uint32_t n, a_off, b_off, y_off;
 } vkm_push_eltwise;
 
+typedef struct vkm_push_matmul {
+    uint32_t rows, cols, row0, w_stride, x_stride, y_stride, accumulate, scale_off, x_off, y_off, n_tok;
+} vkm_push_matmul;
+
+typedef struct vkm_push_embed {
+    uint32_t rows, cols, row0, w_stride, scale_off, n_tok, y_stride, y_off, tok_off;
+} vkm_push_embed;
+
+typedef struct vkm_push_rope {
+    uint32_t n_tok, n_heads, head_dim, stride, off, layout_half;
+    float log2_theta;
+    uint32_t pos_off;
+} vkm_push_rope;
+
+typedef struct vkm_push_kv {
+    uint32_t n_tok, kv_dim, ctx, k_stride, k_off, v_stride, v_off, pos_off, slot_off;
+} vkm_push_kv;
+
+typedef struct vkm_push_attn {
+    uint32_t n_tok, n_heads, n_kv_heads, ctx, kv_dim, q_stride, q_off, o_stride, o_off, n_splits;
+    float scale;
+    uint32_t pos_off, slot_off;
+} vkm_push_attn;
+
+typedef struct vkm_push_attn_reduce {
+    uint32_t n_tok, n_heads, n_splits, o_stride, o_off;
+} vkm_push_attn_reduce;
+
+typedef struct vkm_push_sample {
+    uint32_t n_vocab, n_rows, logit_stride, param_words;
+} vkm_push_sample;
+
+_Static_assert(sizeof(vkm_push_sample) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_matmul) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_embed) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_rope) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_kv) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_attn) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_attn_reduce) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_copy) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_matvec) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_norm) <= 128, "push constants over 128 bytes");

@@ -299,6 +299,132 @@ vkm_status vkm_detok_push(vkm_detok *d, int32_t id, char *buf, size_t cap, size_
 /* Flushes any held-back bytes (an incomplete sequence becomes U+FFFD). */
 vkm_status vkm_detok_flush(vkm_detok *d, char *buf, size_t cap, size_t *n_out);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Models                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct vkm_model vkm_model;
+typedef struct vkm_session vkm_session;
+
+/* Called while loading with the fraction done; return false to cancel (VKM_ERR_CANCELLED). */
+typedef bool (*vkm_progress_fn)(void *user, float fraction);
+
+#define VKM_WEIGHTS_AUTO (-1)
+
+typedef struct vkm_model_params {
+    /* Device type of the weight matrices: VKM_WEIGHTS_AUTO keeps F32, F16, Q8_0 and Q4_0 as
+     * stored (BF16, Q4_K and Q6_K become F16); VKM_F32, VKM_F16, VKM_Q8_0 or VKM_Q4_0 convert
+     * (quantize) every matrix at load. Norm weights are always F32. */
+    int weight_type;
+    uint32_t n_ctx;     /* positions per sequence; 0: the model's context length            */
+    uint32_t n_seq;     /* sequences alive at once (KV-cache slots); default 4               */
+    uint32_t n_batch;   /* tokens per step at most (the prefill chunk); default 256          */
+    vkm_progress_fn progress;
+    void *progress_user;
+} vkm_model_params;
+
+vkm_model_params vkm_model_default_params(void);
+
+/* Loads a model: a GGUF file, a safetensors file with config.json beside it, a sharded
+ * checkpoint (index.json) or a folder holding one of them. Its tokenizer is loaded too when
+ * the model carries one (GGUF vocabulary, tokenizer.json or tokenizer.model beside it).
+ * Failures are described by vkm_context_errmsg(ctx) (file, tensor, VkResult). */
+vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_params *params,
+                          vkm_model **out);
+void vkm_model_free(vkm_model *m);
+
+typedef struct vkm_model_info {
+    char arch[32];
+    uint32_t n_vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, ctx_len;
+    uint32_t n_ctx, n_seq, n_batch;
+    float rope_theta, norm_eps;
+    bool tied_embeddings, rope_half;
+    vkm_dtype weight_type;    /* device type of the matrices (the first one, if mixed)       */
+    uint64_t weight_bytes;    /* device bytes of all weights                                 */
+    uint64_t bytes_per_token; /* weight bytes one decode step reads (the roofline numerator) */
+    int32_t bos, eos;
+} vkm_model_info;
+
+vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *out);
+/* The model's tokenizer, or NULL when it has none; owned by the model. */
+const vkm_tokenizer *vkm_model_tokenizer(const vkm_model *m);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sampling (runs on the GPU inside the step; only the chosen token comes back)                */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct vkm_sampler_params {
+    float temperature;        /* <= 0: greedy (argmax, lowest id on ties)                     */
+    uint32_t top_k;           /* keep the k most likely; 0: off                               */
+    float top_p;              /* keep the smallest set with this much probability; 1: off     */
+    float min_p;              /* keep tokens with p >= min_p * p_max; 0: off                  */
+    float repeat_penalty;     /* llama.cpp's: logit / penalty if > 0 else * penalty; 1: off   */
+    uint32_t repeat_last_n;   /* how many past tokens the penalty looks at (<= 256)           */
+    uint64_t seed;            /* the same seed and inputs give the same tokens                */
+} vkm_sampler_params;
+
+/* temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1, last_n 64, seed 0
+ * (the order of application is llama.cpp's: penalty, top-k, top-p, min-p, temperature). */
+vkm_sampler_params vkm_sampler_default_params(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sessions: one sequence each, with its own KV-cache slot                                     */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct vkm_session_params {
+    vkm_sampler_params sampling;
+    bool keep_logits;         /* bring the last position's logits back after each step        */
+} vkm_session_params;
+
+vkm_session_params vkm_session_default_params(void);
+
+/* A new sequence at position 0. VKM_ERR_LIMIT when all n_seq slots are taken. */
+vkm_status vkm_session_create(vkm_model *m, const vkm_session_params *p, vkm_session **out);
+void vkm_session_free(vkm_session *s);
+/* Forgets the sequence (back to position 0, same slot). */
+void vkm_session_reset(vkm_session *s);
+uint32_t vkm_session_pos(const vkm_session *s);
+vkm_status vkm_session_set_sampler(vkm_session *s, const vkm_sampler_params *p);
+
+/* Feeds n ids at the session's position (in steps of n_batch tokens) and samples the token
+ * that follows them into *next. VKM_ERR_LIMIT if the context would overflow. */
+vkm_status vkm_session_prompt(vkm_session *s, const int32_t *ids, size_t n, int32_t *next);
+/* Feeds one token and samples the next. */
+vkm_status vkm_session_decode(vkm_session *s, int32_t token, int32_t *next);
+/* One decode step for n sessions of one model (one command buffer, one submit): session i
+ * feeds tokens[i] and samples next[i]. Sessions may be at different positions. */
+vkm_status vkm_batch_decode(vkm_session *const *sessions, size_t n, const int32_t *tokens,
+                            int32_t *next);
+/* Feeds n ids and writes the logits of every one of their positions (n x n_vocab floats,
+ * position-major) without sampling: scoring, perplexity. */
+vkm_status vkm_session_eval(vkm_session *s, const int32_t *ids, size_t n, float *logits);
+/* The logits of the last position fed (sessions created with keep_logits); valid until the
+ * session's next step. */
+vkm_status vkm_session_logits(const vkm_session *s, const float **logits, size_t *n_vocab);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Generation with streaming                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+/* Receives each generated token and its text (complete UTF-8; may be empty while a character
+ * is split across tokens); a last call with token -1 carries text held back at the end.
+ * Return false to stop (the call then returns VKM_ERR_CANCELLED). */
+typedef bool (*vkm_token_fn)(void *user, int32_t token, const char *text, size_t len);
+
+typedef struct vkm_generate_params {
+    uint32_t n_predict;       /* tokens to generate at most                                   */
+    bool add_bos;             /* prepend BOS when the tokenizer adds one (default true)        */
+    bool stop_at_eos;         /* stop after the EOS token (default true)                       */
+    vkm_token_fn on_token;
+    void *user;
+} vkm_generate_params;
+
+typedef struct vkm_generate_stats {
+    uint32_t n_prompt, n_generated;
+    double prefill_seconds, decode_seconds;
+} vkm_generate_stats;
+
+vkm_generate_params vkm_generate_default_params(void);
+/* Tokenizes the prompt with the model's tokenizer, feeds it and generates. */
+vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_params *p,
+                        vkm_generate_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -31,6 +31,7 @@ layout(push_constant) uniform Push {
     float eps;
     uint x_off;
     uint y_off;
+    uint idx_off;    // 0xffffffff: row r of y is row r of x; else row idx[idx_off + r] of x
 } pc;
 #endif
 
@@ -47,5 +48,92 @@ layout(push_constant) uniform Push {
 layout(push_constant) uniform Push {
     uint n;          // elements
     uint a_off, b_off, y_off;
+} pc;
+#endif
+
+#ifdef VKM_PUSH_MATMUL
+layout(push_constant) uniform Push {
+    uint rows;       // rows of W in this chunk
+    uint cols;
+    uint row0;       // first row of this chunk (offset into y)
+    uint w_stride;
+    uint x_stride;
+    uint y_stride;
+    uint accumulate;
+    uint scale_off;
+    uint x_off;
+    uint y_off;
+    uint n_tok;      // vectors (tokens)
+} pc;
+#endif
+
+#ifdef VKM_PUSH_EMBED
+layout(push_constant) uniform Push {
+    uint rows;       // vocabulary rows in this chunk
+    uint cols;
+    uint row0;
+    uint w_stride;
+    uint scale_off;
+    uint n_tok;
+    uint y_stride;
+    uint y_off;
+    uint tok_off;    // first token id in the step buffer
+} pc;
+#endif
+
+#ifdef VKM_PUSH_ROPE
+layout(push_constant) uniform Push {
+    uint n_tok;
+    uint n_heads;    // heads in this tensor (query or key heads)
+    uint head_dim;
+    uint stride;     // floats between tokens
+    uint off;
+    uint layout_half;// 0: interleaved pairs (2j, 2j+1); 1: rotate_half pairs (j, j + hd/2)
+    float log2_theta;
+    uint pos_off;    // positions in the step buffer
+} pc;
+#endif
+
+#ifdef VKM_PUSH_KV
+layout(push_constant) uniform Push {
+    uint n_tok;
+    uint kv_dim;
+    uint ctx;        // positions per slot
+    uint k_stride, k_off;
+    uint v_stride, v_off;
+    uint pos_off, slot_off;
+} pc;
+#endif
+
+#ifdef VKM_PUSH_ATTN
+layout(push_constant) uniform Push {
+    uint n_tok;
+    uint n_heads;
+    uint n_kv_heads;
+    uint ctx;        // positions per slot in the cache
+    uint kv_dim;
+    uint q_stride, q_off;
+    uint o_stride, o_off;
+    uint n_splits;   // key chunks of CH keys; 1: write the output directly
+    float scale;
+    uint pos_off, slot_off;
+} pc;
+#endif
+
+#ifdef VKM_PUSH_ATTN_REDUCE
+layout(push_constant) uniform Push {
+    uint n_tok;
+    uint n_heads;
+    uint n_splits;
+    uint o_stride, o_off;
+} pc;
+#endif
+
+#ifdef VKM_PUSH_SAMPLE
+layout(push_constant) uniform Push {
+    uint n_vocab;
+    uint n_rows;      // rows to sample (one workgroup each)
+    uint logit_stride;
+    uint param_words; // words of one row's parameter record (header + history)
 } pc;
 #endif

@@ -1,0 +1,102 @@
+/*
+ * forward.c — one step of the LLaMA forward pass recorded into one command buffer: the step's
+ * inputs (token ids, positions, KV slots, rows that want logits) go into a host-visible buffer
+ * read by the kernels, so nothing inside the step waits on the host; then embedding, per
+ * layer RMSNorm -> Q/K/V -> RoPE -> KV store -> attention -> output projection (+= residual)
+ * -> RMSNorm -> SwiGLU FFN (+= residual), final norm of the wanted rows and the LM head.
+ * Sampling (sample.comp) can be appended to the same command buffer.
+ */
+#include <string.h>
+
+#include "model.h"
+#include "push.h"
+
+static vkm_status check_step(const vkm_model *m, const vkm_step *s)
+{
+    vkm_err *e = m->d->err;
+    if (s->n_tok == 0 || s->n_tok > m->n_batch)
+        return vkm_fail(e, VKM_ERR_INVALID_ARGUMENT, "a step of %u tokens (1..%u allowed)", s->n_tok, m->n_batch);
+    if (s->n_out > m->n_out_cap)
+        return vkm_fail(e, VKM_ERR_LIMIT, "a step wants %u rows of logits (at most %u)", s->n_out, m->n_out_cap);
+    for (uint32_t i = 0; i < s->n_tok; i++) {
+        if (s->tokens[i] < 0 || (uint32_t)s->tokens[i] >= m->hp.n_vocab)
+            return vkm_fail(e, VKM_ERR_INVALID_ARGUMENT, "token id %d outside the vocabulary (%u)",
+                            s->tokens[i], m->hp.n_vocab);
+        if (s->pos[i] >= m->n_ctx)
+            return vkm_fail(e, VKM_ERR_LIMIT, "position %u beyond the context (%u)", s->pos[i], m->n_ctx);
+        if (s->slot[i] >= m->n_seq)
+            return vkm_fail(e, VKM_ERR_INVALID_ARGUMENT, "KV slot %u (model has %u)", s->slot[i], m->n_seq);
+    }
+    for (uint32_t j = 0; j < s->n_out; j++)
+        if (s->out_rows[j] >= s->n_tok)
+            return vkm_fail(e, VKM_ERR_INVALID_ARGUMENT, "output row %u of a %u-token step", s->out_rows[j], s->n_tok);
+    return VKM_OK;
+}
+
+vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
+{
+    vkm_status st = check_step(m, s);
+    if (st != VKM_OK) return st;
+    const vkm_hparams *hp = &m->hp;
+    const uint32_t T = s->n_tok, D = hp->dim, hd = hp->head_dim;
+    const uint32_t qd = hp->n_heads * hd, kvd = hp->n_kv_heads * hd, F = hp->ffn_dim;
+
+    /* inputs of the step */
+    uint32_t *in = m->step_buf.map;
+    vkm_step_buf sb = vkm_model_step_buf(m);
+    uint32_t max_keys = 0;
+    for (uint32_t i = 0; i < T; i++) {
+        in[sb.tok_off + i] = (uint32_t)s->tokens[i];
+        in[sb.pos_off + i] = s->pos[i];
+        in[sb.slot_off + i] = s->slot[i];
+        if (s->pos[i] + 1 > max_keys) max_keys = s->pos[i] + 1;
+    }
+    const uint32_t out_off = vkm_model_out_off(m);
+    for (uint32_t j = 0; j < s->n_out; j++) in[out_off + j] = s->out_rows[j];
+
+    vkm_rec *r = &m->rec;
+    const vkm_acts *a = &m->a;
+    vkm_act X = {a->x, 0, D}, XN = {a->xn, 0, D}, Q = {a->q, 0, qd}, K = {a->k, 0, kvd};
+    vkm_act V = {a->v, 0, kvd}, ATT = {a->att, 0, qd}, G = {a->gate, 0, F}, U = {a->up, 0, F};
+    const bool half = hp->rope_layout == VKM_ROPE_HALF;
+    const vkm_attn_shape shape = {hp->n_heads, hp->n_kv_heads, hd, m->n_ctx};
+
+    vkm_op_embed(r, &m->tok_embd, &sb, X, T);
+    for (uint32_t l = 0; l < hp->n_layers; l++) {
+        const vkm_layer *ly = &m->layers[l];
+        vkm_op_rmsnorm(r, X, ly->attn_norm, XN, D, T, hp->norm_eps);
+        vkm_op_linear(r, &ly->wq, XN, Q, T, false);
+        vkm_op_linear(r, &ly->wk, XN, K, T, false);
+        vkm_op_linear(r, &ly->wv, XN, V, T, false);
+        vkm_op_rope(r, Q, &sb, T, hp->n_heads, hd, half, hp->rope_theta);
+        vkm_op_rope(r, K, &sb, T, hp->n_kv_heads, hd, half, hp->rope_theta);
+        vkm_op_kv_store(r, K, V, m->k_cache[l], m->v_cache[l], &sb, T, kvd, m->n_ctx);
+        vkm_op_attention(r, Q, m->k_cache[l], m->v_cache[l], ATT, a->partials, &sb, T, max_keys, &shape);
+        vkm_op_linear(r, &ly->wo, ATT, X, T, true);
+        vkm_op_rmsnorm(r, X, ly->ffn_norm, XN, D, T, hp->norm_eps);
+        vkm_op_linear(r, &ly->w_gate, XN, G, T, false);
+        vkm_op_linear(r, &ly->w_up, XN, U, T, false);
+        vkm_op_eltwise(r, VKM_ELT_SILU_MUL, G, U, G, T * F);
+        vkm_op_linear(r, &ly->w_down, G, X, T, true);
+    }
+    if (s->n_out) {
+        vkm_act XO = {a->xo, 0, D}, LG = {a->logits, 0, hp->n_vocab};
+        vkm_op_rmsnorm_rows(r, X, m->output_norm, XO, D, s->n_out, hp->norm_eps, &sb.r, out_off);
+        vkm_op_linear(r, &m->output, XO, LG, s->n_out, false);
+    }
+    return r->status;
+}
+
+void vkm_sample_record(vkm_model *m, uint32_t n_rows)
+{
+    vkm_rec *r = &m->rec;
+    if (!n_rows) return;
+    uint32_t spec[1] = {vkm_ops_reduce_wg(m->d)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_sample, spec, 1);
+    if (!p) return;
+    vkm_push_sample pc = {m->hp.n_vocab, n_rows, m->hp.n_vocab, VKM_SAMPLE_WORDS};
+    vkm_range b[4] = {m->a.logits, m->a.scratch,
+                      {m->samp_buf.buf, 0, m->samp_buf.size, m->samp_buf.map},
+                      {m->ids_buf.buf, 0, m->ids_buf.size, m->ids_buf.map}};
+    vkm_rec_dispatch_n(r, p, b, 4, &pc, sizeof pc, n_rows);
+}

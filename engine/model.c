@@ -1,0 +1,324 @@
+/*
+ * model.c — loading a model onto the device: weight matrices in the chosen device type
+ * (converted or quantized on the way), norms in f32, the tokenizer, then the runtime buffers
+ * (KV cache, activations, step inputs, sampler records) sized by the model params.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "tokenizer.h"
+
+vkm_model_params vkm_model_default_params(void)
+{
+    vkm_model_params p;
+    memset(&p, 0, sizeof p);
+    p.weight_type = VKM_WEIGHTS_AUTO;
+    p.n_seq = 4;
+    p.n_batch = 256;
+    return p;
+}
+
+/* Device type for a matrix stored as `src`. */
+static vkm_dtype device_type(int want, vkm_dtype src)
+{
+    if (want != VKM_WEIGHTS_AUTO) return (vkm_dtype)want;
+    switch (src) {
+    case VKM_F32: case VKM_F16: case VKM_Q8_0: case VKM_Q4_0: return src;
+    default: return VKM_F16; /* BF16, Q4_K, Q6_K */
+    }
+}
+
+typedef struct loader_ctx {
+    vkm_model *m;
+    vkm_model_src *src;
+    const vkm_model_params *p;
+    uint64_t total, done;
+} loader_ctx;
+
+static vkm_status progress(loader_ctx *L, uint64_t bytes)
+{
+    L->done += bytes;
+    if (L->p->progress && !L->p->progress(L->p->progress_user, L->total ? (float)L->done / (float)L->total : 1.0f))
+        return vkm_fail(L->m->d->err, VKM_ERR_CANCELLED, "loading %s: cancelled", L->m->path);
+    return VKM_OK;
+}
+
+static const vkm_tensor_src *need(loader_ctx *L, const char *name)
+{
+    const vkm_tensor_src *t = vkm_model_src_tensor(L->src, name);
+    if (!t) vkm_fail(L->m->d->err, VKM_ERR_NOT_FOUND, "%s: tensor %s is missing", L->m->path, name);
+    return t;
+}
+
+/* A weight matrix W[rows][cols] (ne = {cols, rows}). */
+static vkm_status load_matrix(loader_ctx *L, const char *name, vkm_tensor *out)
+{
+    vkm_model *m = L->m;
+    const vkm_tensor_src *t = need(L, name);
+    if (!t) return VKM_ERR_NOT_FOUND;
+    if (t->n_dims != 2)
+        return vkm_fail(m->d->err, VKM_ERR_FORMAT, "%s: %s has %d dimensions, a matrix has 2",
+                        m->path, name, t->n_dims);
+    vkm_dtype dt = device_type(L->p->weight_type, t->dtype);
+    if ((dt == VKM_Q8_0 || dt == VKM_Q4_0) && t->ne[0] % 32) dt = VKM_F16; /* rows not in blocks */
+    vkm_status s = vkm_tensor_alloc(&m->weights, dt, (uint32_t)t->ne[1], (uint32_t)t->ne[0], 0, out);
+    if (s == VKM_OK) s = vkm_tensor_upload(m->d, out, t->dtype, t->data, NULL);
+    if (s != VKM_OK) {
+        vkm_err_prefix(m->d->err, "%s: %s", m->path, name);
+        return s;
+    }
+    m->weight_bytes += out->bytes;
+    return progress(L, t->nbytes);
+}
+
+/* A vector of n floats (norm weights), converted to f32. */
+static vkm_status load_vector(loader_ctx *L, const char *name, uint32_t n, vkm_range *out)
+{
+    vkm_model *m = L->m;
+    const vkm_tensor_src *t = need(L, name);
+    if (!t) return VKM_ERR_NOT_FOUND;
+    if (vkm_tensor_nelem(t) != n)
+        return vkm_fail(m->d->err, VKM_ERR_FORMAT, "%s: %s has %lld values, expected %u", m->path,
+                        name, (long long)vkm_tensor_nelem(t), n);
+    float *tmp = malloc((size_t)n * 4);
+    if (!tmp) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    vkm_status s = vkm_to_f32(t->dtype, t->data, n, tmp);
+    if (s != VKM_OK) vkm_fail(m->d->err, s, "%s: %s: cannot convert %s to f32", m->path, name,
+                              vkm_dtype_name(t->dtype));
+    if (s == VKM_OK) s = vkm_arena_alloc(&m->weights, (uint64_t)n * 4, 16, out);
+    if (s == VKM_OK) s = vkm_upload(m->d, *out, tmp, (uint64_t)n * 4);
+    free(tmp);
+    if (s != VKM_OK) return s;
+    m->weight_bytes += (uint64_t)n * 4;
+    return progress(L, t->nbytes);
+}
+
+static vkm_status load_weights(loader_ctx *L)
+{
+    vkm_model *m = L->m;
+    const vkm_hparams *hp = &m->hp;
+    char name[96];
+    for (uint32_t i = 0; i < L->src->n_tensors; i++) L->total += L->src->tensors[i].src->nbytes;
+    vkm_status s = load_matrix(L, "token_embd.weight", &m->tok_embd);
+    if (s == VKM_OK) s = load_vector(L, "output_norm.weight", hp->dim, &m->output_norm);
+    if (s == VKM_OK) {
+        if (hp->tied_embeddings || !vkm_model_src_tensor(L->src, "output.weight")) m->output = m->tok_embd;
+        else s = load_matrix(L, "output.weight", &m->output);
+    }
+    m->layers = calloc(hp->n_layers, sizeof *m->layers);
+    if (!m->layers) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    static const struct { const char *name; size_t off; } mats[] = {
+        {"attn_q", offsetof(vkm_layer, wq)}, {"attn_k", offsetof(vkm_layer, wk)},
+        {"attn_v", offsetof(vkm_layer, wv)}, {"attn_output", offsetof(vkm_layer, wo)},
+        {"ffn_gate", offsetof(vkm_layer, w_gate)}, {"ffn_up", offsetof(vkm_layer, w_up)},
+        {"ffn_down", offsetof(vkm_layer, w_down)},
+    };
+    for (uint32_t l = 0; l < hp->n_layers && s == VKM_OK; l++) {
+        vkm_layer *ly = &m->layers[l];
+        snprintf(name, sizeof name, "blk.%u.attn_norm.weight", l);
+        s = load_vector(L, name, hp->dim, &ly->attn_norm);
+        snprintf(name, sizeof name, "blk.%u.ffn_norm.weight", l);
+        if (s == VKM_OK) s = load_vector(L, name, hp->dim, &ly->ffn_norm);
+        for (size_t k = 0; k < sizeof mats / sizeof mats[0] && s == VKM_OK; k++) {
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, mats[k].name);
+            s = load_matrix(L, name, (vkm_tensor *)((char *)ly + mats[k].off));
+        }
+    }
+    if (s != VKM_OK) return s;
+    m->wtype = m->layers[0].wq.dtype;
+    /* bytes one decode step reads: every matrix once, one embedding row, the norms */
+    uint64_t b = m->output.bytes + m->tok_embd.bytes / m->tok_embd.rows + 4ull * hp->dim;
+    for (uint32_t l = 0; l < hp->n_layers; l++) {
+        const vkm_layer *ly = &m->layers[l];
+        b += ly->wq.bytes + ly->wk.bytes + ly->wv.bytes + ly->wo.bytes + ly->w_gate.bytes +
+             ly->w_up.bytes + ly->w_down.bytes + 8ull * hp->dim;
+    }
+    m->token_bytes = b;
+    return VKM_OK;
+}
+
+static vkm_status floats(vkm_model *m, vkm_arena *a, uint64_t n, vkm_range *out)
+{
+    return vkm_arena_alloc(a, n * 4, 16, out);
+}
+
+static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
+{
+    vkm_dev *d = m->d;
+    const vkm_hparams *hp = &m->hp;
+    m->n_ctx = p->n_ctx ? p->n_ctx : hp->ctx_len;
+    if (!m->n_ctx) m->n_ctx = 2048;
+    m->n_seq = p->n_seq ? p->n_seq : 1;
+    m->n_batch = p->n_batch ? p->n_batch : 256;
+    if (m->n_batch > m->n_ctx * m->n_seq) m->n_batch = m->n_ctx * m->n_seq;
+    const uint64_t qd = (uint64_t)hp->n_heads * hp->head_dim, kvd = (uint64_t)hp->n_kv_heads * hp->head_dim;
+    const uint64_t range = d->caps.max_storage_range;
+    uint64_t kv_bytes = (uint64_t)m->n_seq * m->n_ctx * kvd * 4;
+    if (kv_bytes > range)
+        return vkm_fail(d->err, VKM_ERR_LIMIT, "a KV cache of %u sequences x %u positions is %llu "
+                        "bytes per layer, over the device's storage range (%llu): lower n_ctx or n_seq",
+                        m->n_seq, m->n_ctx, (unsigned long long)kv_bytes, (unsigned long long)range);
+    m->n_out_cap = m->n_batch;
+    if ((uint64_t)m->n_out_cap * hp->n_vocab * 4 > range) m->n_out_cap = (uint32_t)(range / ((uint64_t)hp->n_vocab * 4));
+    if (!m->n_out_cap) return vkm_fail(d->err, VKM_ERR_LIMIT, "a row of %u logits exceeds the storage range", hp->n_vocab);
+
+    vkm_arena_init(&m->kv_arena, d, VKM_MEM_DEVICE, 0);
+    vkm_arena_init(&m->act_arena, d, VKM_MEM_DEVICE, 0);
+    m->k_cache = calloc(hp->n_layers, sizeof *m->k_cache);
+    m->v_cache = calloc(hp->n_layers, sizeof *m->v_cache);
+    m->slot_used = calloc(m->n_seq, sizeof *m->slot_used);
+    if (!m->k_cache || !m->v_cache || !m->slot_used)
+        return vkm_fail(d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    vkm_status s = VKM_OK;
+    for (uint32_t l = 0; l < hp->n_layers && s == VKM_OK; l++) {
+        s = vkm_arena_alloc(&m->kv_arena, kv_bytes, 16, &m->k_cache[l]);
+        if (s == VKM_OK) s = vkm_arena_alloc(&m->kv_arena, kv_bytes, 16, &m->v_cache[l]);
+    }
+    const uint64_t B = m->n_batch;
+    vkm_acts *a = &m->a;
+    uint64_t parts = 256ull * VKM_ATTN_MAX_SPLITS * (hp->head_dim + 2);
+    struct { vkm_range *r; uint64_t n; } plan[] = {
+        {&a->x, B * hp->dim}, {&a->xn, B * hp->dim}, {&a->q, B * qd}, {&a->k, B * kvd},
+        {&a->v, B * kvd}, {&a->att, B * qd}, {&a->gate, B * hp->ffn_dim}, {&a->up, B * hp->ffn_dim},
+        {&a->partials, parts}, {&a->xo, (uint64_t)m->n_out_cap * hp->dim},
+        {&a->logits, (uint64_t)m->n_out_cap * hp->n_vocab},
+        {&a->scratch, (uint64_t)m->n_seq * hp->n_vocab},
+    };
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0] && s == VKM_OK; i++)
+        s = floats(m, &m->act_arena, plan[i].n, plan[i].r);
+    if (s == VKM_OK) s = vkm_buf_create(d, 16ull * m->n_batch, VKM_MEM_UPLOAD, &m->step_buf);
+    if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq * VKM_SAMPLE_WORDS, VKM_MEM_UPLOAD, &m->samp_buf);
+    if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq, VKM_MEM_READBACK, &m->ids_buf);
+    if (s == VKM_OK) s = vkm_rec_init(&m->rec, d, false);
+    if (s == VKM_OK) s = vkm_dev_alloc_cmd(d, &m->cmd);
+    if (s != VKM_OK) vkm_err_prefix(d->err, "%s: runtime buffers", m->path);
+    return s;
+}
+
+static vkm_status load_tokenizer(vkm_model *m, vkm_model_src *src)
+{
+    vkm_err e;
+    vkm_err_clear(&e);
+    if (src->format == VKM_SRC_GGUF) {
+        vkm_status s = vkm_tok_from_gguf(&src->gguf, &m->tok, &e);
+        if (s == VKM_ERR_NOT_FOUND) return VKM_OK; /* a model without a vocabulary still runs */
+        if (s != VKM_OK) return vkm_fail(m->d->err, s, "%s", e.msg);
+        return VKM_OK;
+    }
+    char dir[1024], p[1100];
+    if (vkm_is_dir(m->path)) snprintf(dir, sizeof dir, "%s", m->path);
+    else vkm_path_dir(dir, sizeof dir, m->path);
+    static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
+    for (size_t i = 0; i < 2; i++) {
+        if (!vkm_path_join(p, sizeof p, dir, names[i]) || !vkm_exists(p)) continue;
+        vkm_tokenizer *t = NULL;
+        vkm_status s = vkm_tokenizer_load(p, &t);
+        if (s != VKM_OK) {
+            vkm_fail(m->d->err, s, "%s", t ? vkm_tokenizer_errmsg(t) : p);
+            vkm_tokenizer_free(t);
+            return s;
+        }
+        m->tok = t;
+        return VKM_OK;
+    }
+    return VKM_OK;
+}
+
+vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_params *params,
+                          vkm_model **out)
+{
+    if (!out) return VKM_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!ctx || !ctx->dev_ok || !path) return VKM_ERR_INVALID_ARGUMENT;
+    vkm_err_clear(&ctx->err);
+    vkm_model_params def = vkm_model_default_params();
+    if (!params) params = &def;
+    if (params->weight_type != VKM_WEIGHTS_AUTO && params->weight_type != VKM_F32 &&
+        params->weight_type != VKM_F16 && params->weight_type != VKM_Q8_0 && params->weight_type != VKM_Q4_0)
+        return vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "weight_type must be auto, F32, F16, Q8_0 or Q4_0");
+    vkm_model *m = calloc(1, sizeof *m);
+    if (!m) return vkm_fail(&ctx->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    m->ctx = ctx;
+    m->d = &ctx->dev;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    vkm_arena_init(&m->weights, m->d, VKM_MEM_DEVICE, 0);
+    vkm_model_src src;
+    memset(&src, 0, sizeof src);
+    vkm_status s = vkm_model_src_open(path, &src, &ctx->err);
+    if (s == VKM_OK) {
+        m->hp = src.hp;
+        if (m->hp.n_experts > 0)
+            s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: a mixture-of-experts file (%u experts) "
+                         "is not a dense model", path, m->hp.n_experts);
+        else if (m->hp.qkv_bias)
+            s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: q/k/v projection biases (qwen2) are "
+                         "not supported yet", path);
+    }
+    if (s == VKM_OK) s = load_weights(&(loader_ctx){m, &src, params, 0, 0});
+    if (s == VKM_OK) s = load_tokenizer(m, &src);
+    vkm_model_src_close(&src);
+    if (s == VKM_OK) s = alloc_runtime(m, params);
+    if (s != VKM_OK) {
+        vkm_model_free(m);
+        return s;
+    }
+    *out = m;
+    return VKM_OK;
+}
+
+void vkm_model_free(vkm_model *m)
+{
+    if (!m) return;
+    vkm_dev *d = m->d;
+    if (d->device) vkDeviceWaitIdle(d->device);
+    if (m->cmd) vkFreeCommandBuffers(d->device, d->cmd_pool, 1, &m->cmd);
+    vkm_rec_destroy(&m->rec);
+    vkm_buf_destroy(d, &m->step_buf);
+    vkm_buf_destroy(d, &m->samp_buf);
+    vkm_buf_destroy(d, &m->ids_buf);
+    vkm_arena_destroy(&m->act_arena);
+    vkm_arena_destroy(&m->kv_arena);
+    vkm_arena_destroy(&m->weights);
+    vkm_tokenizer_free(m->tok);
+    free(m->layers);
+    free(m->k_cache);
+    free(m->v_cache);
+    free(m->slot_used);
+    free(m);
+}
+
+vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *o)
+{
+    if (!m || !o) return VKM_ERR_INVALID_ARGUMENT;
+    memset(o, 0, sizeof *o);
+    const vkm_hparams *hp = &m->hp;
+    snprintf(o->arch, sizeof o->arch, "%s", hp->arch);
+    o->n_vocab = hp->n_vocab;
+    o->dim = hp->dim;
+    o->n_layers = hp->n_layers;
+    o->n_heads = hp->n_heads;
+    o->n_kv_heads = hp->n_kv_heads;
+    o->head_dim = hp->head_dim;
+    o->ffn_dim = hp->ffn_dim;
+    o->ctx_len = hp->ctx_len;
+    o->n_ctx = m->n_ctx;
+    o->n_seq = m->n_seq;
+    o->n_batch = m->n_batch;
+    o->rope_theta = hp->rope_theta;
+    o->norm_eps = hp->norm_eps;
+    o->tied_embeddings = m->output.chunks[0].r.buf == m->tok_embd.chunks[0].r.buf &&
+                         m->output.chunks[0].r.off == m->tok_embd.chunks[0].r.off;
+    o->rope_half = hp->rope_layout == VKM_ROPE_HALF;
+    o->weight_type = m->wtype;
+    o->weight_bytes = m->weight_bytes;
+    o->bytes_per_token = m->token_bytes;
+    o->bos = hp->bos;
+    o->eos = hp->eos;
+    return VKM_OK;
+}
+
+const vkm_tokenizer *vkm_model_tokenizer(const vkm_model *m) { return m ? m->tok : NULL; }

@@ -1,0 +1,37 @@
+/*
+ * ref_forward.h — a plain-C LLaMA forward pass (double accumulation) used as the reference for
+ * the Vulkan forward: GQA, both RoPE layouts, SwiGLU, tied or separate LM head, a KV cache
+ * per sequence so sequences can be advanced token by token.
+ */
+#ifndef VKM_REF_FORWARD_H
+#define VKM_REF_FORWARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct ref_model {
+    uint32_t vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn, ctx;
+    float eps, theta;
+    bool rope_half;                 /* rotate_half pairs (HF) instead of interleaved (GGUF)   */
+    /* weights, f32 row-major [out][in]; output may equal tok_embd (tied)                     */
+    float *tok_embd;                /* [vocab][dim]                                          */
+    float *output_norm, *output;    /* [dim], [vocab][dim]                                   */
+    float **attn_norm, **wq, **wk, **wv, **wo, **ffn_norm, **w_gate, **w_up, **w_down;
+} ref_model;
+
+/* One sequence's cache. */
+typedef struct ref_seq {
+    uint32_t n;                     /* tokens so far                                         */
+    double *k, *v;                  /* [n_layers][ctx][kv_dim]                               */
+} ref_seq;
+
+void ref_seq_init(ref_seq *s, const ref_model *m);
+void ref_seq_free(ref_seq *s);
+/* Feeds one token at position s->n; writes the logits (vocab floats) if logits != NULL. */
+void ref_forward_token(const ref_model *m, ref_seq *s, int32_t token, float *logits);
+
+/* A random model with the given shape (weights ~ U(-a, a) scaled per fan-in), fixed seed. */
+void ref_model_random(ref_model *m, uint64_t seed, bool tied);
+void ref_model_free(ref_model *m);
+
+#endif
