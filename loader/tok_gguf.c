@@ -10,45 +10,18 @@
 
 #include "tok_internal.h"
 
-/* Element i of an integer or float array as double; false for other element types. */
-static bool arr_num(const vkm_gguf_arr *a, uint64_t i, double *out)
-{
-    const uint8_t *p = a->data;
-    switch (a->elem_type) {
-    case VKM_GGUF_U8: *out = p[i]; return true;
-    case VKM_GGUF_I8: *out = (int8_t)p[i]; return true;
-    case VKM_GGUF_U16: *out = vkm_rd16(p + 2 * i); return true;
-    case VKM_GGUF_I16: *out = (int16_t)vkm_rd16(p + 2 * i); return true;
-    case VKM_GGUF_U32: *out = vkm_rd32(p + 4 * i); return true;
-    case VKM_GGUF_I32: *out = (int32_t)vkm_rd32(p + 4 * i); return true;
-    case VKM_GGUF_U64: *out = (double)vkm_rd64(p + 8 * i); return true;
-    case VKM_GGUF_I64: *out = (double)(int64_t)vkm_rd64(p + 8 * i); return true;
-    case VKM_GGUF_F32: {
-        uint32_t b = vkm_rd32(p + 4 * i);
-        float f;
-        memcpy(&f, &b, 4);
-        *out = f;
-        return true;
-    }
-    case VKM_GGUF_F64: {
-        uint64_t b = vkm_rd64(p + 8 * i);
-        memcpy(out, &b, 8);
-        return true;
-    }
-    default: return false;
-    }
-}
-
-/* An optional numeric array of the same length as the token list. */
-static vkm_status side_array(const vkm_gguf *g, const char *key, uint64_t n_tokens,
+/* An optional array of integers (ints) or floats of the same length as the token list. */
+static vkm_status side_array(const vkm_gguf *g, const char *key, bool ints, uint64_t n_tokens,
                              const vkm_gguf_arr **out, vkm_err *e)
 {
     *out = NULL;
     const vkm_gguf_kv *kv = vkm_gguf_find(g, key);
     if (!kv) return VKM_OK;
+    int64_t i;
     double d;
-    if (kv->type != VKM_GGUF_ARRAY || (kv->v.a.n && !arr_num(&kv->v.a, 0, &d)))
-        return vkm_fail(e, VKM_ERR_FORMAT, "%s is not an array of numbers", key);
+    if (kv->type != VKM_GGUF_ARRAY ||
+        (kv->v.a.n && !(ints ? vkm_gguf_arr_i64(&kv->v.a, 0, &i) : vkm_gguf_arr_f64(&kv->v.a, 0, &d))))
+        return vkm_fail(e, VKM_ERR_FORMAT, "%s is not an array of %s", key, ints ? "integers" : "floats");
     if (kv->v.a.n != n_tokens)
         return vkm_fail(e, VKM_ERR_FORMAT, "%s has %llu entries but tokenizer.ggml.tokens has %llu",
                         key, (unsigned long long)kv->v.a.n, (unsigned long long)n_tokens);
@@ -119,15 +92,16 @@ vkm_status vkm_tok_load_gguf(vkm_tokenizer *t, const vkm_gguf *g, vkm_err *e)
     const vkm_gguf_arr *tokens = &tk->v.a, *scores, *types;
     vkm_status s;
     if ((s = vkm_tok_resize(t, (int64_t)tokens->n, e)) != VKM_OK) return s;
-    if ((s = side_array(g, "tokenizer.ggml.scores", tokens->n, &scores, e)) != VKM_OK) return s;
-    if ((s = side_array(g, "tokenizer.ggml.token_type", tokens->n, &types, e)) != VKM_OK) return s;
+    if ((s = side_array(g, "tokenizer.ggml.scores", false, tokens->n, &scores, e)) != VKM_OK) return s;
+    if ((s = side_array(g, "tokenizer.ggml.token_type", true, tokens->n, &types, e)) != VKM_OK) return s;
     for (uint64_t i = 0; i < tokens->n; i++) {
-        double score = 0, type = VKM_TOKT_NORMAL;
-        if (scores) arr_num(scores, i, &score);
-        if (types) arr_num(types, i, &type);
-        if (type < 0 || type > VKM_TOKT_BYTE || type != (int)type)
-            return vkm_fail(e, VKM_ERR_FORMAT, "tokenizer.ggml.token_type[%llu] = %g is not a token type",
-                            (unsigned long long)i, type);
+        double score = 0;
+        int64_t type = VKM_TOKT_NORMAL;
+        if (scores && !vkm_gguf_arr_f64(scores, i, &score)) score = 0;
+        if (types && !vkm_gguf_arr_i64(types, i, &type)) type = -1;
+        if (type < 0 || type > VKM_TOKT_BYTE)
+            return vkm_fail(e, VKM_ERR_FORMAT, "tokenizer.ggml.token_type[%llu] = %lld is not a token type",
+                            (unsigned long long)i, (long long)type);
         s = vkm_tok_set(t, (int32_t)i, tokens->strs[i].p, tokens->strs[i].n, (float)score, (int)type, e);
         if (s != VKM_OK) {
             vkm_err_prefix(e, "tokenizer.ggml.tokens[%llu]", (unsigned long long)i);

@@ -6,20 +6,15 @@
  *   4     a tokenizer.json to load, then encode a fixed text with it
  *   5     a tokenizer.model (protobuf) to parse, then encode a fixed text with it
  *   6     int32 ids (taken modulo the vocabulary) to decode with each tokenizer
- * The real files come from VKM_SHARED_DIR (compile definition) or $VKM_SHARED_DIR.
+ *   7     a GGUF file whose tokenizer.ggml.* keys to build a tokenizer from, then encode with it
+ * The real files come from $VKM_SHARED_DIR or the VKM_SHARED_DIR compile definition.
  * Checks: no crash, decode output is valid UTF-8, streaming decode equals whole decode.
  */
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
+#include "fuzz_common.h"
 #include "tok_internal.h"
 #include "unicode.h"
-
-#ifndef VKM_SHARED_DIR
-#define VKM_SHARED_DIR "../shared"
-#endif
 
 static const char *const files[4] = {
     "testbed/base/tokenizer.model",
@@ -34,14 +29,13 @@ static void load_all(void)
     static int done;
     if (done) return;
     done = 1;
-    const char *dir = getenv("VKM_SHARED_DIR");
-    if (!dir) dir = VKM_SHARED_DIR;
+    const char *dir = fuzz_shared_dir();
     for (int i = 0; i < 4; i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         if (vkm_tokenizer_load(path, &toks[i]) != VKM_OK) {
             fprintf(stderr, "fuzz_tokenizer: %s\n", vkm_tokenizer_errmsg(toks[i]));
-            abort();
+            FUZZ_CHECK(!"the shared tokenizers load");
         }
     }
 }
@@ -51,7 +45,7 @@ static void check_utf8(const char *s, size_t n)
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t k = vkm_utf8_decode((const uint8_t *)s + i, n - i, &cp);
-        if (!k) abort();
+        FUZZ_CHECK(k);
         i += k;
     }
 }
@@ -60,20 +54,21 @@ static void check_utf8(const char *s, size_t n)
 static void decode(const vkm_tokenizer *t, const int32_t *ids, size_t n)
 {
     size_t need = 0;
-    if (vkm_detokenize(t, ids, n, NULL, 0, &need) != VKM_ERR_LIMIT && need) abort();
+    vkm_status st = vkm_detokenize(t, ids, n, NULL, 0, &need);
+    FUZZ_CHECK(st == (need ? VKM_ERR_LIMIT : VKM_OK));
     char *whole = malloc(need + 1), *stream = malloc(need + 64);
-    if (vkm_detokenize(t, ids, n, whole, need + 1, &need) != VKM_OK) abort();
+    FUZZ_CHECK(vkm_detokenize(t, ids, n, whole, need + 1, &need) == VKM_OK);
     check_utf8(whole, need);
     vkm_detok d;
     vkm_detok_init(&d, t);
     size_t total = 0, k;
     for (size_t i = 0; i < n; i++) {
-        if (vkm_detok_push(&d, ids[i], stream + total, need + 64 - total, &k) != VKM_OK) abort();
+        FUZZ_CHECK(vkm_detok_push(&d, ids[i], stream + total, need + 64 - total, &k) == VKM_OK);
         total += k;
     }
-    if (vkm_detok_flush(&d, stream + total, need + 64 - total, &k) != VKM_OK) abort();
+    FUZZ_CHECK(vkm_detok_flush(&d, stream + total, need + 64 - total, &k) == VKM_OK);
     total += k;
-    if (total != need || memcmp(whole, stream, need) != 0) abort();
+    FUZZ_CHECK(total == need && memcmp(whole, stream, need) == 0);
     free(whole);
     free(stream);
 }
@@ -85,14 +80,13 @@ static void encode(const vkm_tokenizer *t, const char *s, size_t n, bool special
     vkm_status st = vkm_tokenize(t, s, n, bos, special, ids, cap, &got);
     if (st == VKM_ERR_LIMIT) { /* e.g. a bad byte -> U+FFFD -> three byte tokens */
         int32_t *more = realloc(ids, got * sizeof *ids);
-        if (!more) abort();
+        FUZZ_CHECK(more);
         ids = more;
         cap = got;
         st = vkm_tokenize(t, s, n, bos, special, ids, cap, &got);
     }
-    if (st != VKM_OK || got > cap) abort();
-    for (size_t i = 0; i < got; i++)
-        if (ids[i] < 0 || ids[i] >= t->n_vocab) abort();
+    FUZZ_CHECK(st == VKM_OK && got <= cap);
+    for (size_t i = 0; i < got; i++) FUZZ_CHECK(ids[i] >= 0 && ids[i] < t->n_vocab);
     decode(t, ids, got);
     free(ids);
 }
@@ -101,8 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
     load_all();
-    int mode = data[0] % 7;
-    bool special = (data[0] / 7) & 1, bos = (data[0] / 14) & 1;
+    int mode = data[0] % 8;
+    bool special = (data[0] / 8) & 1, bos = (data[0] / 16) & 1;
     const char *rest = (const char *)data + 1;
     size_t n = size - 1;
     if (mode < 4) {
@@ -116,6 +110,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                   : vkm_tok_parse_spmodel(t, (const uint8_t *)rest, n, &e);
         if (st == VKM_OK) encode(t, "Hello world <s> 123 \xC3\xA9\xF0\x9F\x98\x80 \xFF", 27, true, true);
         vkm_tokenizer_free(t);
+        return 0;
+    }
+    if (mode == 7) {
+        vkm_gguf g;
+        vkm_err e = {0};
+        if (vkm_gguf_open_mem(rest, n, "fuzz.gguf", &g, &e) != VKM_OK) return 0;
+        vkm_tokenizer *t = NULL;
+        if (vkm_tok_from_gguf(&g, &t, &e) == VKM_OK) {
+            vkm_gguf_close(&g); /* the tokenizer keeps its own copy */
+            encode(t, "Hello world <s> 123 \xC3\xA9\xF0\x9F\x98\x80 \xFF", 27, special, bos);
+            vkm_tokenizer_free(t);
+        } else {
+            FUZZ_CHECK(t == NULL && e.msg[0]);
+            vkm_gguf_close(&g);
+        }
         return 0;
     }
     if (mode == 6) {
