@@ -1,9 +1,11 @@
 /*
  * tok_gguf.c — the tokenizer of a GGUF file (llama.cpp's tokenizer.ggml.* keys): "llama"
  * (SentencePiece BPE by score with byte fallback) and "gpt2" (byte-level BPE by merge rank,
- * with the pre-tokenizer named by tokenizer.ggml.pre). GGUF cannot say that a SentencePiece
- * model collapses runs of spaces (remove_extra_whitespaces): such a vocabulary encodes like
- * llama.cpp does, keeping every space.
+ * with the pre-tokenizer named by tokenizer.ggml.pre). A "llama" GGUF usually cannot say that
+ * its SentencePiece model collapses runs of spaces (remove_extra_whitespaces; stories260K's
+ * does): it then encodes like llama.cpp, keeping every space. The key llama.cpp defines for
+ * T5-style vocabularies, tokenizer.ggml.remove_extra_whitespaces, is honoured when present
+ * (llama.cpp's own SentencePiece path ignores it; no converter writes it for "llama").
  */
 #include <stdio.h>
 #include <string.h>
@@ -121,9 +123,11 @@ vkm_status vkm_tok_load_gguf(vkm_tokenizer *t, const vkm_gguf *g, vkm_err *e)
     vkm_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &t->add_eos);
 
     if (spm) {
-        bool prefix = true;
+        bool prefix = true, collapse = false;
         vkm_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &prefix);
+        vkm_gguf_get_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &collapse);
         t->model = VKM_TOK_SPM;
+        if (collapse) vkm_tok_add_norm(t, VKM_TOK_NORM_COLLAPSE, "", "");
         if (prefix) vkm_tok_add_norm(t, VKM_TOK_NORM_PREPEND, "\xE2\x96\x81", "");
         vkm_tok_add_norm(t, VKM_TOK_NORM_REPLACE, " ", "\xE2\x96\x81");
         t->byte_fallback = t->fuse_unk = true;

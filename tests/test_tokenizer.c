@@ -354,6 +354,25 @@ static void test_stories(void **state)
     assert_true(na != nb || memcmp(a, b, na * sizeof *a) != 0);
     vkm_tokenizer_free(t);
 
+    /* the same vocabulary with tokenizer.ggml.remove_extra_whitespaces = true: every string */
+    vkm_gguf g;
+    vkm_err e = {0};
+    memset(&g, 0, sizeof g);
+    expect_ok(vkm_gguf_open(shared_path("testbed/stories260K/model.gguf"), &g, &e), &e);
+    vkm_gguf_writer *w = NULL;
+    const char *path = tmp_path("stories_collapse.gguf");
+    expect_ok(vkm_gguf_writer_create(path, &w, &e), &e);
+    for (uint64_t i = 0; i < g.n_kv; i++)
+        if (!strncmp(g.kv[i].key, "tokenizer.", 10)) vkm_gguf_writer_copy_kv(w, &g.kv[i]);
+    vkm_gguf_writer_set_bool(w, "tokenizer.ggml.remove_extra_whitespaces", true);
+    expect_ok(vkm_gguf_writer_begin(w), &e);
+    expect_ok(vkm_gguf_writer_finish(w), &e);
+    vkm_gguf_writer_free(w);
+    vkm_gguf_close(&g);
+    t = tok_load(path);
+    assert_int_equal(tok_check_ids(t, "spm_stories260K.txt", false, NULL), 0);
+    vkm_tokenizer_free(t);
+
     t = tok_load(shared_path("testbed/stories260K/tokenizer.json"));
     assert_int_equal(tok_check_ids(t, "hf_stories260K.txt", true, NULL), 0);
     vkm_tokenizer_free(t);

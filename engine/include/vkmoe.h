@@ -224,8 +224,9 @@ typedef struct vkm_tokenizer vkm_tokenizer;
  * SentencePiece tokenizer.model (BPE), or a folder holding one of them (tokenizer.json, then
  * tokenizer.model, then model.gguf). The kind of a file is told by its content. Encoding
  * matches the reference of each source exactly: SentencePiece for tokenizer.model (including
- * remove_extra_whitespaces, which a GGUF vocabulary cannot express: GGUF encodes like llama.cpp,
- * keeping every space), Hugging Face tokenizers for tokenizer.json, llama.cpp for GGUF.
+ * remove_extra_whitespaces, which a "llama" GGUF vocabulary normally cannot express: GGUF
+ * encodes like llama.cpp, keeping every space, unless tokenizer.ggml.remove_extra_whitespaces
+ * is set), Hugging Face tokenizers for tokenizer.json, llama.cpp for GGUF.
  * On failure *out may hold a handle whose vkm_tokenizer_errmsg() tells why (VKM_ERR_IO,
  * VKM_ERR_FORMAT, VKM_ERR_NOT_FOUND: no tokenizer, VKM_ERR_UNSUPPORTED: a model, normalizer or
  * pre-tokenizer vkmoe does not implement); free it either way. */
