@@ -254,10 +254,9 @@ static void test_patterns(void **state)
 }
 
 /* ---- malformed adapters ------------------------------------------------------------------- */
-static const tspec one_pair[] = {
-    {PRE "0.self_attn.q_proj.lora_A.weight", 2, 16, 4, 1, 0},
-    {PRE "0.self_attn.q_proj.lora_B.weight", 2, 4, 16, 1, 0},
-};
+/* The two halves of one q_proj pair (macros: static tables cannot copy other objects). */
+#define QA {PRE "0.self_attn.q_proj.lora_A.weight", 2, 16, 4, 1, 0}
+#define QB {PRE "0.self_attn.q_proj.lora_B.weight", 2, 4, 16, 1, 0}
 
 static void test_peft_malformed(void **state)
 {
@@ -291,7 +290,7 @@ static void test_peft_malformed(void **state)
         {"config not JSON", "{\"r\": 8", {{0}}, 0, VKM_ERR_FORMAT, "not valid JSON"},
         {"config array", "[]", {{0}}, 0, VKM_ERR_FORMAT, "the config: expected an object, got an array"},
         {"duplicate key", "{\"r\": 4, \"r\": 8}", {{0}}, 0, VKM_ERR_FORMAT, "duplicate key 'r'"},
-        {"not in targets", "{\"r\": 4, \"target_modules\": [\"v_proj\"]}", {one_pair[0], one_pair[1]}, 2,
+        {"not in targets", "{\"r\": 4, \"target_modules\": [\"v_proj\"]}", {QA, QB}, 2,
          VKM_ERR_FORMAT, "adapts model.layers.0.self_attn.q_proj, which target_modules does not list"},
         {"embedding", CFG(""), {{"base_model.model.model.embed_tokens.lora_embedding_A", 2, 4, 32, 1, 0}}, 1,
          VKM_ERR_UNSUPPORTED, "embedding adapters are not supported"},
@@ -301,12 +300,12 @@ static void test_peft_malformed(void **state)
          "bias adapters are not supported"},
         {"magnitude", CFG(""), {{PRE "0.self_attn.q_proj.lora_magnitude_vector", 1, 16, 1, 1, 0}}, 1,
          VKM_ERR_UNSUPPORTED, "DoRA magnitude vectors are not supported"},
-        {"A alone", CFG(""), {one_pair[0]}, 1, VKM_ERR_FORMAT,
+        {"A alone", CFG(""), {QA}, 1, VKM_ERR_FORMAT,
          "tensor '" PRE "0.self_attn.q_proj.lora_A.weight' has no matching B"},
-        {"B alone", CFG(""), {one_pair[1]}, 1, VKM_ERR_FORMAT, "q_proj.lora_B.weight' has no matching A"},
-        {"A/B rank mismatch", CFG(""), {one_pair[0], {PRE "0.self_attn.q_proj.lora_B.weight", 2, 3, 16, 1, 0}}, 2,
+        {"B alone", CFG(""), {QB}, 1, VKM_ERR_FORMAT, "q_proj.lora_B.weight' has no matching A"},
+        {"A/B rank mismatch", CFG(""), {QA, {PRE "0.self_attn.q_proj.lora_B.weight", 2, 3, 16, 1, 0}}, 2,
          VKM_ERR_FORMAT, "rank mismatch for blk.0.attn_q.weight: '" PRE "0.self_attn.q_proj.lora_A.weight' has rank 4"},
-        {"rank vs config", "{\"r\": 8}", {one_pair[0], one_pair[1]}, 2, VKM_ERR_FORMAT,
+        {"rank vs config", "{\"r\": 8}", {QA, QB}, 2, VKM_ERR_FORMAT,
          "has rank 4 but the adapter config says r = 8"},
         {"mixed adapter names", CFG(""), {{PRE "0.self_attn.q_proj.lora_A.one.weight", 2, 16, 4, 1, 0},
                                           {PRE "0.self_attn.q_proj.lora_B.two.weight", 2, 4, 16, 1, 0}}, 2,
@@ -324,9 +323,9 @@ static void test_peft_malformed(void **state)
          VKM_ERR_FORMAT, "is not a PEFT LoRA tensor"},
         {"huge layer", CFG(""), {{PRE "99999999999.self_attn.q_proj.lora_A.weight", 2, 16, 4, 1, 0}}, 1,
          VKM_ERR_FORMAT, "is not a PEFT LoRA tensor"},
-        {"3-D", CFG(""), {{PRE "0.self_attn.q_proj.lora_A.weight", 3, 16, 4, 2, 0}, one_pair[1]}, 2,
+        {"3-D", CFG(""), {{PRE "0.self_attn.q_proj.lora_A.weight", 3, 16, 4, 2, 0}, QB}, 2,
          VKM_ERR_FORMAT, "has 3 dimensions, a LoRA matrix has 2"},
-        {"integer data", CFG(""), {{PRE "0.self_attn.q_proj.lora_A.weight", 2, 16, 4, 1, VKM_I32}, one_pair[1]}, 2,
+        {"integer data", CFG(""), {{PRE "0.self_attn.q_proj.lora_A.weight", 2, 16, 4, 1, VKM_I32}, QB}, 2,
          VKM_ERR_UNSUPPORTED, "is I32; LoRA matrices must be F32, F16 or BF16"},
         {"no tensors", CFG(""), {{0}}, 0, VKM_ERR_FORMAT, "no LoRA tensors"},
     };
@@ -393,8 +392,9 @@ static void write_gguf_lora(const char *path, const char *gtype, const char *aty
 static void test_gguf_lora_malformed(void **state)
 {
     (void)state;
-    static const tspec good[] = {{"blk.0.attn_q.weight.lora_a", 2, 128, 4, 1, 0},
-                                 {"blk.0.attn_q.weight.lora_b", 2, 4, 128, 1, 0}};
+#define GA {"blk.0.attn_q.weight.lora_a", 2, 128, 4, 1, 0}
+#define GB {"blk.0.attn_q.weight.lora_b", 2, 4, 128, 1, 0}
+    static const tspec good[] = {GA, GB};
     static const struct {
         const char *name, *gtype, *atype;
         bool alpha_str;
@@ -403,12 +403,12 @@ static void test_gguf_lora_malformed(void **state)
         vkm_status want;
         const char *msg;
     } cases[] = {
-        {"a model", "model", "lora", false, {good[0], good[1]}, 2, VKM_ERR_FORMAT,
+        {"a model", "model", "lora", false, {GA, GB}, 2, VKM_ERR_FORMAT,
          "not a GGUF adapter (general.type is 'model', not 'adapter')"},
-        {"no general.type", NULL, "lora", false, {good[0], good[1]}, 2, VKM_ERR_FORMAT, "not a GGUF adapter"},
-        {"control vector", "adapter", "control_vector", false, {good[0], good[1]}, 2, VKM_ERR_UNSUPPORTED,
+        {"no general.type", NULL, "lora", false, {GA, GB}, 2, VKM_ERR_FORMAT, "not a GGUF adapter"},
+        {"control vector", "adapter", "control_vector", false, {GA, GB}, 2, VKM_ERR_UNSUPPORTED,
          "adapter.type 'control_vector' is not supported"},
-        {"alpha string", "adapter", "lora", true, {good[0], good[1]}, 2, VKM_ERR_FORMAT,
+        {"alpha string", "adapter", "lora", true, {GA, GB}, 2, VKM_ERR_FORMAT,
          "adapter.lora.alpha is not a finite float"},
         {"embedding", "adapter", "lora", false, {{"token_embd.weight.lora_a", 2, 8, 4, 1, 0}}, 1,
          VKM_ERR_UNSUPPORTED, "'token_embd.weight.lora_a': embedding and output (lm_head) adapters"},
@@ -420,9 +420,9 @@ static void test_gguf_lora_malformed(void **state)
          VKM_ERR_UNSUPPORTED, "adapts 'blk.0.attn_norm.weight', which is not one of the adaptable weights"},
         {"leading zero", "adapter", "lora", false, {{"blk.00.attn_q.weight.lora_a", 2, 8, 4, 1, 0}}, 1,
          VKM_ERR_UNSUPPORTED, "not one of the adaptable weights"},
-        {"unpaired", "adapter", "lora", false, {good[1]}, 1, VKM_ERR_FORMAT,
+        {"unpaired", "adapter", "lora", false, {GB}, 1, VKM_ERR_FORMAT,
          "tensor 'blk.0.attn_q.weight.lora_b' has no matching A"},
-        {"rank mismatch", "adapter", "lora", false, {good[0], {"blk.0.attn_q.weight.lora_b", 2, 2, 128, 1, 0}}, 2,
+        {"rank mismatch", "adapter", "lora", false, {GA, {"blk.0.attn_q.weight.lora_b", 2, 2, 128, 1, 0}}, 2,
          VKM_ERR_FORMAT, "rank mismatch for blk.0.attn_q.weight"},
     };
     const char *path = tmp_path("bad_lora.gguf");
