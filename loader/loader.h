@@ -228,7 +228,7 @@ typedef struct vkm_hparams {
 
 /* One tensor of the model under its internal name. */
 typedef struct vkm_model_tensor {
-    char name[96];            /* internal name, e.g. "blk.3.attn_q.weight"                   */
+    char name[VKM_MAX_NAME];  /* internal name, e.g. "blk.3.attn_q.weight"                   */
     const vkm_tensor_src *src;/* ne in GGUF order: a weight W[out][in] has ne = {in, out}    */
 } vkm_model_tensor;
 

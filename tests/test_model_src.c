@@ -199,11 +199,12 @@ typedef struct synth {
     const char *skip;       /* internal name of a tensor to leave out                         */
     const char *reshape;    /* internal name of a tensor written with ne1 (vectors: ne0) + 1   */
     const char *extra_hf;   /* a further Hugging Face tensor name                             */
+    const char *extra_gguf; /* a further GGUF tensor name (F32 [4])                           */
     vkm_dtype norm_dtype;
 } synth;
 
 typedef struct stensor {
-    char name[128];
+    char name[VKM_MAX_NAME];
     int n_dims;
     int64_t ne[3];
     vkm_dtype dtype;
@@ -297,8 +298,13 @@ static void synth_gguf(const char *path, const synth *o, void (*kv)(vkm_gguf_wri
         vkm_gguf_writer_set_u32(w, KEY("expert_used_count"), 2);
     }
 #undef KEY
-    stensor t[128];
+    stensor t[129];
     int n = synth_list(o, t);
+    if (o->extra_gguf) {
+        snprintf(t[n].name, sizeof t[n].name, "%s", o->extra_gguf);
+        t[n].n_dims = 1, t[n].ne[0] = 4, t[n].ne[1] = t[n].ne[2] = 1, t[n].dtype = VKM_F32;
+        n++;
+    }
     for (int i = 0; i < n; i++) vkm_gguf_writer_add_tensor(w, t[i].name, t[i].dtype, t[i].n_dims, t[i].ne);
     vkm_gguf_writer_begin(w);
     write_data(t, n, gguf_write_cb, w);
@@ -350,8 +356,12 @@ static void test_synthetic_models(void **state)
     vkm_err e = {0};
     const char *gp = tmp_path("synth.gguf"), *dir = tmp_path("synth_hf");
 
-    synth_gguf(gp, &(synth){.arch = "mistral", .norm_dtype = VKM_F32}, NULL);
+    char long_name[201];
+    memset(long_name, 'x', 200);
+    long_name[200] = 0;
+    synth_gguf(gp, &(synth){.arch = "mistral", .norm_dtype = VKM_F32, .extra_gguf = long_name}, NULL);
     expect_ok(vkm_model_src_open(gp, &m, &e), &e);
+    assert_non_null(vkm_model_src_tensor(&m, long_name)); /* unknown GGUF tensors are kept */
     assert_string_equal(m.hp.arch, "mistral");
     assert_true(m.hp.rope_theta == 500000.0f && m.hp.norm_eps == 1e-6f);
     assert_int_equal(m.hp.head_dim, HD);
