@@ -19,6 +19,8 @@ int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_ppl(int argc, char **argv);
 
 /* Common options every device-using command accepts. */
 typedef struct cli_dev_opts {
@@ -31,6 +33,30 @@ void cli_dev_opts_init(cli_dev_opts *o);
 bool cli_dev_opts_parse(cli_dev_opts *o, int argc, char **argv, int *i);
 /* Creates the context or prints the library's message and returns NULL. */
 vkm_context *cli_context(const cli_dev_opts *o);
+
+/* Model options shared by run, ppl, ...: -m/--model, --weights f32|f16|q8_0|q4_0, -c/--ctx,
+ * -b/--batch. */
+typedef struct cli_model_opts {
+    const char *model;    /* NULL: the bundled default model                                   */
+    int weight_type;      /* VKM_WEIGHTS_AUTO or a vkm_dtype                                    */
+    uint32_t n_ctx, n_batch, n_seq;
+} cli_model_opts;
+
+void cli_model_opts_init(cli_model_opts *o);
+/* Consumes a model option at argv[*i]; *bad is set when its value is wrong. */
+bool cli_model_opts_parse(cli_model_opts *o, int argc, char **argv, int *i, bool *bad);
+/* The bundled default model (third_party/models/...), found next to the source tree or the
+ * installed share folder; NULL if absent. */
+const char *cli_default_model(void);
+/* Loads the model, printing the library's message on failure (NULL). *seconds: load time. */
+vkm_model *cli_load_model(vkm_context *ctx, const cli_model_opts *o, double *seconds);
+
+/* Sampling options: --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,
+ * --seed (-1: from the clock). */
+void cli_sampling_init(vkm_sampler_params *p);
+bool cli_sampling_parse(vkm_sampler_params *p, int argc, char **argv, int *i, bool *bad);
+
+double cli_now(void);
 
 /* Value of option argv[*i] (advances *i); prints an error and returns NULL if missing. */
 const char *cli_value(int argc, char **argv, int *i);

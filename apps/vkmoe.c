@@ -12,6 +12,9 @@ static const struct {
     const char *help;
 } commands[] = {
     {"devices", cmd_devices, "list Vulkan devices and their capabilities"},
+    {"run", cmd_run, "generate text with a model (streams to stdout)"},
+    {"ppl", cmd_ppl, "perplexity of a model on a text file"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"bench", cmd_bench, "copy bandwidth and kernel microbenchmarks (--json)"},
 };
 

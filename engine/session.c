@@ -303,7 +303,7 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
     }
     if (st != VKM_OK) {
         free(ids);
-        return vkm_fail(m->d->err, st, "tokenizing the prompt: %s", vkm_tokenizer_errmsg(tok));
+        return vkm_fail(m->d->err, st, "tokenizing the prompt: %s", vkm_status_str(st));
     }
     if (n == 0) {
         free(ids);
@@ -317,6 +317,7 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
     free(ids);
     vkm_detok dt;
     vkm_detok_init(&dt, tok);
+    dt.at_start = prompt[0] == 0; /* a continuation keeps its first token's leading space */
     char text[256];
     int32_t eos = vkm_tokenizer_eos(tok);
     t0 = now_s();

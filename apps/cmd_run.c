@@ -1,0 +1,169 @@
+/*
+ * cmd_run.c — `vkmoe run`: generates text from a prompt, streaming it to stdout (the prompt is
+ * echoed first; nothing else goes to stdout) and reporting on stderr the load time, prefill and
+ * decode speed and the fraction of the bandwidth roofline reached (weight bytes read per token
+ * x tokens per second / the measured copy bandwidth). Options follow llama.cpp's where they can.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vkmoe run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [options]\n\n"
+            "  -m, --model PATH        GGUF, safetensors or model folder (default: bundled stories260K)\n"
+            "  -p, --prompt TEXT       prompt (default: empty, generation starts from BOS)\n"
+            "  -f, --file FILE         read the prompt from a file\n"
+            "  -n, --n-predict N       tokens to generate (default 128; -1: until EOS or the context is full)\n"
+            "  --temp T                temperature (default 0.8; 0: greedy)\n"
+            "  --top-k K               (default 40; 0: off)\n"
+            "  --top-p P               (default 0.95; 1: off)\n"
+            "  --min-p P               (default 0.05; 0: off)\n"
+            "  --repeat-penalty R      (default 1: off)   --repeat-last-n N (default 64)\n"
+            "  -s, --seed S            random seed (default -1: from the clock)\n"
+            "  -c, --ctx N             context length (default: the model's)\n"
+            "  -b, --batch N           prompt tokens per step (default 256)\n"
+            "  --weights T             device weight type: auto, f32, f16, q8_0, q4_0\n"
+            "  --ignore-eos            keep generating after the end-of-sequence token\n"
+            "  --no-roofline           skip measuring the copy bandwidth at the end\n"
+            "  -d, --device D          device index or name (or $VKMOE_DEVICE)\n");
+}
+
+static bool on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    (void)user;
+    (void)token;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *b2 = realloc(buf, cap *= 2);
+            if (!b2) { free(buf); buf = NULL; }
+            else buf = b2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    return buf;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    cli_dev_opts dev;
+    cli_dev_opts_init(&dev);
+    cli_model_opts mo;
+    cli_model_opts_init(&mo);
+    vkm_sampler_params sp;
+    cli_sampling_init(&sp);
+    const char *prompt = "", *file = NULL;
+    long long n_predict = 128;
+    bool ignore_eos = false, roofline = true, bad = false;
+    for (int i = 1; i < argc && !bad; i++) {
+        const char *a = argv[i];
+        if (cli_dev_opts_parse(&dev, argc, argv, &i) || cli_model_opts_parse(&mo, argc, argv, &i, &bad) ||
+            cli_sampling_parse(&sp, argc, argv, &i, &bad))
+            continue;
+        if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (!(prompt = cli_value(argc, argv, &i))) bad = true;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            if (!(file = cli_value(argc, argv, &i))) bad = true;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!v || !cli_int(v, &n_predict) || n_predict < -1) bad = true;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            ignore_eos = true;
+        } else if (!strcmp(a, "--no-roofline")) {
+            roofline = false;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            cli_error("run", "unknown option %s", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (bad) return 2;
+    char *file_text = NULL;
+    if (file) {
+        if (!(file_text = read_file(file))) return cli_error("run", "cannot read %s", file);
+        prompt = file_text;
+    }
+    if (sp.seed == (uint64_t)-1) sp.seed = (uint64_t)time(NULL);
+
+    vkm_context *ctx = cli_context(&dev);
+    if (!ctx) {
+        free(file_text);
+        return 1;
+    }
+    double load_s = 0;
+    vkm_model *m = cli_load_model(ctx, &mo, &load_s);
+    if (!m) {
+        vkm_context_destroy(ctx);
+        free(file_text);
+        return 1;
+    }
+    vkm_model_info info;
+    vkm_model_get_info(m, &info);
+    const vkm_device_caps *caps = vkm_context_caps(ctx);
+    fprintf(stderr, "vkmoe: %s: %s, %u layers, dim %u, %u/%u heads, vocab %u, %s weights (%.1f MB) on %s\n",
+            mo.model ? mo.model : cli_default_model(), info.arch, info.n_layers, info.dim, info.n_heads,
+            info.n_kv_heads, info.n_vocab, vkm_dtype_name(info.weight_type), info.weight_bytes / 1e6, caps->name);
+    fprintf(stderr, "vkmoe: load %.3f s; context %u; sampling temp %.2f top-k %u top-p %.2f min-p %.2f "
+            "repeat %.2f seed %llu\n", load_s, info.n_ctx, sp.temperature, sp.top_k, sp.top_p, sp.min_p,
+            sp.repeat_penalty, (unsigned long long)sp.seed);
+
+    vkm_session_params ssp = vkm_session_default_params();
+    ssp.sampling = sp;
+    vkm_session *s = NULL;
+    vkm_status st = vkm_session_create(m, &ssp, &s);
+    vkm_generate_stats gs;
+    memset(&gs, 0, sizeof gs);
+    if (st == VKM_OK) {
+        fputs(prompt, stdout);
+        fflush(stdout);
+        vkm_generate_params gp = vkm_generate_default_params();
+        gp.n_predict = n_predict < 0 ? info.n_ctx : (uint32_t)n_predict;
+        gp.stop_at_eos = !ignore_eos;
+        gp.on_token = on_token;
+        st = vkm_generate(s, prompt, &gp, &gs);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    int rc = 0;
+    if (st != VKM_OK) {
+        rc = cli_error("run", "%s", vkm_context_errmsg(ctx));
+    } else {
+        double pre = gs.prefill_seconds > 0 ? gs.n_prompt / gs.prefill_seconds : 0;
+        uint32_t nd = gs.n_generated > 0 ? gs.n_generated - 1 : 0; /* the first comes with the prefill */
+        double dec = gs.decode_seconds > 0 && nd ? nd / gs.decode_seconds : 0;
+        fprintf(stderr, "vkmoe: prefill %u tokens in %.3f s (%.1f tok/s); decode %u tokens in %.3f s (%.1f tok/s)\n",
+                gs.n_prompt, gs.prefill_seconds, pre, nd, gs.decode_seconds, dec);
+        double copy = 0;
+        if (roofline && dec > 0 && vkm_context_copy_bandwidth(ctx, 64u << 20, &copy) == VKM_OK && copy > 0) {
+            double gbps = info.bytes_per_token * dec / 1e9;
+            fprintf(stderr, "vkmoe: roofline: %.2f MB/token x %.1f tok/s = %.2f GB/s = %.1f%% of the "
+                    "measured copy bandwidth (%.2f GB/s)\n", info.bytes_per_token / 1e6, dec, gbps,
+                    100 * gbps / copy, copy);
+        }
+    }
+    vkm_session_free(s);
+    vkm_model_free(m);
+    vkm_context_destroy(ctx);
+    free(file_text);
+    return rc;
+}
