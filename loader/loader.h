@@ -4,8 +4,14 @@
  * descriptions into device state. Every count, length, offset and shape read from a file is
  * checked against the file size and sane limits before it is used.
  *
- * Ownership: a vkm_gguf / vkm_st / vkm_model_src / vkm_adapter_src owns its memory map; the
- * tensor data pointers it hands out stay valid until it is closed.
+ * Ownership: a vkm_gguf / vkm_st / vkm_model_src / vkm_adapter_src owns its memory map (the
+ * *_open_mem variants borrow the caller's bytes); the tensor data pointers it hands out stay
+ * valid until it is closed. Close functions accept a zeroed or already closed struct. Once
+ * opened, these are read-only: several threads may read one at the same time.
+ * Errors: every function returns a vkm_status and fills the vkm_err it is given with a message
+ * naming the file and the key or tensor; nothing here exits, aborts or prints.
+ * Elsewhere: writer.h (GGUF and safetensors writers), file.c (the public vkm_file_* API),
+ * tokenizer.h (tokenizers).
  */
 #ifndef VKM_LOADER_H
 #define VKM_LOADER_H
