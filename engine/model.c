@@ -34,10 +34,67 @@ static vkm_dtype device_type(int want, vkm_dtype src)
 
 typedef struct loader_ctx {
     vkm_model *m;
-    vkm_model_src *src;
+    vkm_model_src *src;          /* the files, or NULL for random weights                     */
     const vkm_model_params *p;
     uint64_t total, done;
+    uint64_t seed;               /* random weights: generator state                           */
+    float *scratch;              /* random weights: the current tensor                        */
+    vkm_tensor_src fake;
 } loader_ctx;
+
+/* Random weights: the shape each internal tensor name has (cols, rows; rows 1 for vectors). */
+static bool random_shape(const vkm_hparams *hp, const char *name, int64_t *cols, int64_t *rows)
+{
+    const int64_t D = hp->dim, qd = (int64_t)hp->n_heads * hp->head_dim;
+    const int64_t kvd = (int64_t)hp->n_kv_heads * hp->head_dim, F = hp->ffn_dim, V = hp->n_vocab;
+    const char *dot = strchr(name, '.');
+    const char *leaf = !strncmp(name, "blk.", 4) && dot ? strchr(dot + 1, '.') + 1 : name;
+    static const struct { const char *n; int c, r; } tab[] = {
+        /* c, r: 0 D, 1 qd, 2 kvd, 3 F, 4 V, 5 one */
+        {"token_embd.weight", 0, 4}, {"output.weight", 0, 4}, {"output_norm.weight", 0, 5},
+        {"attn_norm.weight", 0, 5}, {"ffn_norm.weight", 0, 5}, {"attn_q.weight", 0, 1},
+        {"attn_k.weight", 0, 2}, {"attn_v.weight", 0, 2}, {"attn_output.weight", 1, 0},
+        {"ffn_gate.weight", 0, 3}, {"ffn_up.weight", 0, 3}, {"ffn_down.weight", 3, 0},
+    };
+    const int64_t dims[6] = {D, qd, kvd, F, V, 1};
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (!strcmp(leaf, tab[i].n)) {
+            *cols = dims[tab[i].c];
+            *rows = dims[tab[i].r];
+            return true;
+        }
+    return false;
+}
+
+static const vkm_tensor_src *random_tensor(loader_ctx *L, const char *name)
+{
+    int64_t cols, rows;
+    if (!random_shape(&L->m->hp, name, &cols, &rows)) return NULL;
+    uint64_t n = (uint64_t)cols * rows;
+    float *p = realloc(L->scratch, n * 4);
+    if (!p) return NULL;
+    L->scratch = p;
+    /* uniform in [-a, a): a = 1 for norms (around 1), sqrt(3 / fan_in) for matrices */
+    bool vec = rows == 1;
+    float a = vec ? 0.2f : sqrtf(3.0f / (float)cols), base = vec ? 1.0f : 0.0f;
+    uint64_t x = L->seed ^ (0x9e3779b97f4a7c15ull * (strlen(name) + n));
+    for (const char *c = name; *c; c++) x = (x ^ (uint8_t)*c) * 0x100000001b3ull;
+    for (uint64_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = base + a * ((float)(x >> 40) * (2.0f / 16777216.0f) - 1.0f);
+    }
+    memset(&L->fake, 0, sizeof L->fake);
+    snprintf(L->fake.name, sizeof L->fake.name, "%s", name);
+    L->fake.dtype = VKM_F32;
+    L->fake.n_dims = vec ? 1 : 2;
+    L->fake.ne[0] = cols;
+    L->fake.ne[1] = rows;
+    L->fake.data = (const uint8_t *)p;
+    L->fake.nbytes = n * 4;
+    return &L->fake;
+}
 
 static vkm_status progress(loader_ctx *L, uint64_t bytes)
 {
@@ -49,7 +106,7 @@ static vkm_status progress(loader_ctx *L, uint64_t bytes)
 
 static const vkm_tensor_src *need(loader_ctx *L, const char *name)
 {
-    const vkm_tensor_src *t = vkm_model_src_tensor(L->src, name);
+    const vkm_tensor_src *t = L->src ? vkm_model_src_tensor(L->src, name) : random_tensor(L, name);
     if (!t) vkm_fail(L->m->d->err, VKM_ERR_NOT_FOUND, "%s: tensor %s is missing", L->m->path, name);
     return t;
 }
@@ -102,11 +159,15 @@ static vkm_status load_weights(loader_ctx *L)
     vkm_model *m = L->m;
     const vkm_hparams *hp = &m->hp;
     char name[96];
-    for (uint32_t i = 0; i < L->src->n_tensors; i++) L->total += L->src->tensors[i].src->nbytes;
+    if (L->src)
+        for (uint32_t i = 0; i < L->src->n_tensors; i++) L->total += L->src->tensors[i].src->nbytes;
+    else
+        L->total = 4ull * hp->dim * (2ull * hp->n_vocab + (uint64_t)hp->n_layers *
+                   (2ull * hp->n_heads * hp->head_dim + 2ull * hp->n_kv_heads * hp->head_dim + 3ull * hp->ffn_dim));
     vkm_status s = load_matrix(L, "token_embd.weight", &m->tok_embd);
     if (s == VKM_OK) s = load_vector(L, "output_norm.weight", hp->dim, &m->output_norm);
     if (s == VKM_OK) {
-        if (hp->tied_embeddings || !vkm_model_src_tensor(L->src, "output.weight")) m->output = m->tok_embd;
+        if (hp->tied_embeddings || (L->src && !vkm_model_src_tensor(L->src, "output.weight"))) m->output = m->tok_embd;
         else s = load_matrix(L, "output.weight", &m->output);
     }
     m->layers = calloc(hp->n_layers, sizeof *m->layers);
@@ -228,15 +289,9 @@ static vkm_status load_tokenizer(vkm_model *m, vkm_model_src *src)
     return VKM_OK;
 }
 
-vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_params *params,
-                          vkm_model **out)
+static vkm_status model_new(vkm_context *ctx, const char *path, const vkm_model_params *params,
+                            vkm_model **out)
 {
-    if (!out) return VKM_ERR_INVALID_ARGUMENT;
-    *out = NULL;
-    if (!ctx || !ctx->dev_ok || !path) return VKM_ERR_INVALID_ARGUMENT;
-    vkm_err_clear(&ctx->err);
-    vkm_model_params def = vkm_model_default_params();
-    if (!params) params = &def;
     if (params->weight_type != VKM_WEIGHTS_AUTO && params->weight_type != VKM_F32 &&
         params->weight_type != VKM_F16 && params->weight_type != VKM_Q8_0 && params->weight_type != VKM_Q4_0)
         return vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "weight_type must be auto, F32, F16, Q8_0 or Q4_0");
@@ -246,6 +301,65 @@ vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_pa
     m->d = &ctx->dev;
     snprintf(m->path, sizeof m->path, "%s", path);
     vkm_arena_init(&m->weights, m->d, VKM_MEM_DEVICE, 0);
+    *out = m;
+    return VKM_OK;
+}
+
+vkm_status vkm_model_create_random(vkm_context *ctx, const vkm_model_shape *sh, uint64_t seed,
+                                   const vkm_model_params *params, vkm_model **out)
+{
+    if (!out) return VKM_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!ctx || !ctx->dev_ok || !sh) return VKM_ERR_INVALID_ARGUMENT;
+    vkm_err_clear(&ctx->err);
+    vkm_model_params p = params ? *params : vkm_model_default_params();
+    if (p.weight_type == VKM_WEIGHTS_AUTO) p.weight_type = VKM_F16;
+    uint32_t hd = sh->head_dim ? sh->head_dim : (sh->n_heads ? sh->dim / sh->n_heads : 0);
+    if (!sh->n_vocab || !sh->dim || !sh->n_layers || !sh->n_heads || !sh->n_kv_heads || !hd ||
+        sh->n_heads % sh->n_kv_heads || !sh->ffn_dim || hd % 2)
+        return vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "random model: every size must be "
+                        "positive, n_heads a multiple of n_kv_heads and head_dim even");
+    vkm_model *m;
+    vkm_status s = model_new(ctx, "(random)", &p, &m);
+    if (s != VKM_OK) return s;
+    vkm_hparams *hp = &m->hp;
+    snprintf(hp->arch, sizeof hp->arch, "llama");
+    hp->n_vocab = sh->n_vocab;
+    hp->dim = sh->dim;
+    hp->n_layers = sh->n_layers;
+    hp->n_heads = sh->n_heads;
+    hp->n_kv_heads = sh->n_kv_heads;
+    hp->head_dim = hd;
+    hp->ffn_dim = sh->ffn_dim;
+    hp->ctx_len = sh->ctx_len ? sh->ctx_len : 2048;
+    hp->rope_theta = sh->rope_theta > 0 ? sh->rope_theta : 10000.0f;
+    hp->norm_eps = 1e-5f;
+    hp->tied_embeddings = sh->tied_embeddings;
+    hp->bos = hp->eos = -1;
+    loader_ctx L = {.m = m, .p = &p, .seed = seed ? seed : 1};
+    s = load_weights(&L);
+    free(L.scratch);
+    if (s == VKM_OK) s = alloc_runtime(m, &p);
+    if (s != VKM_OK) {
+        vkm_model_free(m);
+        return s;
+    }
+    *out = m;
+    return VKM_OK;
+}
+
+vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_params *params,
+                          vkm_model **out)
+{
+    if (!out) return VKM_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!ctx || !ctx->dev_ok || !path) return VKM_ERR_INVALID_ARGUMENT;
+    vkm_err_clear(&ctx->err);
+    vkm_model_params def = vkm_model_default_params();
+    if (!params) params = &def;
+    vkm_model *m;
+    vkm_status s0 = model_new(ctx, path, params, &m);
+    if (s0 != VKM_OK) return s0;
     vkm_model_src src;
     memset(&src, 0, sizeof src);
     vkm_status s = vkm_model_src_open(path, &src, &ctx->err);
@@ -258,7 +372,7 @@ vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_pa
             s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: q/k/v projection biases (qwen2) are "
                          "not supported yet", path);
     }
-    if (s == VKM_OK) s = load_weights(&(loader_ctx){m, &src, params, 0, 0});
+    if (s == VKM_OK) s = load_weights(&(loader_ctx){.m = m, .src = &src, .p = params});
     if (s == VKM_OK) s = load_tokenizer(m, &src);
     vkm_model_src_close(&src);
     if (s == VKM_OK) s = alloc_runtime(m, params);

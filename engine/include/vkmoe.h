@@ -333,6 +333,20 @@ vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_pa
                           vkm_model **out);
 void vkm_model_free(vkm_model *m);
 
+/* The shape of a LLaMA model, for vkm_model_create_random. */
+typedef struct vkm_model_shape {
+    uint32_t n_vocab, dim, n_layers, n_heads, n_kv_heads;
+    uint32_t head_dim;        /* 0: dim / n_heads                                             */
+    uint32_t ffn_dim, ctx_len;
+    float rope_theta;         /* 0: 10000                                                     */
+    bool tied_embeddings;
+} vkm_model_shape;
+
+/* A model of the given shape with seeded random weights (benchmarks, tests), generated on the
+ * host and converted like a loaded file (params->weight_type; AUTO means F16). No tokenizer. */
+vkm_status vkm_model_create_random(vkm_context *ctx, const vkm_model_shape *shape, uint64_t seed,
+                                   const vkm_model_params *params, vkm_model **out);
+
 typedef struct vkm_model_info {
     char arch[32];
     uint32_t n_vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, ctx_len;

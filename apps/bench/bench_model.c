@@ -1,0 +1,136 @@
+/*
+ * bench_model.c — decode and prefill speed of a whole model with random weights, as a fraction
+ * of the bandwidth roofline: every decode step must read every weight once, so
+ * roofline tok/s = copy bandwidth / weight bytes per token.
+ *
+ *   bench_model [--shape 1.1b|tiny] [--types f16,q8_0,q4_0] [--prefill N] [--decode N]
+ *               [--batch B] [--json] [--device D]
+ * --batch B also times one decode step of B sequences at once (B tokens per step).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "vkmoe.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int fail(vkm_context *ctx, const char *what)
+{
+    fprintf(stderr, "bench_model: %s: %s\n", what, vkm_context_errmsg(ctx));
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    vkm_model_shape sh = {32000, 2048, 22, 32, 4, 0, 5632, 2048, 10000.0f, false}; /* TinyLlama 1.1B */
+    const char *types = "f16,q8_0,q4_0", *device = getenv("VKMOE_DEVICE"), *shape_name = "1.1b";
+    int prefill = 64, decode = 8, batch = 0;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json")) { json = true; continue; }
+        if (!v) { fprintf(stderr, "bench_model: %s needs a value\n", a); return 2; }
+        i++;
+        if (!strcmp(a, "--shape")) {
+            shape_name = v;
+            if (!strcmp(v, "tiny")) sh = (vkm_model_shape){512, 64, 5, 8, 4, 0, 172, 512, 10000.0f, true};
+            else if (strcmp(v, "1.1b")) { fprintf(stderr, "bench_model: --shape 1.1b or tiny\n"); return 2; }
+        } else if (!strcmp(a, "--types")) types = v;
+        else if (!strcmp(a, "--prefill")) prefill = atoi(v);
+        else if (!strcmp(a, "--decode")) decode = atoi(v);
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--device")) device = v;
+        else { fprintf(stderr, "bench_model: unknown option %s\n", a); return 2; }
+    }
+    vkm_context_params cp = vkm_context_default_params();
+    cp.device = device;
+    vkm_context *ctx = NULL;
+    if (vkm_context_create(&cp, &ctx) != VKM_OK) return fail(ctx, "context");
+    double copy = 0;
+    if (vkm_context_copy_bandwidth(ctx, 0, &copy) != VKM_OK) return fail(ctx, "copy bandwidth");
+    const vkm_device_caps *caps = vkm_context_caps(ctx);
+    if (json) printf("{\"device\": \"%s\", \"shape\": \"%s\", \"copy_gbps\": %.3f, \"results\": [", caps->name, shape_name, copy);
+    else printf("device %s, copy bandwidth %.2f GB/s, shape %s (dim %u, %u layers, %u/%u heads, ffn %u, vocab %u)\n\n"
+                "%-6s %10s %12s %12s %12s %10s %10s\n", caps->name, copy, shape_name, sh.dim, sh.n_layers,
+                sh.n_heads, sh.n_kv_heads, sh.ffn_dim, sh.n_vocab, "type", "MB/token", "prefill t/s",
+                "decode t/s", "roofline t/s", "fraction", "load s");
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", types);
+    int first = 1;
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        vkm_dtype dt = !strcasecmp(t, "f32") ? VKM_F32 : !strcasecmp(t, "f16") ? VKM_F16
+                     : !strcasecmp(t, "q8_0") ? VKM_Q8_0 : VKM_Q4_0;
+        vkm_model_params mp = vkm_model_default_params();
+        mp.weight_type = dt;
+        mp.n_ctx = (uint32_t)(prefill + 2 * decode + 16);
+        mp.n_seq = batch > 1 ? (uint32_t)batch : 1;
+        mp.n_batch = (uint32_t)(prefill > 8 ? prefill : 8);
+        vkm_model *m = NULL;
+        double t0 = now();
+        if (vkm_model_create_random(ctx, &sh, 42, &mp, &m) != VKM_OK) return fail(ctx, "random model");
+        double load = now() - t0;
+        vkm_model_info info;
+        vkm_model_get_info(m, &info);
+        vkm_session_params sp = vkm_session_default_params();
+        sp.sampling.temperature = 0;
+        vkm_session *s = NULL;
+        if (vkm_session_create(m, &sp, &s) != VKM_OK) return fail(ctx, "session");
+        int32_t *ids = calloc((size_t)prefill + 1, 4), next = 0;
+        for (int i = 0; i < prefill; i++) ids[i] = (int32_t)((i * 7919u) % sh.n_vocab);
+        t0 = now();
+        if (vkm_session_prompt(s, ids, (size_t)prefill, &next) != VKM_OK) return fail(ctx, "prefill");
+        double pre = prefill / (now() - t0);
+        if (vkm_session_decode(s, next, &next) != VKM_OK) return fail(ctx, "decode"); /* warm */
+        t0 = now();
+        for (int i = 0; i < decode; i++)
+            if (vkm_session_decode(s, next, &next) != VKM_OK) return fail(ctx, "decode");
+        double dec = decode / (now() - t0);
+        double roof = copy * 1e9 / (double)info.bytes_per_token;
+        double bdec = 0;
+        if (batch > 1) { /* one step carries `batch` sequences */
+            vkm_session **ss = calloc((size_t)batch, sizeof *ss);
+            int32_t *tok = calloc((size_t)batch, 4), *out = calloc((size_t)batch, 4);
+            ss[0] = s;
+            for (int b = 1; b < batch; b++) {
+                if (vkm_session_create(m, &sp, &ss[b]) != VKM_OK) return fail(ctx, "session");
+                if (vkm_session_prompt(ss[b], ids, 4, &tok[b]) != VKM_OK) return fail(ctx, "prefill");
+            }
+            tok[0] = next;
+            if (vkm_batch_decode(ss, (size_t)batch, tok, out) != VKM_OK) return fail(ctx, "batch");
+            t0 = now();
+            for (int i = 0; i < decode; i++) {
+                memcpy(tok, out, (size_t)batch * 4);
+                if (vkm_batch_decode(ss, (size_t)batch, tok, out) != VKM_OK) return fail(ctx, "batch");
+            }
+            bdec = decode * batch / (now() - t0);
+            for (int b = 1; b < batch; b++) vkm_session_free(ss[b]);
+            free(ss); free(tok); free(out);
+        }
+        if (json)
+            printf("%s{\"type\": \"%s\", \"bytes_per_token\": %llu, \"prefill_tps\": %.3f, \"decode_tps\": %.4f, "
+                   "\"roofline_tps\": %.4f, \"fraction\": %.4f, \"batch\": %d, \"batch_tps\": %.4f, \"load_s\": %.2f}",
+                   first ? "" : ", ", t, (unsigned long long)info.bytes_per_token, pre, dec, roof, dec / roof,
+                   batch, bdec, load);
+        else {
+            printf("%-6s %10.1f %12.2f %12.3f %12.3f %9.1f%% %10.1f\n", t, info.bytes_per_token / 1e6, pre, dec,
+                   roof, 100 * dec / roof, load);
+            if (batch > 1) printf("       batch of %d sequences per step: %.3f tokens/s in total\n", batch, bdec);
+        }
+        fflush(stdout);
+        first = 0;
+        free(ids);
+        vkm_session_free(s);
+        vkm_model_free(m);
+    }
+    if (json) printf("]}\n");
+    vkm_context_destroy(ctx);
+    return 0;
+}
