@@ -440,6 +440,10 @@ vkm_generate_params vkm_generate_default_params(void);
 vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_params *p,
                         vkm_generate_stats *stats);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Merging (engine/merge*.c)                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
 #ifdef __cplusplus
 }
 #endif
