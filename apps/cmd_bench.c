@@ -22,6 +22,9 @@ static const shape full_shapes[] = {
     {"matvec", VKM_Q8_0, 11008, 4096, 1, "matvec_q8_0"},
     {"matvec", VKM_Q4_0, 11008, 4096, 1, "matvec_q4_0"},
     {"matvec", VKM_F16, 11008, 4096, 4, "matvec_f16_x4"},
+    {"matvec", VKM_F16, 4096, 4096, 32, "matvec_f16_x32"},
+    {"matmul", VKM_F16, 4096, 4096, 32, "matmul_f16_x32"},
+    {"matmul", VKM_Q4_0, 4096, 4096, 32, "matmul_q4_0_x32"},
     {"rmsnorm", VKM_F32, 64, 4096, 1, "rmsnorm"},
     {"softmax", VKM_F32, 32, 32000, 1, "softmax"},
     {"silu_mul", VKM_F32, 1, 1 << 22, 1, "silu_mul"},
@@ -31,6 +34,8 @@ static const shape quick_shapes[] = {
     {"matvec", VKM_F16, 2048, 2048, 1, "matvec_f16"},
     {"matvec", VKM_Q8_0, 2048, 2048, 1, "matvec_q8_0"},
     {"matvec", VKM_Q4_0, 2048, 2048, 1, "matvec_q4_0"},
+    {"matvec", VKM_F16, 2048, 2048, 32, "matvec_f16_x32"},
+    {"matmul", VKM_F16, 2048, 2048, 32, "matmul_f16_x32"},
 };
 
 int cmd_bench(int argc, char **argv)

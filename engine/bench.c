@@ -67,12 +67,14 @@ typedef struct mv_args {
     vkm_tensor w;
     vkm_act x, y;
     uint32_t n;
+    bool matmul;
 } mv_args;
 
 static void mv_body(vkm_rec *r, void *u)
 {
     mv_args *a = u;
-    vkm_op_matvec(r, &a->w, a->x, a->y, a->n, false);
+    if (a->matmul) vkm_op_matmul(r, &a->w, a->x, a->y, a->n, false);
+    else vkm_op_matvec(r, &a->w, a->x, a->y, a->n, false);
 }
 
 typedef struct simple_args {
@@ -105,10 +107,11 @@ static vkm_status alloc_random(bench_ctx *b, uint64_t n, uint64_t *seed, vkm_ran
 }
 
 static vkm_status bench_matvec(bench_ctx *b, vkm_dtype dt, uint32_t rows, uint32_t cols,
-                               uint32_t n, vkm_bench_result *res)
+                               uint32_t n, bool matmul, vkm_bench_result *res)
 {
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     mv_args a;
+    a.matmul = matmul;
     float *wh = malloc((uint64_t)rows * cols * 4), *xh = NULL;
     if (!wh) return vkm_fail(b->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (uint64_t i = 0; i < (uint64_t)rows * cols; i++) wh[i] = rng_unit(&seed) * 0.05f;
@@ -170,8 +173,8 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
     b.rec_ok = s == VKM_OK;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(b.d, &b.cmd);
     if (s == VKM_OK) {
-        if (!strcmp(kernel, "matvec")) {
-            s = bench_matvec(&b, dtype, rows, cols, n_vec ? n_vec : 1, out);
+        if (!strcmp(kernel, "matvec") || !strcmp(kernel, "matmul")) {
+            s = bench_matvec(&b, dtype, rows, cols, n_vec ? n_vec : 1, kernel[3] == 'm', out);
         } else if (!strcmp(kernel, "rmsnorm") || !strcmp(kernel, "softmax") ||
                    !strcmp(kernel, "silu_mul") || !strcmp(kernel, "copy")) {
             uint64_t seed = 12345, n = (uint64_t)rows * cols;
@@ -185,7 +188,7 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
             out->bytes = !strcmp(kernel, "silu_mul") ? 12.0 * n
                        : !strcmp(kernel, "softmax") ? 8.0 * n : 8.0 * n;
         } else {
-            s = vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "unknown kernel '%s' (matvec, rmsnorm, "
+            s = vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "unknown kernel '%s' (matvec, matmul, rmsnorm, "
                          "softmax, silu_mul, copy)", kernel);
         }
     }

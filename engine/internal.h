@@ -216,7 +216,7 @@ typedef struct vkm_acc_span {
     uint8_t access;
 } vkm_acc_span;
 
-#define VKM_MAX_TIMESTAMPS 1024
+#define VKM_MAX_TIMESTAMPS 4096
 
 typedef struct vkm_rec {
     vkm_dev *dev;
@@ -228,6 +228,9 @@ typedef struct vkm_rec {
     VkQueryPool queries;
     uint32_t n_ts;
     const char *ts_label[VKM_MAX_TIMESTAMPS];
+    uint64_t ts_bytes[VKM_MAX_TIMESTAMPS];
+    bool profile;             /* a timestamp after every dispatch, labelled with its kernel   */
+    uint64_t note_bytes;      /* bytes the next dispatch moves (vkm_rec_note_bytes)           */
     vkm_status status;        /* first failure while recording                                */
 } vkm_rec;
 
@@ -251,6 +254,20 @@ void vkm_rec_fill(vkm_rec *r, vkm_range dst, uint32_t value);
 void vkm_rec_barrier(vkm_rec *r);
 /* A timestamp (no-op without timestamp support); label must outlive the recorder's use. */
 void vkm_rec_timestamp(vkm_rec *r, const char *label);
+/* Bytes the next dispatch must move (weights, inputs, outputs), for profiles. */
+static inline void vkm_rec_note_bytes(vkm_rec *r, uint64_t bytes) { r->note_bytes = bytes; }
+
+/* A kernel's share of a profiled submission. */
+typedef struct vkm_prof_entry {
+    const char *name;
+    uint32_t calls;
+    double ns;
+    double bytes;
+} vkm_prof_entry;
+/* After a profiled submission: per kernel name, calls, time and bytes, added into e[0..*n)
+ * (up to cap entries). */
+vkm_status vkm_rec_profile(vkm_rec *r, vkm_prof_entry *e, uint32_t cap, uint32_t *n);
+
 /* After the submission finished: nanoseconds between timestamps i and i+1 ... */
 vkm_status vkm_rec_read_timestamps(vkm_rec *r, double *ns, uint32_t max);
 

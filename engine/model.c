@@ -254,7 +254,8 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
     if (s == VKM_OK) s = vkm_buf_create(d, 16ull * m->n_batch, VKM_MEM_UPLOAD, &m->step_buf);
     if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq * VKM_SAMPLE_WORDS, VKM_MEM_UPLOAD, &m->samp_buf);
     if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq, VKM_MEM_READBACK, &m->ids_buf);
-    if (s == VKM_OK) s = vkm_rec_init(&m->rec, d, false);
+    if (s == VKM_OK) s = vkm_rec_init(&m->rec, d, p->profile);
+    m->profile = m->rec.profile = p->profile && d->caps.timestamps;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(d, &m->cmd);
     if (s != VKM_OK) vkm_err_prefix(d->err, "%s: runtime buffers", m->path);
     return s;
@@ -436,3 +437,20 @@ vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *o)
 }
 
 const vkm_tokenizer *vkm_model_tokenizer(const vkm_model *m) { return m ? m->tok : NULL; }
+
+static int by_time(const void *a, const void *b)
+{
+    double x = ((const vkm_kernel_stat *)a)->seconds, y = ((const vkm_kernel_stat *)b)->seconds;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+vkm_status vkm_model_profile(const vkm_model *m, vkm_kernel_stat *out, size_t cap, size_t *n)
+{
+    if (!m || !n) return VKM_ERR_INVALID_ARGUMENT;
+    *n = 0;
+    if (!m->profile) return m->d->caps.timestamps ? VKM_ERR_STATE : VKM_ERR_UNSUPPORTED;
+    for (uint32_t i = 0; i < m->n_prof && *n < cap; i++, (*n)++)
+        out[i] = (vkm_kernel_stat){m->prof[i].name, m->prof[i].calls, m->prof[i].ns * 1e-9, m->prof[i].bytes};
+    qsort(out, *n, sizeof *out, by_time);
+    return VKM_OK;
+}

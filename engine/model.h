@@ -65,6 +65,9 @@ struct vkm_model {
     vkm_rec rec;
     VkCommandBuffer cmd;
     bool *slot_used;
+    bool profile;
+    vkm_prof_entry prof[64];      /* per-kernel profile of the last step                         */
+    uint32_t n_prof;
 };
 
 /* One step: n_tok tokens, each of a sequence (slot) at a position; the rows whose logits are

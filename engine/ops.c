@@ -91,6 +91,7 @@ void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
                                   accumulate ? 1u : 0u, ch->scale_off_words,
                                   x.off + t0 * x.stride, y.off + t0 * y.stride};
             vkm_range b[3] = {ch->r, x.r, y.r};
+            vkm_rec_note_bytes(r, w->bytes * ch->rows / w->rows + 4ull * nt * (w->cols + ch->rows));
             vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, (ch->rows + nr - 1) / nr);
         }
     }
@@ -104,6 +105,7 @@ void vkm_op_rmsnorm_rows(vkm_rec *r, vkm_act x, vkm_range w, vkm_act y, uint32_t
     if (!p) return;
     vkm_push_norm pc = {n, rows, x.stride, y.stride, eps, x.off, y.off, idx ? idx_off : 0xffffffffu};
     vkm_range b[4] = {x.r, w, y.r, idx ? *idx : w};
+    vkm_rec_note_bytes(r, 8ull * n * rows + 4ull * n);
     vkm_rec_dispatch_n(r, p, b, 4, &pc, sizeof pc, rows);
 }
 
@@ -131,5 +133,6 @@ void vkm_op_eltwise(vkm_rec *r, vkm_elt_op op, vkm_act a, vkm_act b, vkm_act y, 
     vkm_range bind[3] = {a.r, b.r, y.r};
     uint64_t groups = (n + spec[0] - 1) / spec[0];
     if (groups > 4096) groups = 4096;
+    vkm_rec_note_bytes(r, 12ull * n);
     vkm_rec_dispatch_n(r, p, bind, 3, &pc, sizeof pc, groups);
 }

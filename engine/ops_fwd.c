@@ -23,6 +23,7 @@ void vkm_op_matmul(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
         vkm_push_matmul pc = {ch->rows, w->cols, ch->row0, w->row_stride, x.stride, y.stride,
                               accumulate ? 1u : 0u, ch->scale_off_words, x.off, y.off, n_t};
         vkm_range b[3] = {ch->r, x.r, y.r};
+        vkm_rec_note_bytes(r, w->bytes * ch->rows / w->rows + 4ull * n_t * (w->cols + ch->rows));
         vkm_rec_dispatch(r, p, b, 3, &pc, sizeof pc, (ch->rows + MM_BN - 1) / MM_BN,
                          (n_t + MM_BM - 1) / MM_BM, 1);
     }
@@ -113,6 +114,7 @@ void vkm_op_attention(vkm_rec *r, vkm_act q, vkm_range kc, vkm_range vc, vkm_act
                         q.stride, q.off, out.stride, out.off, splits,
                         (float)(1.0 / sqrt((double)sh->head_dim)), st->pos_off, st->slot_off};
     vkm_range b[5] = {q.r, kc, vc, splits == 1 ? out.r : partials, st->r};
+    vkm_rec_note_bytes(r, 8ull * n_tok * max_keys * sh->n_kv_heads * sh->head_dim);
     vkm_rec_dispatch_n(r, p, b, 5, &pc, sizeof pc, (uint64_t)n_tok * sh->n_heads * splits);
     if (splits == 1) return;
     uint32_t rspec[2] = {vkm_ops_reduce_wg(d), sh->head_dim};

@@ -44,6 +44,7 @@ vkm_status vkm_rec_begin(vkm_rec *r, VkCommandBuffer cmd)
     VKM_VK(d, vkResetCommandBuffer(cmd, 0));
     VKM_VK(d, vkBeginCommandBuffer(cmd, &bi));
     if (r->queries) vkCmdResetQueryPool(cmd, r->queries, 0, VKM_MAX_TIMESTAMPS);
+    if (r->profile) vkm_rec_timestamp(r, "start");
     return VKM_OK;
 }
 
@@ -160,6 +161,12 @@ void vkm_rec_dispatch(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_t 
     if (push_bytes) vkCmdPushConstants(r->cmd, k->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
     vkCmdDispatch(r->cmd, gx, gy, gz);
     r->n_dispatches++;
+    if (r->profile) {
+        uint32_t i = r->n_ts;
+        vkm_rec_timestamp(r, k->name);
+        if (i < VKM_MAX_TIMESTAMPS) r->ts_bytes[i] = r->note_bytes;
+    }
+    r->note_bytes = 0;
 }
 
 void vkm_rec_dispatch_n(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_t n_binds,
@@ -205,5 +212,31 @@ vkm_status vkm_rec_read_timestamps(vkm_rec *r, double *ns, uint32_t max)
                                          8, VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
     for (uint32_t i = 0; i + 1 < r->n_ts && i < max; i++)
         ns[i] = (double)(raw[i + 1] - raw[i]) * r->dev->caps.timestamp_period_ns;
+    return VKM_OK;
+}
+
+vkm_status vkm_rec_profile(vkm_rec *r, vkm_prof_entry *e, uint32_t cap, uint32_t *n)
+{
+    double *ns = malloc(VKM_MAX_TIMESTAMPS * sizeof *ns);
+    if (!ns) return VKM_ERR_OUT_OF_HOST_MEMORY;
+    vkm_status s = vkm_rec_read_timestamps(r, ns, VKM_MAX_TIMESTAMPS);
+    if (s != VKM_OK) {
+        free(ns);
+        return s;
+    }
+    for (uint32_t i = 1; i < r->n_ts; i++) {
+        const char *name = r->ts_label[i];
+        uint32_t j = 0;
+        while (j < *n && strcmp(e[j].name, name)) j++;
+        if (j == *n) {
+            if (*n == cap) continue;
+            e[j] = (vkm_prof_entry){name, 0, 0, 0};
+            (*n)++;
+        }
+        e[j].calls++;
+        e[j].ns += ns[i - 1];
+        e[j].bytes += (double)r->ts_bytes[i];
+    }
+    free(ns);
     return VKM_OK;
 }

@@ -137,6 +137,10 @@ static vkm_status run_step(vkm_model *m, const vkm_step *st, uint32_t n_sample)
     vkm_status e = vkm_rec_end(&m->rec);
     if (s == VKM_OK) s = e;
     if (s == VKM_OK) s = vkm_dev_submit_wait(m->d, m->cmd);
+    if (s == VKM_OK && m->profile) {
+        m->n_prof = 0;
+        s = vkm_rec_profile(&m->rec, m->prof, 64, &m->n_prof);
+    }
     return s;
 }
 

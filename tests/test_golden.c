@@ -78,7 +78,7 @@ static void run_case(vkm_context *ctx, const cJSON *c, const char *model_rel, do
         double e = test_nmse(lg, ref, nv);
         char shown[41];
         size_t k = 0;
-        for (const char *c = text; *c && k < 40; c++) shown[k++] = *c == '\n' ? ' ' : *c;
+        for (const char *ch = text; *ch && k < 40; ch++) shown[k++] = *ch == '\n' ? ' ' : *ch;
         shown[k] = 0;
         printf("%-32s %-40s nmse %.3g", model_rel, shown, e);
         if (!(e < tol)) fail_msg("%s: logits nmse %.3g >= %.3g", model_rel, e, tol);

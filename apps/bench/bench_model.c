@@ -4,7 +4,7 @@
  * roofline tok/s = copy bandwidth / weight bytes per token.
  *
  *   bench_model [--shape 1.1b|tiny] [--types f16,q8_0,q4_0] [--prefill N] [--decode N]
- *               [--batch B] [--json] [--device D]
+ *               [--batch B] [--json] [--profile] [--device D]
  * --batch B also times one decode step of B sequences at once (B tokens per step).
  */
 #include <stdio.h>
@@ -33,10 +33,11 @@ int main(int argc, char **argv)
     vkm_model_shape sh = {32000, 2048, 22, 32, 4, 0, 5632, 2048, 10000.0f, false}; /* TinyLlama 1.1B */
     const char *types = "f16,q8_0,q4_0", *device = getenv("VKMOE_DEVICE"), *shape_name = "1.1b";
     int prefill = 64, decode = 8, batch = 0;
-    bool json = false;
+    bool json = false, profile = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = true; continue; }
+        if (!strcmp(a, "--profile")) { profile = true; continue; }
         if (!v) { fprintf(stderr, "bench_model: %s needs a value\n", a); return 2; }
         i++;
         if (!strcmp(a, "--shape")) {
@@ -73,6 +74,7 @@ int main(int argc, char **argv)
         mp.n_ctx = (uint32_t)(prefill + 2 * decode + 16);
         mp.n_seq = batch > 1 ? (uint32_t)batch : 1;
         mp.n_batch = (uint32_t)(prefill > 8 ? prefill : 8);
+        mp.profile = profile;
         vkm_model *m = NULL;
         double t0 = now();
         if (vkm_model_create_random(ctx, &sh, 42, &mp, &m) != VKM_OK) return fail(ctx, "random model");
@@ -93,6 +95,18 @@ int main(int argc, char **argv)
         for (int i = 0; i < decode; i++)
             if (vkm_session_decode(s, next, &next) != VKM_OK) return fail(ctx, "decode");
         double dec = decode / (now() - t0);
+        if (profile && !json) { /* the last decode step, kernel by kernel */
+            vkm_kernel_stat ks[64];
+            size_t nk = 0;
+            vkm_model_profile(m, ks, 64, &nk);
+            double tot = 0;
+            for (size_t k = 0; k < nk; k++) tot += ks[k].seconds;
+            printf("  decode step kernels (%s): %.1f ms in kernels\n", t, tot * 1e3);
+            for (size_t k = 0; k < nk; k++)
+                printf("    %-18s %5u calls %9.2f ms %5.1f%%  %8.2f GB/s  %5.1f%% of copy\n", ks[k].name, ks[k].calls,
+                       ks[k].seconds * 1e3, 100 * ks[k].seconds / tot, ks[k].bytes / ks[k].seconds / 1e9,
+                       100 * ks[k].bytes / ks[k].seconds / 1e9 / copy);
+        }
         double roof = copy * 1e9 / (double)info.bytes_per_token;
         double bdec = 0;
         if (batch > 1) { /* one step carries `batch` sequences */

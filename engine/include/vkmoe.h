@@ -321,6 +321,7 @@ typedef struct vkm_model_params {
     uint32_t n_batch;   /* tokens per step at most (the prefill chunk); default 256          */
     vkm_progress_fn progress;
     void *progress_user;
+    bool profile;       /* time every kernel of every step (vkm_model_profile)               */
 } vkm_model_params;
 
 vkm_model_params vkm_model_default_params(void);
@@ -360,6 +361,18 @@ typedef struct vkm_model_info {
 } vkm_model_info;
 
 vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *out);
+/* One kernel's share of the last step, with the model loaded with params.profile. */
+typedef struct vkm_kernel_stat {
+    const char *name;         /* the kernel variant ("matvec_f16s", "attn", ...)               */
+    uint32_t calls;
+    double seconds;           /* summed over its dispatches (timestamps)                       */
+    double bytes;             /* bytes its dispatches must move (0 where not counted)          */
+} vkm_kernel_stat;
+
+/* Per-kernel profile of the last step, largest time first. VKM_ERR_STATE without profiling,
+ * VKM_ERR_UNSUPPORTED without timestamps on the device. */
+vkm_status vkm_model_profile(const vkm_model *m, vkm_kernel_stat *out, size_t cap, size_t *n);
+
 /* The model's tokenizer, or NULL when it has none; owned by the model. */
 const vkm_tokenizer *vkm_model_tokenizer(const vkm_model *m);
 
