@@ -241,6 +241,9 @@ static vkm_status expect_ffn(const vkm_model_src *m, uint32_t l, vkm_err *e)
 static vkm_status expect_all(vkm_model_src *m, bool config_tied, vkm_err *e)
 {
     const vkm_hparams *hp = &m->hp;
+    if (find(m, "rope_freqs.weight")) /* llama.cpp's per-frequency factors of Llama 3.1 */
+        return vkm_fail(e, VKM_ERR_UNSUPPORTED, "%s: rope_freqs.weight (RoPE frequency scaling) is not supported",
+                        m->path);
     int64_t d = hp->dim, q = (int64_t)hp->n_heads * hp->head_dim, kv = (int64_t)hp->n_kv_heads * hp->head_dim;
     vkm_status s = expect(m, "token_embd.weight", false, 2, d, hp->n_vocab, 1, e);
     if (!s) s = expect(m, "output_norm.weight", false, 1, d, 1, 1, e);

@@ -470,6 +470,8 @@ static void test_gguf_errors(void **state)
         {"rope scaling", {.arch = "llama"}, kv_scaling, VKM_ERR_UNSUPPORTED,
          "llama.rope.scaling.type other than none is not supported"},
         {"odd head size", {.arch = "llama"}, kv_kv_heads, VKM_ERR_FORMAT, "head size 3 is odd"},
+        {"rope_freqs", {.arch = "llama", .extra_gguf = "rope_freqs.weight"}, NULL, VKM_ERR_UNSUPPORTED,
+         "rope_freqs.weight (RoPE frequency scaling) is not supported"},
     };
     const char *gp = tmp_path("bad_model.gguf");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

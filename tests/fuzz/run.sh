@@ -2,12 +2,13 @@
 # run.sh SECONDS [BUILD_DIR] — builds the loader fuzz targets with clang (libFuzzer + ASan +
 # UBSan), writes seed corpora from ../shared into a temporary folder, runs each target for
 # SECONDS, prints how many inputs each one executed, and fails on any finding (crash, leak,
-# timeout, broken invariant). Nothing is written into the source tree unless BUILD_DIR is in it.
+# timeout, broken invariant). BUILD_DIR defaults to build-fuzz/ in the checkout; findings are
+# copied to build-fuzz-findings/.
 set -eu
 secs=${1:?usage: tests/fuzz/run.sh SECONDS [BUILD_DIR]}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 shared=${VKM_SHARED_DIR:-$root/../shared}
-build=${2:-${TMPDIR:-/tmp}/vkmoe-fuzz-build}
+build=${2:-$root/build-fuzz}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vkmoe-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
