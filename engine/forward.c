@@ -33,6 +33,61 @@ static vkm_status check_step(const vkm_model *m, const vkm_step *s)
     return VKM_OK;
 }
 
+/* Per-step context of the MoErging parts of the forward pass. */
+typedef struct moe_ctx {
+    vkm_model *m;
+    const vkm_step *s;
+    bool lora;                    /* some token's row may hold experts                           */
+    uint32_t group_off[VKM_MAX_ROUTERS]; /* where each group's token list starts (step buffer)   */
+} moe_ctx;
+
+/* Token-level routers of routing point p (depth d at this point) on input x. */
+static void route_tokens(moe_ctx *c, vkm_depth d, uint32_t p, uint32_t copies, vkm_act x, uint32_t in)
+{
+    vkm_model *m = c->m;
+    const vkm_bank *b = m->bank;
+    for (uint32_t g = 0; g < c->s->n_groups; g++) {
+        const vkm_route_group *grp = &c->s->groups[g];
+        const vkm_router *r = m->routers[grp->router];
+        if (r->depth != d || !grp->n) continue;
+        vkm_router_call rc = {
+            .x = x, .in_dim = in, .n = grp->n, .list_off = c->group_off[g], .out_row_off = 0xffffffffu,
+            .matrix = r->r[p], .list = vkm_model_step_range(m), .ids = m->route_ids, .wts = m->route_wts,
+            .route_off = vkm_route_word(m, p, 0), .row_stride = b->n_exp, .n_copies = copies,
+            .copy_stride = m->route_rows * b->n_exp, .n_exp = r->n_exp, .top_k = r->top_k, .flags = r->flags,
+            .map_off = vkm_step_maps(m) + 64 * grp->router, .inv_temp = 1.0f / r->temperature,
+            .x_scale = 1.0f, .always_on = r->always_on};
+        vkm_op_router(&m->rec, &rc);
+    }
+}
+
+static void pool_rows(moe_ctx *c, vkm_act x, uint32_t dim, uint32_t p)
+{
+    vkm_model *m = c->m;
+    vkm_op_pool(&m->rec, x, c->s->n_tok, dim, m->pool, (uint32_t)c->s->pool_slot * m->pool_len + m->pool_off[p]);
+}
+
+/* The experts of site (layer, module): routing at module depth, pooling, shrink + expand. */
+static void adapt(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm_act y)
+{
+    vkm_model *m = c->m;
+    const vkm_bank *b = m->bank;
+    if (!b) return;
+    const uint32_t p = vkm_site_index(layer, mod);
+    const vkm_site *site = &b->sites[p];
+    if (!site->used) return;
+    route_tokens(c, VKM_DEPTH_MODULE, p, 1, x, site->in);
+    if (c->s->pool_slot >= 0 && c->s->pool_depth == VKM_DEPTH_MODULE) pool_rows(c, x, site->in, p);
+    if (!c->lora) return;
+    vkm_lora_call lc = {
+        .x = x, .y = y, .n_tok = c->s->n_tok, .in_dim = site->in, .out_dim = site->out, .a = site->a,
+        .bt = site->bt, .meta = b->meta, .meta_off = p * b->n_total * 4, .rank_total = site->rank_total,
+        .rmax = b->rmax, .ids = m->route_ids, .wts = m->route_wts, .list = vkm_model_step_range(m),
+        .t = m->lora_t, .route_off = vkm_route_word(m, p, 0), .row_stride = b->n_exp,
+        .row_list_off = vkm_step_region(m, VKM_STEP_ROW)};
+    vkm_op_lora(&m->rec, &lc);
+}
+
 vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
 {
     vkm_status st = check_step(m, s);
@@ -53,6 +108,23 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
     }
     const uint32_t out_off = vkm_model_out_off(m);
     for (uint32_t j = 0; j < s->n_out; j++) in[out_off + j] = s->out_rows[j];
+    moe_ctx mc = {m, s, false, {0}};
+    if (m->bank) {
+        const uint32_t ro = vkm_step_region(m, VKM_STEP_ROW), empty = vkm_empty_row(m);
+        for (uint32_t i = 0; i < T; i++) {
+            in[ro + i] = s->route_row ? s->route_row[i] : empty;
+            mc.lora |= in[ro + i] != empty;
+        }
+        uint32_t lo = vkm_step_region(m, VKM_STEP_LIST);
+        for (uint32_t g = 0; g < s->n_groups; g++) {
+            if (s->groups[g].router >= m->n_routers || lo + s->groups[g].n > vkm_step_region(m, VKM_STEP_LIST) + T)
+                return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "a step's routing groups do not fit its tokens");
+            mc.group_off[g] = lo;
+            for (uint32_t k = 0; k < s->groups[g].n; k++) in[lo++] = s->groups[g].tokens[k];
+        }
+    } else if (s->route_row || s->n_groups || s->pool_slot >= 0) {
+        return vkm_fail(m->d->err, VKM_ERR_STATE, "routing asked of a model without experts");
+    }
 
     vkm_rec *r = &m->rec;
     const vkm_acts *a = &m->a;
@@ -62,22 +134,39 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
     const vkm_attn_shape shape = {hp->n_heads, hp->n_kv_heads, hd, m->n_ctx};
 
     vkm_op_embed(r, &m->tok_embd, &sb, X, T);
+    const uint32_t n_sites = m->bank ? m->bank->n_sites : 0;
     for (uint32_t l = 0; l < hp->n_layers; l++) {
         const vkm_layer *ly = &m->layers[l];
         vkm_op_rmsnorm(r, X, ly->attn_norm, XN, D, T, hp->norm_eps);
+        if (m->bank) {
+            route_tokens(&mc, VKM_DEPTH_LAYER, vkm_site_index(l, 0), VKM_N_MODULES, XN, D);
+            if (l == 0) route_tokens(&mc, VKM_DEPTH_MODEL, 0, n_sites, XN, D);
+            if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_LAYER) pool_rows(&mc, XN, D, vkm_site_index(l, 0));
+        }
         vkm_op_linear(r, &ly->wq, XN, Q, T, false);
+        adapt(&mc, l, VKM_MOD_Q, XN, Q);
         vkm_op_linear(r, &ly->wk, XN, K, T, false);
+        adapt(&mc, l, VKM_MOD_K, XN, K);
         vkm_op_linear(r, &ly->wv, XN, V, T, false);
+        adapt(&mc, l, VKM_MOD_V, XN, V);
         vkm_op_rope(r, Q, &sb, T, hp->n_heads, hd, half, hp->rope_theta);
         vkm_op_rope(r, K, &sb, T, hp->n_kv_heads, hd, half, hp->rope_theta);
         vkm_op_kv_store(r, K, V, m->k_cache[l], m->v_cache[l], &sb, T, kvd, m->n_ctx);
         vkm_op_attention(r, Q, m->k_cache[l], m->v_cache[l], ATT, a->partials, &sb, T, max_keys, &shape);
         vkm_op_linear(r, &ly->wo, ATT, X, T, true);
+        adapt(&mc, l, VKM_MOD_O, ATT, X);
         vkm_op_rmsnorm(r, X, ly->ffn_norm, XN, D, T, hp->norm_eps);
         vkm_op_linear(r, &ly->w_gate, XN, G, T, false);
+        adapt(&mc, l, VKM_MOD_GATE, XN, G);
         vkm_op_linear(r, &ly->w_up, XN, U, T, false);
+        adapt(&mc, l, VKM_MOD_UP, XN, U);
         vkm_op_eltwise(r, VKM_ELT_SILU_MUL, G, U, G, T * F);
         vkm_op_linear(r, &ly->w_down, G, X, T, true);
+        adapt(&mc, l, VKM_MOD_DOWN, G, X);
+    }
+    if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_MODEL) { /* final normed states, all rows */
+        vkm_op_rmsnorm(r, X, m->output_norm, XN, D, T, hp->norm_eps);
+        pool_rows(&mc, XN, D, 0);
     }
     if (s->n_out) {
         vkm_act XO = {a->xo, 0, D}, LG = {a->logits, 0, hp->n_vocab};

@@ -250,6 +250,8 @@ void vkm_rec_dispatch_n(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_
                         const void *push, uint32_t push_bytes, uint64_t n_groups);
 void vkm_rec_copy(vkm_rec *r, vkm_range src, vkm_range dst, uint64_t bytes);
 void vkm_rec_fill(vkm_rec *r, vkm_range dst, uint32_t value);
+/* Writes bytes (<= 65536, a multiple of 4) from host memory into dst inside the command buffer. */
+void vkm_rec_update(vkm_rec *r, vkm_range dst, const void *data, uint32_t bytes);
 /* A full compute/transfer barrier now (the recorder inserts these itself when needed). */
 void vkm_rec_barrier(vkm_rec *r);
 /* A timestamp (no-op without timestamp support); label must outlive the recorder's use. */

@@ -251,7 +251,7 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
     };
     for (size_t i = 0; i < sizeof plan / sizeof plan[0] && s == VKM_OK; i++)
         s = floats(m, &m->act_arena, plan[i].n, plan[i].r);
-    if (s == VKM_OK) s = vkm_buf_create(d, 16ull * m->n_batch, VKM_MEM_UPLOAD, &m->step_buf);
+    if (s == VKM_OK) s = vkm_buf_create(d, 4ull * (6ull * m->n_batch + VKM_STEP_EXTRA), VKM_MEM_UPLOAD, &m->step_buf);
     if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq * VKM_SAMPLE_WORDS, VKM_MEM_UPLOAD, &m->samp_buf);
     if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq, VKM_MEM_READBACK, &m->ids_buf);
     if (s == VKM_OK) s = vkm_rec_init(&m->rec, d, p->profile);
@@ -349,6 +349,38 @@ vkm_status vkm_model_create_random(vkm_context *ctx, const vkm_model_shape *sh, 
     return VKM_OK;
 }
 
+/* A MoErge manifest: a .json file that is not a safetensors index. */
+static bool is_manifest(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 5 && !strcmp(path + n - 5, ".json") && !vkm_is_dir(path) &&
+           !(n > 23 && !strcmp(path + n - 23, ".safetensors.index.json"));
+}
+
+/* The bank, the routing state and router 0 of a manifest. */
+static vkm_status load_moe(vkm_model *m)
+{
+    vkm_manifest *man = m->man;
+    uint32_t n_lora = 0, n_ffn = 0;
+    for (uint32_t i = 0; i < man->n_experts; i++) {
+        n_lora += man->experts[i].lora[0] != 0;
+        n_ffn += man->experts[i].model[0] != 0;
+    }
+    if (n_ffn)
+        return vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: experts given as whole models (FFN experts) "
+                        "are not supported by this build", man->path);
+    if (!n_lora) return VKM_OK;
+    vkm_status s = vkm_bank_load(m, man);
+    if (s == VKM_OK) s = vkm_moe_alloc(m);
+    vkm_router *r = NULL;
+    if (s == VKM_OK) s = vkm_router_create(m, man, &r);
+    if (s == VKM_OK) m->routers[m->n_routers++] = r;
+    if (s == VKM_OK && r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_EXACT && r->gran == VKM_GRAN_TASK)
+        s = vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: exact task-level merging into the base weights "
+                     "is not supported by this build", man->path);
+    return s;
+}
+
 vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_params *params,
                           vkm_model **out)
 {
@@ -361,9 +393,23 @@ vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_pa
     vkm_model *m;
     vkm_status s0 = model_new(ctx, path, params, &m);
     if (s0 != VKM_OK) return s0;
+    const char *base = path;
+    if (is_manifest(path)) {
+        m->man = calloc(1, sizeof *m->man);
+        if (!m->man) s0 = vkm_fail(&ctx->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+        if (s0 == VKM_OK) s0 = vkm_manifest_load(path, m->man, &ctx->err);
+        if (s0 == VKM_OK) s0 = vkm_manifest_check(m->man, &ctx->err);
+        if (s0 != VKM_OK) {
+            free(m->man);
+            m->man = NULL;
+            vkm_model_free(m);
+            return s0;
+        }
+        base = m->man->base;
+    }
     vkm_model_src src;
     memset(&src, 0, sizeof src);
-    vkm_status s = vkm_model_src_open(path, &src, &ctx->err);
+    vkm_status s = vkm_model_src_open(base, &src, &ctx->err);
     if (s == VKM_OK) {
         m->hp = src.hp;
         if (m->hp.n_experts > 0)
@@ -377,6 +423,7 @@ vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_pa
     if (s == VKM_OK) s = load_tokenizer(m, &src);
     vkm_model_src_close(&src);
     if (s == VKM_OK) s = alloc_runtime(m, params);
+    if (s == VKM_OK && m->man) s = load_moe(m);
     if (s != VKM_OK) {
         vkm_model_free(m);
         return s;
@@ -390,6 +437,7 @@ void vkm_model_free(vkm_model *m)
     if (!m) return;
     vkm_dev *d = m->d;
     if (d->device) vkDeviceWaitIdle(d->device);
+    vkm_moe_free(m);
     if (m->cmd) vkFreeCommandBuffers(d->device, d->cmd_pool, 1, &m->cmd);
     vkm_rec_destroy(&m->rec);
     vkm_buf_destroy(d, &m->step_buf);
@@ -453,4 +501,35 @@ vkm_status vkm_model_profile(const vkm_model *m, vkm_kernel_stat *out, size_t ca
         out[i] = (vkm_kernel_stat){m->prof[i].name, m->prof[i].calls, m->prof[i].ns * 1e-9, m->prof[i].bytes};
     qsort(out, *n, sizeof *out, by_time);
     return VKM_OK;
+}
+
+uint32_t vkm_model_n_experts(const vkm_model *m) { return m && m->bank ? m->bank->n_exp : 0; }
+
+const char *vkm_model_expert_name(const vkm_model *m, uint32_t i)
+{
+    return m && m->bank && i < m->bank->n_exp ? m->bank->names[i] : NULL;
+}
+
+uint32_t vkm_model_n_routers(const vkm_model *m) { return m ? m->n_routers : 0; }
+
+vkm_status vkm_model_add_router(vkm_model *m, const char *manifest, uint32_t *router)
+{
+    if (!m || !manifest) return VKM_ERR_INVALID_ARGUMENT;
+    vkm_err *err = m->d->err;
+    vkm_err_clear(err);
+    if (!m->bank) return vkm_fail(err, VKM_ERR_STATE, "%s has no bank of experts to route", m->path);
+    vkm_manifest *man = calloc(1, sizeof *man);
+    if (!man) return vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    vkm_status s = vkm_manifest_load(manifest, man, err);
+    vkm_router *r = NULL;
+    if (s == VKM_OK && m->man && strcmp(man->base, m->man->base))
+        s = vkm_fail(err, VKM_ERR_MISMATCH, "%s: base %s differs from the model's %s", manifest, man->base, m->man->base);
+    if (s == VKM_OK) s = vkm_router_create(m, man, &r);
+    if (s == VKM_OK) {
+        if (router) *router = m->n_routers;
+        m->routers[m->n_routers++] = r;
+    }
+    vkm_manifest_free(man);
+    free(man);
+    return s;
 }

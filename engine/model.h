@@ -6,8 +6,10 @@
 #ifndef VKM_MODEL_H
 #define VKM_MODEL_H
 
+#include "bank.h"
 #include "loader.h"
 #include "ops.h"
+#include "ops_lora.h"
 
 typedef struct vkm_layer {
     vkm_range attn_norm, ffn_norm;              /* f32 [dim]                                   */
@@ -68,10 +70,45 @@ struct vkm_model {
     bool profile;
     vkm_prof_entry prof[64];      /* per-kernel profile of the last step                         */
     uint32_t n_prof;
+
+    /* MoErging (bank.h): NULL / 0 for a plain model */
+    vkm_manifest *man;            /* the manifest the model was loaded from                      */
+    vkm_bank *bank;
+    vkm_router *routers[VKM_MAX_ROUTERS];
+    uint32_t n_routers;
+    uint32_t route_rows;          /* n_batch + n_seq + 1                                         */
+    vkm_range route_ids, route_wts; /* [n_sites][route_rows][n_exp]                              */
+    vkm_range lora_t;             /* [n_batch][n_exp][rank_pad]                                  */
+    vkm_range pool;               /* [n_seq][pool_len] sums of router inputs                     */
+    uint32_t pool_len;
+    uint32_t *pool_off;           /* per routing point                                           */
+    vkm_arena moe_arena;
 };
 
+/* Step-buffer regions (uint32 elements): see vkm_model_step_buf. */
+#define VKM_STEP_TOK 0u
+#define VKM_STEP_POS 1u
+#define VKM_STEP_SLOT 2u
+#define VKM_STEP_OUT 3u
+#define VKM_STEP_ROW 4u
+#define VKM_STEP_LIST 5u
+static inline uint32_t vkm_step_region(const vkm_model *m, uint32_t region) { return region * m->n_batch; }
+/* After the per-token regions: router maps (64 words per router), then a list of 64 slots. */
+static inline uint32_t vkm_step_maps(const vkm_model *m) { return 6 * m->n_batch; }
+static inline uint32_t vkm_step_seqlist(const vkm_model *m) { return 6 * m->n_batch + 64 * VKM_MAX_ROUTERS; }
+#define VKM_STEP_EXTRA (64 * VKM_MAX_ROUTERS + 256)
+
+/* A set of tokens of one step routed by one token-level router. */
+typedef struct vkm_route_group {
+    uint32_t router;
+    uint32_t n;
+    const uint32_t *tokens;       /* indices into the step's tokens                              */
+} vkm_route_group;
+
 /* One step: n_tok tokens, each of a sequence (slot) at a position; the rows whose logits are
- * wanted (indices into the step's tokens), and which of them are sampled. */
+ * wanted (indices into the step's tokens); the routing row of each token (NULL: the empty
+ * row, the bare base) and the token-level routers that fill rows; optionally, pooling of the
+ * router inputs of one sequence (sequence-level routing, calibration). */
 typedef struct vkm_step {
     uint32_t n_tok;
     const int32_t *tokens;
@@ -79,16 +116,49 @@ typedef struct vkm_step {
     const uint32_t *slot;
     uint32_t n_out;
     const uint32_t *out_rows;
+    const uint32_t *route_row;
+    uint32_t n_groups;
+    vkm_route_group groups[VKM_MAX_ROUTERS];
+    int32_t pool_slot;            /* -1: none                                                    */
+    vkm_depth pool_depth;
 } vkm_step;
 
 /* Offsets of the arrays in the step buffer. */
 static inline vkm_step_buf vkm_model_step_buf(const vkm_model *m)
 {
-    vkm_step_buf sb = {{m->step_buf.buf, 0, m->step_buf.size, m->step_buf.map}, 0, m->n_batch,
-                       2 * m->n_batch};
+    vkm_step_buf sb = {{m->step_buf.buf, 0, m->step_buf.size, m->step_buf.map},
+                       vkm_step_region(m, VKM_STEP_TOK), vkm_step_region(m, VKM_STEP_POS),
+                       vkm_step_region(m, VKM_STEP_SLOT)};
     return sb;
 }
-static inline uint32_t vkm_model_out_off(const vkm_model *m) { return 3 * m->n_batch; }
+static inline uint32_t vkm_model_out_off(const vkm_model *m) { return vkm_step_region(m, VKM_STEP_OUT); }
+static inline vkm_range vkm_model_step_range(const vkm_model *m)
+{
+    vkm_range r = {m->step_buf.buf, 0, m->step_buf.size, m->step_buf.map};
+    return r;
+}
+/* The routing row of sequence slot s, and the empty row. */
+static inline uint32_t vkm_seq_row(const vkm_model *m, uint32_t slot) { return m->n_batch + slot; }
+static inline uint32_t vkm_empty_row(const vkm_model *m) { return m->n_batch + m->n_seq; }
+/* Word offset of routing point p, row `row` in the ids / weights buffers. */
+static inline uint32_t vkm_route_word(const vkm_model *m, uint32_t p, uint32_t row)
+{
+    return (p * m->route_rows + row) * m->bank->n_exp;
+}
+
+/* moe.c: the routing buffers and pools of a model with a bank; routing rows written from the
+ * host (fixed weights, the empty row); sequence-level routing from pooled inputs. */
+vkm_status vkm_moe_alloc(vkm_model *m);
+void vkm_moe_free(vkm_model *m);
+/* Writes the sequence row of `slot` at every routing point: bank experts ids[0..n), weights. */
+vkm_status vkm_moe_set_row(vkm_model *m, uint32_t slot, const uint32_t *ids, const float *w, uint32_t n);
+/* Records: the router decisions of sequence `slot` from its pooled inputs (count tokens). */
+void vkm_moe_route_pooled(vkm_model *m, uint32_t router, uint32_t slot, uint32_t count);
+/* Records: pool[slot] = 0. */
+void vkm_moe_clear_pool(vkm_model *m, uint32_t slot);
+
+/* session.c: records, submits and waits for one step (n_sample sampler records written). */
+vkm_status vkm_model_run_step(vkm_model *m, const vkm_step *st, uint32_t n_sample);
 
 /* forward.c: writes the step's inputs and records its forward pass into m->rec (begun). */
 vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s);

@@ -63,6 +63,38 @@ typedef struct vkm_push_sample {
     uint32_t n_vocab, n_rows, logit_stride, param_words;
 } vkm_push_sample;
 
+typedef struct vkm_push_router {
+    uint32_t in_dim, n, x_stride, x_off, list_off, out_row_off, route_off, n_exp, row_stride,
+        top_k, flags;
+    float inv_temp;
+    int32_t always_on;
+    uint32_t map_off;
+    float x_scale;
+    uint32_t n_copies, copy_stride;
+} vkm_push_router;
+
+typedef struct vkm_push_lora {
+    uint32_t n_tok, in_dim, out_dim, x_stride, x_off, y_stride, y_off, route_off, row_stride,
+        meta_off, rank_total, row_list_off;
+} vkm_push_lora;
+
+typedef struct vkm_push_pool {
+    uint32_t n_tok, dim, x_stride, x_off, dst_off;
+} vkm_push_pool;
+
+typedef struct vkm_push_arrow {
+    uint32_t in_dim, out_dim, meta_off, n_iter, n_exp, map_off;
+} vkm_push_arrow;
+
+typedef struct vkm_push_compose {
+    uint32_t in_dim, out_dim, meta_off, route_off, row_stride, dst;
+} vkm_push_compose;
+
+_Static_assert(sizeof(vkm_push_compose) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_router) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_lora) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_pool) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_arrow) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_sample) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_matmul) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_embed) <= 128, "push constants over 128 bytes");

@@ -196,6 +196,19 @@ void vkm_rec_fill(vkm_rec *r, vkm_range dst, uint32_t value)
     vkCmdFillBuffer(r->cmd, dst.buf, dst.off, dst.size & ~3ull, value);
 }
 
+void vkm_rec_update(vkm_rec *r, vkm_range dst, const void *data, uint32_t bytes)
+{
+    if (r->status != VKM_OK || bytes == 0) return;
+    if (bytes > 65536 || bytes % 4 || bytes > dst.size) {
+        r->status = vkm_fail(r->dev->err, VKM_ERR_INVALID_ARGUMENT, "buffer update of %u bytes", bytes);
+        return;
+    }
+    vkm_range b = vkm_range_sub(dst, 0, bytes);
+    uint8_t acc = VKM_ACC_WRITE;
+    track(r, &b, &acc, 1);
+    vkCmdUpdateBuffer(r->cmd, dst.buf, dst.off, bytes, data);
+}
+
 void vkm_rec_timestamp(vkm_rec *r, const char *label)
 {
     if (!r->queries || r->n_ts >= VKM_MAX_TIMESTAMPS) return;

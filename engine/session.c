@@ -8,19 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "model.h"
-
-struct vkm_session {
-    vkm_model *m;
-    uint32_t slot, pos;
-    vkm_sampler_params sp;
-    bool keep_logits;
-    float *logits;              /* [vocab] when keep_logits                                   */
-    bool has_logits;
-    int32_t hist[VKM_SAMPLE_HIST];
-    uint32_t n_hist, hist_head; /* ring of the last VKM_SAMPLE_HIST tokens                     */
-    uint32_t counter;           /* draws so far (the random stream's counter)                  */
-};
+#include "session.h"
 
 vkm_sampler_params vkm_sampler_default_params(void)
 {
@@ -58,6 +46,7 @@ vkm_status vkm_session_create(vkm_model *m, const vkm_session_params *p, vkm_ses
         return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     }
     vkm_status st = vkm_session_set_sampler(s, &p->sampling);
+    if (st == VKM_OK) st = vkm_seqroute_init(s, p);
     if (st != VKM_OK) {
         free(s->logits);
         free(s);
@@ -83,6 +72,7 @@ void vkm_session_reset(vkm_session *s)
     s->n_hist = s->hist_head = 0;
     s->counter = 0;
     s->has_logits = false;
+    if (s->needs_routing) s->routed = false; /* the next prompt is routed afresh */
 }
 
 uint32_t vkm_session_pos(const vkm_session *s) { return s ? s->pos : 0; }
@@ -128,8 +118,7 @@ static void write_record(vkm_session *s, uint32_t rec_index, uint32_t row, uint3
         w[VKM_SAMPLE_HDR + i] = (uint32_t)s->hist[(s->hist_head + VKM_SAMPLE_HIST - 1 - i) % VKM_SAMPLE_HIST];
 }
 
-/* Records, submits and waits for one step (with n_sample sampler records already written). */
-static vkm_status run_step(vkm_model *m, const vkm_step *st, uint32_t n_sample)
+vkm_status vkm_model_run_step(vkm_model *m, const vkm_step *st, uint32_t n_sample)
 {
     vkm_status s = vkm_rec_begin(&m->rec, m->cmd);
     if (s == VKM_OK) s = vkm_forward_record(m, st);
@@ -162,10 +151,21 @@ static vkm_status feed(vkm_session *s, const int32_t *ids, size_t n, float *all,
     if (s->pos + n > m->n_ctx)
         return vkm_fail(m->d->err, VKM_ERR_LIMIT, "%zu more tokens at position %u overflow the "
                         "context of %u", n, s->pos, m->n_ctx);
+    vkm_status st = VKM_OK;
+    if (s->needs_routing && !s->routed) { /* sequence-level routing decides from the prompt */
+        if (s->pos != 0)
+            return vkm_fail(m->d->err, VKM_ERR_STATE, "a sequence-level router routes a prompt fed from "
+                            "position 0 (reset the session)");
+        st = vkm_seqroute_prompt(s, ids, n);
+        if (st != VKM_OK) return st;
+    }
     uint32_t chunk = all ? (m->n_batch < m->n_out_cap ? m->n_batch : m->n_out_cap) : m->n_batch;
     uint32_t *pos = malloc(chunk * 4), *slot = malloc(chunk * 4), *rows = malloc(chunk * 4);
-    vkm_status st = pos && slot && rows ? VKM_OK
-                  : vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    uint32_t *rr = malloc(chunk * 4), *gt = malloc(chunk * 4);
+    vkm_session **who = malloc(chunk * sizeof *who);
+    if (!pos || !slot || !rows || !rr || !gt || !who)
+        st = vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t i = 0; i < chunk && who; i++) who[i] = s;
     for (size_t done = 0; done < n && st == VKM_OK;) {
         uint32_t T = (uint32_t)(n - done < chunk ? n - done : chunk);
         bool last = done + T == n;
@@ -180,8 +180,11 @@ static vkm_status feed(vkm_session *s, const int32_t *ids, size_t n, float *all,
             write_record(s, 0, n_out - 1, 0);
             n_sample = 1;
         }
-        vkm_step step = {T, ids + done, pos, slot, n_out, rows};
-        st = run_step(m, &step, n_sample);
+        vkm_step step = {.n_tok = T, .tokens = ids + done, .pos = pos, .slot = slot, .n_out = n_out,
+                         .out_rows = rows, .pool_slot = -1};
+        if (m->bank) vkm_seqroute_plan(&step, rr, gt, who);
+        st = vkm_model_run_step(m, &step, n_sample);
+        if (st == VKM_OK && m->bank) st = vkm_seqroute_trace(m, &step, who);
         if (st != VKM_OK) break;
         s->pos += T;
         if (all) st = vkm_download(m->d, m->a.logits, all + done * m->hp.n_vocab, (uint64_t)T * m->hp.n_vocab * 4);
@@ -192,6 +195,9 @@ static vkm_status feed(vkm_session *s, const int32_t *ids, size_t n, float *all,
     free(pos);
     free(slot);
     free(rows);
+    free(rr);
+    free(gt);
+    free(who);
     return st;
 }
 
@@ -224,6 +230,7 @@ vkm_status vkm_batch_decode(vkm_session *const *ss, size_t n, const int32_t *tok
         return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "a batch of %zu sessions (at most %u)",
                         n, m->n_seq < m->n_batch ? m->n_seq : m->n_batch);
     uint32_t pos[VKM_MAX_BATCH_SESSIONS], slot[VKM_MAX_BATCH_SESSIONS], rows[VKM_MAX_BATCH_SESSIONS];
+    uint32_t rr[VKM_MAX_BATCH_SESSIONS], gt[VKM_MAX_BATCH_SESSIONS];
     if (n > VKM_MAX_BATCH_SESSIONS)
         return vkm_fail(m->d->err, VKM_ERR_LIMIT, "a batch of %zu sessions (at most %d)", n, VKM_MAX_BATCH_SESSIONS);
     for (size_t i = 0; i < n; i++) {
@@ -233,14 +240,20 @@ vkm_status vkm_batch_decode(vkm_session *const *ss, size_t n, const int32_t *tok
             if (ss[j] == s) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "a session twice in one batch");
         if (s->pos + 1 > m->n_ctx)
             return vkm_fail(m->d->err, VKM_ERR_LIMIT, "session at position %u: context of %u is full", s->pos, m->n_ctx);
+        if (s->needs_routing && !s->routed)
+            return vkm_fail(m->d->err, VKM_ERR_STATE, "a session with a sequence-level router decodes after "
+                            "its prompt (vkm_session_prompt)");
         pos[i] = s->pos;
         slot[i] = s->slot;
         rows[i] = (uint32_t)i;
         remember(s, tokens[i]);
         write_record(s, (uint32_t)i, (uint32_t)i, (uint32_t)i);
     }
-    vkm_step step = {(uint32_t)n, tokens, pos, slot, (uint32_t)n, rows};
-    vkm_status st = run_step(m, &step, (uint32_t)n);
+    vkm_step step = {.n_tok = (uint32_t)n, .tokens = tokens, .pos = pos, .slot = slot, .n_out = (uint32_t)n,
+                     .out_rows = rows, .pool_slot = -1};
+    if (m->bank) vkm_seqroute_plan(&step, rr, gt, ss);
+    vkm_status st = vkm_model_run_step(m, &step, (uint32_t)n);
+    if (st == VKM_OK && m->bank) st = vkm_seqroute_trace(m, &step, ss);
     for (size_t i = 0; i < n && st == VKM_OK; i++) {
         ss[i]->pos++;
         next[i] = (int32_t)((const uint32_t *)m->ids_buf.map)[i];
@@ -260,89 +273,3 @@ vkm_status vkm_session_logits(const vkm_session *s, const float **logits, size_t
     return VKM_OK;
 }
 
-/* ---- generation ------------------------------------------------------------------------------ */
-vkm_generate_params vkm_generate_default_params(void)
-{
-    vkm_generate_params p;
-    memset(&p, 0, sizeof p);
-    p.n_predict = 128;
-    p.add_bos = true;
-    p.stop_at_eos = true;
-    return p;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_params *p,
-                        vkm_generate_stats *stats)
-{
-    if (!s || !prompt) return VKM_ERR_INVALID_ARGUMENT;
-    vkm_model *m = s->m;
-    vkm_generate_params def = vkm_generate_default_params();
-    if (!p) p = &def;
-    vkm_generate_stats st0;
-    memset(&st0, 0, sizeof st0);
-    if (!stats) stats = &st0;
-    memset(stats, 0, sizeof *stats);
-    const vkm_tokenizer *tok = m->tok;
-    if (!tok) return vkm_fail(m->d->err, VKM_ERR_STATE, "%s has no tokenizer", m->path);
-    size_t len = strlen(prompt), cap = len + 8, n = 0;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    bool bos = p->add_bos && vkm_tokenizer_adds_bos(tok);
-    vkm_status st = vkm_tokenize(tok, prompt, len, bos, false, ids, cap, &n);
-    if (st == VKM_ERR_LIMIT) {
-        int32_t *bigger = realloc(ids, n * sizeof *ids);
-        if (!bigger) st = VKM_ERR_OUT_OF_HOST_MEMORY;
-        else {
-            ids = bigger;
-            cap = n;
-            st = vkm_tokenize(tok, prompt, len, bos, false, ids, cap, &n);
-        }
-    }
-    if (st != VKM_OK) {
-        free(ids);
-        return vkm_fail(m->d->err, st, "tokenizing the prompt: %s", vkm_status_str(st));
-    }
-    if (n == 0) {
-        free(ids);
-        return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "empty prompt (and no BOS token)");
-    }
-    stats->n_prompt = (uint32_t)n;
-    int32_t next = 0;
-    double t0 = now_s();
-    st = p->n_predict ? vkm_session_prompt(s, ids, n, &next) : VKM_OK;
-    stats->prefill_seconds = now_s() - t0;
-    free(ids);
-    vkm_detok dt;
-    vkm_detok_init(&dt, tok);
-    dt.at_start = prompt[0] == 0; /* a continuation keeps its first token's leading space */
-    char text[256];
-    int32_t eos = vkm_tokenizer_eos(tok);
-    t0 = now_s();
-    for (uint32_t i = 0; i < p->n_predict && st == VKM_OK; i++) {
-        stats->n_generated++;
-        bool is_eos = p->stop_at_eos && next == eos;
-        size_t tn = 0;
-        if (!is_eos) st = vkm_detok_push(&dt, next, text, sizeof text, &tn);
-        if (st != VKM_OK) break;
-        if (p->on_token && !p->on_token(p->user, next, text, tn)) {
-            st = vkm_fail(m->d->err, VKM_ERR_CANCELLED, "generation stopped by the callback");
-            break;
-        }
-        if (is_eos || i + 1 == p->n_predict) break;
-        if (s->pos >= m->n_ctx) break; /* context full: stop quietly */
-        st = vkm_session_decode(s, next, &next);
-    }
-    if (st == VKM_OK && p->on_token) {
-        size_t tn = 0;
-        if (vkm_detok_flush(&dt, text, sizeof text, &tn) == VKM_OK && tn) p->on_token(p->user, -1, text, tn);
-    }
-    stats->decode_seconds = now_s() - t0;
-    return st;
-}

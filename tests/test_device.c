@@ -71,12 +71,21 @@ static void test_device_choice(void **state)
 /* Each kernel's reflected push size equals the host mirror in engine/push.h. */
 static uint32_t host_push_size(const char *name)
 {
-    if (!strncmp(name, "matvec", 6)) return sizeof(vkm_push_matvec);
-    if (!strncmp(name, "copy", 4)) return sizeof(vkm_push_copy);
-    if (!strncmp(name, "rmsnorm", 7)) return sizeof(vkm_push_norm);
-    if (!strncmp(name, "softmax", 7)) return sizeof(vkm_push_softmax);
-    if (!strncmp(name, "eltwise", 7)) return sizeof(vkm_push_eltwise);
-    return 0; /* kernels added later check themselves in their own tests */
+    static const struct { const char *prefix; uint32_t size; } tab[] = {
+        {"matvec", sizeof(vkm_push_matvec)}, {"matmul", sizeof(vkm_push_matmul)},
+        {"copy", sizeof(vkm_push_copy)}, {"rmsnorm", sizeof(vkm_push_norm)},
+        {"softmax", sizeof(vkm_push_softmax)}, {"eltwise", sizeof(vkm_push_eltwise)},
+        {"embed", sizeof(vkm_push_embed)}, {"rope", sizeof(vkm_push_rope)},
+        {"kv_store", sizeof(vkm_push_kv)}, {"attn_reduce", sizeof(vkm_push_attn_reduce)},
+        {"attn", sizeof(vkm_push_attn)}, {"sample", sizeof(vkm_push_sample)},
+        {"router", sizeof(vkm_push_router)}, {"lora_shrink", sizeof(vkm_push_lora)},
+        {"lora_expand", sizeof(vkm_push_lora)},
+        {"pool", sizeof(vkm_push_pool)}, {"arrow", sizeof(vkm_push_arrow)},
+        {"lora_compose", sizeof(vkm_push_compose)},
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (!strncmp(name, tab[i].prefix, strlen(tab[i].prefix))) return tab[i].size;
+    return 0; /* the merge kernels check their own mirrors (tests/test_merge*) */
 }
 
 static void test_registry(void **state)

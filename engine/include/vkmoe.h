@@ -327,9 +327,10 @@ typedef struct vkm_model_params {
 vkm_model_params vkm_model_default_params(void);
 
 /* Loads a model: a GGUF file, a safetensors file with config.json beside it, a sharded
- * checkpoint (index.json) or a folder holding one of them. Its tokenizer is loaded too when
- * the model carries one (GGUF vocabulary, tokenizer.json or tokenizer.model beside it).
- * Failures are described by vkm_context_errmsg(ctx) (file, tensor, VkResult). */
+ * checkpoint (index.json) or a folder holding one of them; or a MoErge manifest (a .json file,
+ * shared/DESIGN.md): its base model, its bank of LoRA experts and its router. Its tokenizer is
+ * loaded too when the model carries one (GGUF vocabulary, tokenizer.json or tokenizer.model
+ * beside it). Failures are described by vkm_context_errmsg(ctx) (file, key, tensor, VkResult). */
 vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_params *params,
                           vkm_model **out);
 void vkm_model_free(vkm_model *m);
@@ -361,6 +362,16 @@ typedef struct vkm_model_info {
 } vkm_model_info;
 
 vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *out);
+/* ---- MoErged models -------------------------------------------------------------------------- */
+/* Experts in the model's bank (0 for a plain model) and their names (manifest order). */
+uint32_t vkm_model_n_experts(const vkm_model *m);
+const char *vkm_model_expert_name(const vkm_model *m, uint32_t i);
+/* Routers: router 0 is the manifest's; another manifest over the same base whose experts are
+ * all in the bank adds a router (its policy, granularity, depth, aggregation) that sessions
+ * may choose: sequences with different routers then share one batch. */
+uint32_t vkm_model_n_routers(const vkm_model *m);
+vkm_status vkm_model_add_router(vkm_model *m, const char *manifest, uint32_t *router);
+
 /* One kernel's share of the last step, with the model loaded with params.profile. */
 typedef struct vkm_kernel_stat {
     const char *name;         /* the kernel variant ("matvec_f16s", "attn", ...)               */
@@ -396,9 +407,20 @@ vkm_sampler_params vkm_sampler_default_params(void);
 /* ------------------------------------------------------------------------------------------ */
 /* Sessions: one sequence each, with its own KV-cache slot                                     */
 /* ------------------------------------------------------------------------------------------ */
+/* How a session of a MoErged model combines its experts. */
+typedef enum vkm_route_mode {
+    VKM_ROUTE_DEFAULT = 0,    /* router 0 (the manifest's); the bare base for a plain model    */
+    VKM_ROUTE_ROUTER = 1,     /* the router numbered `router`                                  */
+    VKM_ROUTE_FIXED = 2,      /* fixed weights, one per bank expert (output aggregation)       */
+    VKM_ROUTE_BASE = 3,       /* no experts: the bare base model                               */
+} vkm_route_mode;
+
 typedef struct vkm_session_params {
     vkm_sampler_params sampling;
     bool keep_logits;         /* bring the last position's logits back after each step        */
+    vkm_route_mode route;
+    uint32_t router;          /* VKM_ROUTE_ROUTER                                              */
+    const float *expert_weights; /* VKM_ROUTE_FIXED: vkm_model_n_experts values (copied)       */
 } vkm_session_params;
 
 vkm_session_params vkm_session_default_params(void);
@@ -423,6 +445,19 @@ vkm_status vkm_batch_decode(vkm_session *const *sessions, size_t n, const int32_
 /* Feeds n ids and writes the logits of every one of their positions (n x n_vocab floats,
  * position-major) without sampling: scoring, perplexity. */
 vkm_status vkm_session_eval(vkm_session *s, const int32_t *ids, size_t n, float *logits);
+/* The experts a sequence-level (or task-level) router chose for this session, after its
+ * prompt: up to cap (bank expert, weight) pairs at routing point `point` (0..n_layers*7-1;
+ * sites l*7 + m for module m of layer l). VKM_ERR_STATE before routing. */
+vkm_status vkm_session_experts(vkm_session *s, uint32_t point, uint32_t *experts, float *weights,
+                               size_t cap, size_t *n);
+
+/* Receives the routing of each step of a session (token-level routers): for every token of
+ * the step (positions pos0..pos0+n_tok-1) and every routing point, the chosen bank experts
+ * and weights: ids[(point * n_tok + t) * n_exp + j], 0xffffffff ends a token's list. */
+typedef void (*vkm_route_fn)(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_points,
+                             uint32_t n_exp, const uint32_t *ids, const float *weights);
+vkm_status vkm_session_trace_routing(vkm_session *s, vkm_route_fn fn, void *user);
+
 /* The logits of the last position fed (sessions created with keep_logits); valid until the
  * session's next step. */
 vkm_status vkm_session_logits(const vkm_session *s, const float **logits, size_t *n_vocab);
@@ -456,6 +491,125 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
 /* ------------------------------------------------------------------------------------------ */
 /* Merging (engine/merge*.c)                                                                  */
 /* ------------------------------------------------------------------------------------------ */
+/* Parameter merging with mergekit's methods and parameter names, on the GPU and streamed: each
+ * tensor is read from the memory-mapped inputs, merged in chunks that fit the device's storage
+ * range and written out before the next one, so models larger than host or device memory merge.
+ * Arithmetic is f32 whatever the stored types (mergekit computes in the stored type).
+ *   linear            sum_i w_i theta_i, divided by sum_i w_i with normalize (default true)
+ *   task_arithmetic   theta_0 + lambda * sum_i w_i delta_i, delta_i = theta_i - theta_0
+ *                     (divided by sum_i w_i with normalize, default false)
+ *   ties              each delta_i keeps its int(density * n) largest |values| (the selection runs
+ *                     on the GPU; equal magnitudes go to the lower element index), the sign of
+ *                     sum_i w_i delta_i is elected per element, and the weighted deltas of that
+ *                     sign are summed (divided by their weights' sum with normalize, default true)
+ *   dare_linear,      each delta_i keeps an element with probability density (a counter-based hash
+ *   dare_ties         of seed, tensor name, model and element index: reproducible, identical on
+ *                     every device) and is divided by density (rescale, default true); then as
+ *                     task_arithmetic / ties (normalize default false)
+ *   breadcrumbs,      each delta_i drops its int(gamma * n) largest |values| (gamma default 0.01)
+ *   breadcrumbs_ties  and keeps the next int(density * n); then as task_arithmetic / ties
+ *   slerp             spherical interpolation from the base (t = 0) to the other model (t = 1)
+ *                     over each flattened tensor; linear interpolation when |cos| > 0.9995
+ *   model_stock       per tensor, cos = mean pairwise cosine of the task vectors (N >= 2 models
+ *                     besides the base), t = N cos / (1 + (N - 1) cos), t * mean + (1 - t) * base
+ *   lora_linear       LoRA adapters -> one adapter: A' = sum_e w_e A_e, B' = sum_e w_e s_e B_e
+ *                     (LoraHub's weighted average; ranks must match per module)
+ *   lora_cat          LoRA adapters -> one adapter of the summed rank: A' = [A_1; A_2; ..],
+ *                     B' = [w_1 s_1 B_1, w_2 s_2 B_2, ..], so B' A' = sum_e w_e s_e B_e A_e exactly
+ *   lora_bake         base + sum_e w_e s_e B_e A_e -> a model (s_e = the adapter's alpha / r)
+ * Task vectors, slerp and model_stock need base_model. Inputs: GGUF files, safetensors files with
+ * config.json beside them, or such folders; all of one architecture and shape (a mismatch is
+ * refused with a message naming the tensor). Models of different formats are brought to the
+ * output's RoPE row layout first (q/k rows permuted as convert_hf_to_gguf.py does).
+ * Outputs: "x.gguf" (GGUF; metadata and tokenizer copied from the base or first GGUF input),
+ * "x.safetensors" (with config.json written beside it), or a folder (model.safetensors,
+ * config.json and the tokenizer files of a Hugging Face input); for lora_linear / lora_cat a
+ * GGUF LoRA ("x.gguf") or a PEFT folder. The method and its parameters are recorded in the
+ * metadata (vkmoe.merge.*). Nothing appears at the output path unless complete: the file is
+ * written under a temporary name (unnamed where the file system allows) and renamed at the end;
+ * a cancelled or failed merge removes it. The output may not be one of the inputs. */
+
+typedef enum vkm_merge_method {
+    VKM_MERGE_LINEAR = 0,
+    VKM_MERGE_TASK_ARITHMETIC,
+    VKM_MERGE_TIES,
+    VKM_MERGE_DARE_LINEAR,
+    VKM_MERGE_DARE_TIES,
+    VKM_MERGE_BREADCRUMBS,
+    VKM_MERGE_BREADCRUMBS_TIES,
+    VKM_MERGE_SLERP,
+    VKM_MERGE_MODEL_STOCK,
+    VKM_MERGE_LORA_LINEAR,
+    VKM_MERGE_LORA_CAT,
+    VKM_MERGE_LORA_BAKE,
+    VKM_MERGE_METHOD_COUNT
+} vkm_merge_method;
+
+/* mergekit's name of a method ("ties", "dare_linear", ...; "lora_cat" ...); NULL if invalid. */
+const char *vkm_merge_method_name(vkm_merge_method m);
+/* The method named `name`; false if there is none. */
+bool vkm_merge_method_from_name(const char *name, vkm_merge_method *out);
+
+#define VKM_MERGE_MAX_MODELS 16  /* inputs of one merge, base included                         */
+
+/* One input. Unset parameters are NAN: the merge's global value applies, else the default. */
+typedef struct vkm_merge_model {
+    char path[1024];          /* a model (file or folder), or an adapter for the lora_* methods */
+    double weight;            /* required by linear and the task-vector methods (as mergekit)  */
+    double density;           /* fraction kept (default 1: all)                                */
+    double gamma;             /* breadcrumbs: fraction of largest magnitudes dropped (0.01)    */
+} vkm_merge_model;
+
+typedef struct vkm_merge_progress {
+    uint32_t tensors_done, n_tensors;
+    uint64_t bytes_done, bytes_total;  /* input bytes merged so far / in all               */
+    double seconds;                    /* since the merge started                          */
+    const char *tensor;                /* the tensor just written                          */
+} vkm_merge_progress;
+
+/* Called after each output tensor; return false to cancel (the merge returns VKM_ERR_CANCELLED
+ * and leaves no output file). */
+typedef bool (*vkm_merge_progress_fn)(void *user, const vkm_merge_progress *p);
+
+typedef struct vkm_merge_params {
+    vkm_merge_method method;
+    char base[1024];          /* base_model; "" for none                                       */
+    uint32_t n_models;
+    vkm_merge_model models[VKM_MERGE_MAX_MODELS];
+    double weight, density, gamma; /* defaults for every model (NAN: unset)                    */
+    double lambda;            /* task vectors: scale of the mixed delta (NAN: 1)               */
+    double t;                 /* slerp: required                                                */
+    int normalize;            /* -1: the method's default, else 0 / 1                           */
+    int rescale;              /* DARE: divide kept values by density; -1: default (true)        */
+    uint64_t seed;            /* DARE masks                                                     */
+    int out_dtype;            /* VKM_WEIGHTS_AUTO: each tensor keeps the type it has in the base
+                                 (else the first) model, quantized ones become F16; or VKM_F32,
+                                 VKM_F16, VKM_BF16 for every matrix (GGUF keeps vectors F32)    */
+    uint64_t chunk_bytes;     /* input bytes per chunk; 0: 64 MiB or the storage range (tests) */
+    uint64_t device_bytes;    /* device memory for the input chunks; 0: a default              */
+    vkm_merge_progress_fn progress;
+    void *progress_user;
+} vkm_merge_params;
+
+/* method linear, no models, every parameter unset, normalize/rescale -1, seed 0, auto dtype. */
+vkm_merge_params vkm_merge_default_params(void);
+
+/* Reads a mergekit YAML config (mergekit-yaml's format): merge_method, base_model, models[].model,
+ * models[].parameters.{weight, density, gamma}, parameters.{weight, density, gamma, lambda,
+ * normalize, rescale, t, int8_mask (accepted, no effect: masks are never materialised)}, dtype /
+ * out_dtype (float32, float16, bfloat16), and vkmoe's random_seed. Model paths are files or
+ * folders relative to the config's folder. Refused with a message naming the key and line:
+ * unknown keys and methods, slices, per-tensor parameter lists (filters / gradients), model
+ * strings with '+' (a LoRA applied on the fly), tokenizer_source other than base. On failure
+ * msg (cap bytes) says why; *out is left with defaults. VKM_ERR_IO, VKM_ERR_FORMAT,
+ * VKM_ERR_UNSUPPORTED, VKM_ERR_LIMIT (too many models, a path too long). */
+vkm_status vkm_merge_config_load(const char *path, vkm_merge_params *out, char *msg, size_t cap);
+
+/* Runs a merge into out_path (see the top of this section for formats). Failures are described
+ * by vkm_context_errmsg(ctx): VKM_ERR_INVALID_ARGUMENT (a missing or meaningless parameter, the
+ * output equal to an input), VKM_ERR_MISMATCH (architectures, shapes, tensor sets), VKM_ERR_IO,
+ * VKM_ERR_FORMAT, VKM_ERR_UNSUPPORTED, VKM_ERR_CANCELLED, device errors. */
+vkm_status vkm_merge(vkm_context *ctx, const vkm_merge_params *p, const char *out_path);
 
 #ifdef __cplusplus
 }

@@ -137,3 +137,67 @@ layout(push_constant) uniform Push {
     uint param_words; // words of one row's parameter record (header + history)
 } pc;
 #endif
+
+#ifdef VKM_PUSH_ROUTER
+layout(push_constant) uniform Push {
+    uint in_dim;      // router input length
+    uint n;           // rows to route (one workgroup each)
+    uint x_stride, x_off;
+    uint list_off;    // 0xffffffff: input row j is x row j; else x row = list[list_off + j]
+    uint out_row_off; // 0xffffffff: output row = input row; else row = list[out_row_off + j]
+    uint route_off;   // first word of this routing point in the ids / weights buffers
+    uint n_exp;       // experts of this router
+    uint row_stride;  // entries per routing row (the bank's expert count)
+    uint top_k;       // 0: dense
+    uint flags;       // 1 normalise input (L2), 2 |logit| (arrow), 4 softmax, 8 sigmoid
+    float inv_temp;
+    int always_on;    // router expert index, or -1
+    uint map_off;     // router expert -> bank expert, in the list buffer
+    float x_scale;    // multiplies the input (1 / count for pooled sums)
+    uint n_copies;    // the row is written to this many routing points...
+    uint copy_stride; // ...this many words apart (layer / model depth decisions)
+} pc;
+#endif
+
+#ifdef VKM_PUSH_LORA
+layout(push_constant) uniform Push {
+    uint n_tok;
+    uint in_dim, out_dim;
+    uint x_stride, x_off;   // shrink input / expand output (y)
+    uint y_stride, y_off;
+    uint route_off;         // routing point in ids / weights
+    uint row_stride;        // entries per routing row
+    uint meta_off;          // this site's expert table (4 words per expert)
+    uint rank_total;        // ranks of the site's A / Bt rows
+    uint row_list_off;      // routing row of token i: list[row_list_off + i]
+} pc;
+#endif
+
+#ifdef VKM_PUSH_POOL
+layout(push_constant) uniform Push {
+    uint n_tok;             // tokens to add (rows 0..n_tok-1 of x)
+    uint dim;
+    uint x_stride, x_off;
+    uint dst_off;           // first float of the pooled sum
+} pc;
+#endif
+
+#ifdef VKM_PUSH_ARROW
+layout(push_constant) uniform Push {
+    uint in_dim, out_dim;
+    uint meta_off;    // the site's expert table
+    uint n_iter;      // power iterations (in rank space)
+    uint n_exp;       // router experts: one workgroup each
+    uint map_off;     // router expert -> bank expert (list buffer)
+} pc;
+#endif
+
+#ifdef VKM_PUSH_COMPOSE
+layout(push_constant) uniform Push {
+    uint in_dim, out_dim;
+    uint meta_off;     // the site's expert table
+    uint route_off;    // the routing row whose experts are composed
+    uint row_stride;
+    uint dst;          // the virtual expert receiving the composition
+} pc;
+#endif

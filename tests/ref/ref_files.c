@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <math.h>
+#include <string.h>
+
+#include "loader.h"
 #include "writer.h"
 
 typedef struct wtensor {
@@ -124,5 +128,135 @@ vkm_status ref_write_hf(const ref_model *m, const char *dir, vkm_err *e)
     }
     vkm_st_writer_free(w);
     free(t);
+    return s;
+}
+
+static const char *peft_mod[REF_MOD] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+static const char *gguf_mod[REF_MOD] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+
+/* B [out][r] with q/k rows moved from the base's layout to the file's. */
+static float *file_b(const ref_model *m, const ref_lora *L, uint32_t mod, uint32_t out, bool base_half, bool file_half)
+{
+    float *b = malloc((size_t)out * L->rank * 4);
+    const uint32_t hd = m->head_dim;
+    bool perm = (mod == 0 || mod == 1) && base_half != file_half;
+    for (uint32_t fr = 0; fr < out; fr++) {
+        uint32_t br = perm ? (fr / hd) * hd + vkm_rope_row_map(file_half ? VKM_ROPE_HALF : VKM_ROPE_INTERLEAVED,
+                                                             base_half ? VKM_ROPE_HALF : VKM_ROPE_INTERLEAVED, fr % hd, hd)
+                           : fr;
+        memcpy(b + (size_t)fr * L->rank, L->b + (size_t)br * L->rank, L->rank * 4);
+    }
+    return b;
+}
+
+static uint32_t out_dim(const ref_model *m, uint32_t mod)
+{
+    const uint32_t qd = m->n_heads * m->head_dim, kvd = m->n_kv_heads * m->head_dim;
+    const uint32_t outs[REF_MOD] = {qd, kvd, kvd, m->dim, m->ffn, m->ffn, m->dim};
+    return outs[mod];
+}
+
+static uint32_t in_dim(const ref_model *m, uint32_t mod)
+{
+    return mod == 3 ? m->n_heads * m->head_dim : mod == 6 ? m->ffn : m->dim;
+}
+
+vkm_status ref_write_peft(const ref_model *m, const ref_bank *b, uint32_t e, const char *dir,
+                          bool base_half, bool rslora, vkm_err *err)
+{
+    mkdir(dir, 0755);
+    const ref_lora *any = NULL;
+    bool mods[REF_MOD] = {false};
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        for (uint32_t mod = 0; mod < REF_MOD; mod++)
+            if (ref_bank_at(b, l, mod, e)->rank) {
+                any = ref_bank_at(b, l, mod, e);
+                mods[mod] = true;
+            }
+    if (!any) return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "expert %u adapts nothing", e);
+    char p[1100];
+    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
+    FILE *f = fopen(p, "w");
+    if (!f) return vkm_fail(err, VKM_ERR_IO, "%s", p);
+    double alpha = rslora ? any->scale * sqrt((double)any->rank) : any->scale * any->rank;
+    fprintf(f, "{\"peft_type\": \"LORA\", \"task_type\": \"CAUSAL_LM\", \"r\": %u, \"lora_alpha\": %.9g, "
+               "\"use_rslora\": %s, \"use_dora\": false, \"fan_in_fan_out\": false, \"bias\": \"none\", "
+               "\"target_modules\": [", any->rank, alpha, rslora ? "true" : "false");
+    bool first = true;
+    for (uint32_t mod = 0; mod < REF_MOD; mod++)
+        if (mods[mod]) {
+            fprintf(f, "%s\"%s\"", first ? "" : ", ", strchr(peft_mod[mod], '.') + 1);
+            first = false;
+        }
+    fprintf(f, "], \"rank_pattern\": {}, \"alpha_pattern\": {}}\n");
+    fclose(f);
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    vkm_st_writer *w = NULL;
+    vkm_status s = vkm_st_writer_create(p, &w, err);
+    char name[160];
+    for (uint32_t pass = 0; pass < 2 && s == VKM_OK; pass++) {
+        if (pass == 1) s = vkm_st_writer_begin(w);
+        for (uint32_t l = 0; l < m->n_layers && s == VKM_OK; l++)
+            for (uint32_t mod = 0; mod < REF_MOD && s == VKM_OK; mod++) {
+                const ref_lora *L = ref_bank_at(b, l, mod, e);
+                if (!L->rank) continue;
+                uint32_t in = in_dim(m, mod), out = out_dim(m, mod);
+                int64_t nea[2] = {in, L->rank}, neb[2] = {L->rank, out};
+                snprintf(name, sizeof name, "base_model.model.model.layers.%u.%s.lora_A.weight", l, peft_mod[mod]);
+                if (pass == 0) vkm_st_writer_add_tensor(w, name, VKM_F32, 2, nea);
+                else s = vkm_st_writer_write_tensor(w, name, L->a, 4ull * L->rank * in);
+                snprintf(name, sizeof name, "base_model.model.model.layers.%u.%s.lora_B.weight", l, peft_mod[mod]);
+                if (pass == 0) vkm_st_writer_add_tensor(w, name, VKM_F32, 2, neb);
+                else if (s == VKM_OK) {
+                    float *fb = file_b(m, L, mod, out, base_half, true);
+                    s = vkm_st_writer_write_tensor(w, name, fb, 4ull * L->rank * out);
+                    free(fb);
+                }
+            }
+    }
+    if (s == VKM_OK) s = vkm_st_writer_finish(w);
+    vkm_st_writer_free(w);
+    return s;
+}
+
+vkm_status ref_write_gguf_lora(const ref_model *m, const ref_bank *b, uint32_t e, const char *path,
+                               bool base_half, vkm_err *err)
+{
+    const ref_lora *any = NULL;
+    for (uint32_t l = 0; l < m->n_layers && !any; l++)
+        for (uint32_t mod = 0; mod < REF_MOD && !any; mod++)
+            if (ref_bank_at(b, l, mod, e)->rank) any = ref_bank_at(b, l, mod, e);
+    if (!any) return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "expert %u adapts nothing", e);
+    vkm_gguf_writer *w = NULL;
+    vkm_status s = vkm_gguf_writer_create(path, &w, err);
+    if (s != VKM_OK) return s;
+    vkm_gguf_writer_set_str(w, "general.architecture", "llama");
+    vkm_gguf_writer_set_str(w, "general.type", "adapter");
+    vkm_gguf_writer_set_str(w, "adapter.type", "lora");
+    vkm_gguf_writer_set_f32(w, "adapter.lora.alpha", any->scale * (float)any->rank);
+    char name[160];
+    for (uint32_t pass = 0; pass < 2 && s == VKM_OK; pass++) {
+        if (pass == 1) s = vkm_gguf_writer_begin(w);
+        for (uint32_t l = 0; l < m->n_layers && s == VKM_OK; l++)
+            for (uint32_t mod = 0; mod < REF_MOD && s == VKM_OK; mod++) {
+                const ref_lora *L = ref_bank_at(b, l, mod, e);
+                if (!L->rank) continue;
+                uint32_t in = in_dim(m, mod), out = out_dim(m, mod);
+                int64_t nea[2] = {in, L->rank}, neb[2] = {L->rank, out};
+                snprintf(name, sizeof name, "blk.%u.%s.weight.lora_a", l, gguf_mod[mod]);
+                if (pass == 0) vkm_gguf_writer_add_tensor(w, name, VKM_F32, 2, nea);
+                else s = vkm_gguf_writer_write_tensor(w, name, L->a, 4ull * L->rank * in);
+                snprintf(name, sizeof name, "blk.%u.%s.weight.lora_b", l, gguf_mod[mod]);
+                if (pass == 0) vkm_gguf_writer_add_tensor(w, name, VKM_F32, 2, neb);
+                else if (s == VKM_OK) {
+                    float *fb = file_b(m, L, mod, out, base_half, false);
+                    s = vkm_gguf_writer_write_tensor(w, name, fb, 4ull * L->rank * out);
+                    free(fb);
+                }
+            }
+    }
+    if (s == VKM_OK) s = vkm_gguf_writer_finish(w);
+    vkm_gguf_writer_free(w);
     return s;
 }

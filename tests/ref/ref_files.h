@@ -14,4 +14,15 @@
 vkm_status ref_write_gguf(const ref_model *m, const char *path, vkm_dtype dtype, vkm_err *e);
 vkm_status ref_write_hf(const ref_model *m, const char *dir, vkm_err *e);
 
+#include "ref_moe.h"
+
+/* Expert e of a bank as a PEFT folder (adapter_config.json + adapter_model.safetensors) or a
+ * llama.cpp GGUF LoRA. The bank's B rows are in the base's RoPE layout (base_half: the base is a
+ * Hugging Face model); q/k B rows are written in the file's own layout (PEFT: rotate_half,
+ * GGUF: interleaved), as real files are. lora_alpha = scale * r (rslora: scale * sqrt(r)). */
+vkm_status ref_write_peft(const ref_model *m, const ref_bank *b, uint32_t e, const char *dir,
+                          bool base_half, bool rslora, vkm_err *err);
+vkm_status ref_write_gguf_lora(const ref_model *m, const ref_bank *b, uint32_t e, const char *path,
+                               bool base_half, vkm_err *err);
+
 #endif

@@ -59,11 +59,18 @@ void ref_forward_token(const ref_model *m, ref_seq *s, int32_t token, float *log
     double *v = calloc(kvd, 8), *att = calloc(qd, 8), *o = calloc(D, 8);
     double *g = calloc(m->ffn, 8), *u = calloc(m->ffn, 8), *sc = calloc(pos + 1, 8);
     for (uint32_t i = 0; i < D; i++) x[i] = m->tok_embd[(size_t)token * D + i];
+    const ref_hooks *H = m->hooks;
+#define HOOK(mod, xin, nin, yout, nout) \
+    if (H && H->site) H->site(H->user, l, mod, xin, nin, yout, nout)
     for (uint32_t l = 0; l < m->n_layers; l++) {
         rmsnorm(x, m->attn_norm[l], xn, D, m->eps);
+        if (H && H->layer) H->layer(H->user, l, xn, D);
         matvec(m->wq[l], xn, q, qd, D);
+        HOOK(0, xn, D, q, qd);
         matvec(m->wk[l], xn, k, kvd, D);
+        HOOK(1, xn, D, k, kvd);
         matvec(m->wv[l], xn, v, kvd, D);
+        HOOK(2, xn, D, v, kvd);
         rope(q, m->n_heads, hd, pos, m->theta, m->rope_half);
         rope(k, m->n_kv_heads, hd, pos, m->theta, m->rope_half);
         double *kc = s->k + (size_t)l * m->ctx * kvd, *vc = s->v + (size_t)l * m->ctx * kvd;
@@ -86,10 +93,13 @@ void ref_forward_token(const ref_model *m, ref_seq *s, int32_t token, float *log
             }
         }
         matvec(m->wo[l], att, o, D, qd);
+        HOOK(3, att, qd, o, D);
         for (uint32_t i = 0; i < D; i++) x[i] += o[i];
         rmsnorm(x, m->ffn_norm[l], xn, D, m->eps);
         matvec(m->w_gate[l], xn, g, m->ffn, D);
+        HOOK(4, xn, D, g, m->ffn);
         matvec(m->w_up[l], xn, u, m->ffn, D);
+        HOOK(5, xn, D, u, m->ffn);
         for (uint32_t i = 0; i < m->ffn; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
         double *dn = calloc(D, 8);
         for (uint32_t r = 0; r < D; r++) {
@@ -97,12 +107,15 @@ void ref_forward_token(const ref_model *m, ref_seq *s, int32_t token, float *log
             for (uint32_t c = 0; c < m->ffn; c++) acc += (double)m->w_down[l][(size_t)r * m->ffn + c] * g[c];
             dn[r] = acc;
         }
+        HOOK(6, g, m->ffn, dn, D);
         for (uint32_t i = 0; i < D; i++) x[i] += dn[i];
         free(dn);
     }
+#undef HOOK
     s->n++;
+    rmsnorm(x, m->output_norm, xn, D, m->eps);
+    if (H && H->final) H->final(H->user, xn, D);
     if (logits) {
-        rmsnorm(x, m->output_norm, xn, D, m->eps);
         double *lg = calloc(m->vocab, 8);
         matvec(m->output, xn, lg, m->vocab, D);
         for (uint32_t i = 0; i < m->vocab; i++) logits[i] = (float)lg[i];

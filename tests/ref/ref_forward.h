@@ -9,6 +9,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Hooks for the routed-LoRA reference (ref_moe.h): called with each adapted module's input
+ * and output (module 0..6: q, k, v, o, gate, up, down), each layer's normed input, and the
+ * final normed state. */
+typedef struct ref_hooks {
+    void *user;
+    void (*site)(void *user, uint32_t layer, uint32_t module, const double *x, uint32_t in, double *y, uint32_t out);
+    void (*layer)(void *user, uint32_t layer, const double *xn, uint32_t dim);
+    void (*final)(void *user, const double *xn, uint32_t dim);
+} ref_hooks;
+
 typedef struct ref_model {
     uint32_t vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn, ctx;
     float eps, theta;
@@ -17,6 +27,7 @@ typedef struct ref_model {
     float *tok_embd;                /* [vocab][dim]                                          */
     float *output_norm, *output;    /* [dim], [vocab][dim]                                   */
     float **attn_norm, **wq, **wk, **wv, **wo, **ffn_norm, **w_gate, **w_up, **w_down;
+    const ref_hooks *hooks;         /* NULL: the plain model                                 */
 } ref_model;
 
 /* One sequence's cache. */

@@ -1,0 +1,207 @@
+/*
+ * moe.c — the routing state of a model with a LoRA bank: routing buffers (bank.h), the shrink
+ * output, the pools of router inputs per sequence; routing rows written from the host (fixed
+ * weights, the bare base); sequence-level decisions from pooled inputs; centroids from
+ * calibration texts run through the base model.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+vkm_status vkm_moe_alloc(vkm_model *m)
+{
+    vkm_bank *b = m->bank;
+    vkm_dev *d = m->d;
+    vkm_arena_init(&m->moe_arena, d, VKM_MEM_DEVICE, 0);
+    m->route_rows = m->n_batch + m->n_seq + 1;
+    m->pool_off = calloc(b->n_sites, sizeof *m->pool_off);
+    if (!m->pool_off) return vkm_fail(d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    m->pool_len = 0;
+    for (uint32_t s = 0; s < b->n_sites; s++) {
+        m->pool_off[s] = m->pool_len;
+        m->pool_len += b->sites[s].in;
+    }
+    uint64_t route = 4ull * b->n_sites * m->route_rows * b->n_exp;
+    uint64_t t = 4ull * m->n_batch * b->n_exp * vkm_lora_rank_pad(b->rmax);
+    uint64_t pool = 4ull * m->n_seq * m->pool_len;
+    vkm_status s = vkm_arena_alloc(&m->moe_arena, route, 16, &m->route_ids);
+    if (s == VKM_OK) s = vkm_arena_alloc(&m->moe_arena, route, 16, &m->route_wts);
+    if (s == VKM_OK) s = vkm_arena_alloc(&m->moe_arena, t, 16, &m->lora_t);
+    if (s == VKM_OK) s = vkm_arena_alloc(&m->moe_arena, pool, 16, &m->pool);
+    if (s != VKM_OK) {
+        vkm_err_prefix(d->err, "the routing buffers (%u routing points x %u rows x %u experts)",
+                       b->n_sites, m->route_rows, b->n_exp);
+        return s;
+    }
+    /* every row starts empty: the bare base */
+    s = vkm_rec_begin(&m->rec, m->cmd);
+    vkm_rec_fill(&m->rec, m->route_ids, VKM_NO_EXPERT);
+    vkm_rec_fill(&m->rec, m->route_wts, 0);
+    vkm_rec_fill(&m->rec, m->pool, 0);
+    vkm_status e = vkm_rec_end(&m->rec);
+    if (s == VKM_OK) s = e;
+    if (s == VKM_OK) s = vkm_dev_submit_wait(d, m->cmd);
+    return s;
+}
+
+void vkm_moe_free(vkm_model *m)
+{
+    for (uint32_t i = 0; i < m->n_routers; i++) vkm_router_free(m, m->routers[i]);
+    m->n_routers = 0;
+    vkm_arena_destroy(&m->moe_arena);
+    free(m->pool_off);
+    m->pool_off = NULL;
+    vkm_bank_free(m);
+    if (m->man) vkm_manifest_free(m->man);
+    free(m->man);
+    m->man = NULL;
+}
+
+vkm_status vkm_moe_set_row(vkm_model *m, uint32_t slot, const uint32_t *ids, const float *w, uint32_t n)
+{
+    vkm_bank *b = m->bank;
+    const uint32_t E = b->n_exp;
+    if (n > E) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "a routing row of %u experts (at most %u)", n, E);
+    uint32_t *ri = malloc(E * 4);
+    float *rw = malloc(E * 4);
+    if (!ri || !rw) {
+        free(ri);
+        free(rw);
+        return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    }
+    for (uint32_t j = 0; j < E; j++) {
+        ri[j] = j < n ? ids[j] : VKM_NO_EXPERT;
+        rw[j] = j < n ? w[j] : 0.0f;
+    }
+    vkm_status s = vkm_rec_begin(&m->rec, m->cmd);
+    const uint32_t row = vkm_seq_row(m, slot);
+    for (uint32_t p = 0; p < b->n_sites && s == VKM_OK; p++) {
+        uint64_t off = 4ull * vkm_route_word(m, p, row);
+        vkm_rec_update(&m->rec, vkm_range_sub(m->route_ids, off, 4ull * E), ri, E * 4);
+        vkm_rec_update(&m->rec, vkm_range_sub(m->route_wts, off, 4ull * E), rw, E * 4);
+    }
+    vkm_status e = vkm_rec_end(&m->rec);
+    if (s == VKM_OK) s = e;
+    if (s == VKM_OK) s = vkm_dev_submit_wait(m->d, m->cmd);
+    free(ri);
+    free(rw);
+    return s;
+}
+
+void vkm_moe_clear_pool(vkm_model *m, uint32_t slot)
+{
+    vkm_rec_fill(&m->rec, vkm_range_sub(m->pool, 4ull * slot * m->pool_len, 4ull * m->pool_len), 0);
+}
+
+void vkm_moe_route_pooled(vkm_model *m, uint32_t ri, uint32_t slot, uint32_t count)
+{
+    const vkm_router *r = m->routers[ri];
+    const vkm_bank *b = m->bank;
+    uint32_t *list = m->step_buf.map;
+    const uint32_t lo = vkm_step_seqlist(m);
+    list[lo] = vkm_seq_row(m, slot);
+    const uint32_t copies = r->depth == VKM_DEPTH_MODULE ? 1 : r->depth == VKM_DEPTH_LAYER ? VKM_N_MODULES : b->n_sites;
+    for (uint32_t p = 0; p < b->n_sites; p++) {
+        bool point = r->depth == VKM_DEPTH_MODULE ? b->sites[p].used
+                   : r->depth == VKM_DEPTH_LAYER ? p % VKM_N_MODULES == 0 : p == 0;
+        if (!point) continue;
+        uint32_t in = r->depth == VKM_DEPTH_MODULE ? b->sites[p].in : m->hp.dim;
+        vkm_router_call c = {
+            .x = {m->pool, slot * m->pool_len + m->pool_off[p], 0}, .in_dim = in, .n = 1,
+            .list_off = 0xffffffffu, .out_row_off = lo, .matrix = r->r[p], .list = vkm_model_step_range(m),
+            .ids = m->route_ids, .wts = m->route_wts, .route_off = vkm_route_word(m, p, 0),
+            .row_stride = b->n_exp, .n_copies = copies, .copy_stride = m->route_rows * b->n_exp,
+            .n_exp = r->n_exp, .top_k = r->top_k, .flags = r->flags,
+            .map_off = vkm_step_maps(m) + 64 * ri, .inv_temp = 1.0f / r->temperature,
+            .x_scale = count ? 1.0f / (float)count : 1.0f, .always_on = r->always_on};
+        vkm_op_router(&m->rec, &c);
+    }
+}
+
+/* ---- centroids from calibration texts --------------------------------------------------------- */
+static vkm_status pool_text(vkm_model *m, const char *path, uint32_t *count)
+{
+    vkm_err *err = m->d->err;
+    if (!m->tok) return vkm_fail(err, VKM_ERR_STATE, "%s: calibration texts need the model's tokenizer", path);
+    char *text = NULL;
+    uint64_t len = 0;
+    vkm_status s = vkm_read_text(path, 64u << 20, &text, &len, err);
+    if (s != VKM_OK) return s;
+    size_t n = 0;
+    vkm_tokenize(m->tok, text, len, true, false, NULL, 0, &n);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    uint32_t *pos = malloc(m->n_batch * 4), *slot = calloc(m->n_batch, 4);
+    if (!ids || !pos || !slot) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    if (s == VKM_OK) s = vkm_tokenize(m->tok, text, len, vkm_tokenizer_adds_bos(m->tok), false, ids, n, &n);
+    /* windows of the context length, each from position 0, fed in steps of n_batch */
+    for (size_t w0 = 0; w0 < n && s == VKM_OK; w0 += m->n_ctx) {
+        size_t wn = n - w0 < m->n_ctx ? n - w0 : m->n_ctx;
+        for (size_t c0 = 0; c0 < wn && s == VKM_OK; c0 += m->n_batch) {
+            uint32_t T = (uint32_t)(wn - c0 < m->n_batch ? wn - c0 : m->n_batch);
+            for (uint32_t i = 0; i < T; i++) pos[i] = (uint32_t)(c0 + i);
+            vkm_step st = {.n_tok = T, .tokens = ids + w0 + c0, .pos = pos, .slot = slot,
+                           .pool_slot = 0, .pool_depth = VKM_DEPTH_MODEL};
+            s = vkm_model_run_step(m, &st, 0);
+            *count += T;
+        }
+    }
+    free(text);
+    free(ids);
+    free(pos);
+    free(slot);
+    return s;
+}
+
+vkm_status vkm_router_calibrate(vkm_model *m, vkm_router *r, const vkm_manifest *man, uint32_t index)
+{
+    (void)index;
+    vkm_err *err = m->d->err;
+    const uint32_t D = m->hp.dim;
+    if (r->depth != VKM_DEPTH_MODEL || r->gran != VKM_GRAN_SEQUENCE)
+        return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: centroids from calibration texts describe whole "
+                        "sequences: use granularity sequence and depth model (or give router.weights)", man->path);
+    float *c = calloc((size_t)r->n_exp * D, 4), *sum = malloc(D * 4);
+    vkm_status s = c && sum ? VKM_OK : vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t i = 0, j = 0; i < man->n_experts && s == VKM_OK; i++) {
+        const vkm_manifest_expert *me = &man->experts[i];
+        if (!me->lora[0]) continue;
+        if (!me->n_calib) {
+            s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: experts[%u].calib: the centroid policy needs "
+                         "calibration texts for every expert (or router.weights)", man->path, i);
+            break;
+        }
+        s = vkm_rec_begin(&m->rec, m->cmd);
+        vkm_moe_clear_pool(m, 0);
+        vkm_status e = vkm_rec_end(&m->rec);
+        if (s == VKM_OK) s = e;
+        if (s == VKM_OK) s = vkm_dev_submit_wait(m->d, m->cmd);
+        uint32_t count = 0;
+        for (uint32_t f = 0; f < me->n_calib && s == VKM_OK; f++) s = pool_text(m, me->calib[f], &count);
+        if (s == VKM_OK) s = vkm_download(m->d, vkm_range_sub(m->pool, 4ull * m->pool_off[0], 4ull * D), sum, 4ull * D);
+        for (uint32_t k = 0; k < D && s == VKM_OK; k++) c[(size_t)j * D + k] = count ? sum[k] / (float)count : 0.0f;
+        j++;
+    }
+    if (s == VKM_OK) {
+        for (uint32_t e = 0; e < r->n_exp; e++) { /* unit rows: the kernel divides by |x| only */
+            double ss = 0;
+            for (uint32_t k = 0; k < D; k++) ss += (double)c[(size_t)e * D + k] * c[(size_t)e * D + k];
+            for (uint32_t k = 0; k < D; k++) c[(size_t)e * D + k] = (float)(c[(size_t)e * D + k] / (ss > 0 ? sqrt(ss) : 1.0));
+        }
+        s = vkm_arena_alloc(&r->arena, 4ull * r->n_exp * D, 16, &r->r[0]);
+        if (s == VKM_OK) s = vkm_upload(m->d, r->r[0], c, 4ull * r->n_exp * D);
+    }
+    /* the pool row of slot 0 is left zero for the first session */
+    if (s == VKM_OK) {
+        s = vkm_rec_begin(&m->rec, m->cmd);
+        vkm_moe_clear_pool(m, 0);
+        vkm_status e = vkm_rec_end(&m->rec);
+        if (s == VKM_OK) s = e;
+        if (s == VKM_OK) s = vkm_dev_submit_wait(m->d, m->cmd);
+    }
+    free(c);
+    free(sum);
+    return s;
+}

@@ -1,0 +1,96 @@
+/*
+ * ops_lora.c — host side of the MoErging kernels: the fused router, the routed LoRA shrink and
+ * expand (BGMV), mean pooling of router inputs, Arrow prototypes by power iteration.
+ */
+#include "ops_lora.h"
+
+#include "push.h"
+
+/* Router workgroup: one subgroup on CPU devices, 64 elsewhere (shared: EMAX x WG floats). */
+static uint32_t router_wg(const vkm_dev *d)
+{
+    uint32_t wg = vkm_ops_reduce_wg(d);
+    return wg > 64 ? 64 : wg;
+}
+
+static uint32_t pow2_at_least(uint32_t v, uint32_t lo)
+{
+    uint32_t p = lo;
+    while (p < v) p *= 2;
+    return p;
+}
+
+uint32_t vkm_lora_rank_pad(uint32_t rmax) { return pow2_at_least(rmax, 4); }
+
+void vkm_op_router(vkm_rec *r, const vkm_router_call *c)
+{
+    uint32_t emax = pow2_at_least(c->n_exp, 4);
+    uint32_t spec[2] = {router_wg(r->dev), emax};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_router, spec, 2);
+    if (!p) return;
+    vkm_push_router pc = {c->in_dim, c->n, c->x.stride, c->x.off, c->list_off, c->out_row_off,
+                          c->route_off, c->n_exp, c->row_stride, c->top_k, c->flags, c->inv_temp,
+                          c->always_on, c->map_off, c->x_scale, c->n_copies ? c->n_copies : 1,
+                          c->copy_stride};
+    vkm_range b[5] = {c->x.r, c->matrix, c->list, c->ids, c->wts};
+    vkm_rec_note_bytes(r, 4ull * c->n * c->in_dim * (1 + c->n_exp));
+    vkm_rec_dispatch_n(r, p, b, 5, &pc, sizeof pc, c->n);
+}
+
+void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c)
+{
+    const vkm_dev *d = r->dev;
+    uint32_t rmax = pow2_at_least(c->rmax, 4);
+    vkm_push_lora pc = {c->n_tok, c->in_dim, c->out_dim, c->x.stride, c->x.off, c->y.stride,
+                        c->y.off, c->route_off, c->row_stride, c->meta_off, c->rank_total,
+                        c->row_list_off};
+    uint32_t swg = vkm_ops_reduce_wg(d);
+    while (swg * rmax * 4 > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
+    uint32_t sspec[2] = {swg, rmax};
+    vkm_pipe *sp = vkm_ops_pipe(r, VKM_SPV_lora_shrink, sspec, 2);
+    if (!sp) return;
+    vkm_range sb[6] = {c->x.r, c->a, c->meta, c->ids, c->list, c->t};
+    vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->in_dim + 2ull * c->rmax * c->in_dim));
+    vkm_rec_dispatch_n(r, sp, sb, 6, &pc, sizeof pc, (uint64_t)c->n_tok * c->row_stride);
+    uint32_t espec[2] = {64, rmax};
+    if (espec[0] > d->caps.max_wg_invocations) espec[0] = d->caps.max_wg_invocations;
+    vkm_pipe *ep = vkm_ops_pipe(r, VKM_SPV_lora_expand, espec, 2);
+    if (!ep) return;
+    vkm_range eb[7] = {c->t, c->bt, c->meta, c->ids, c->list, c->wts, c->y.r};
+    vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->out_dim + 2ull * c->rmax * c->out_dim));
+    uint64_t blocks = (c->out_dim + espec[0] - 1) / espec[0];
+    vkm_rec_dispatch_n(r, ep, eb, 7, &pc, sizeof pc, (uint64_t)c->n_tok * blocks);
+}
+
+void vkm_op_pool(vkm_rec *r, vkm_act x, uint32_t n_tok, uint32_t dim, vkm_range dst, uint32_t dst_off)
+{
+    uint32_t spec[1] = {vkm_ops_stream_wg(r->dev)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_pool, spec, 1);
+    if (!p) return;
+    vkm_push_pool pc = {n_tok, dim, x.stride, x.off, dst_off};
+    vkm_range b[2] = {x.r, dst};
+    vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, (dim + spec[0] - 1) / spec[0]);
+}
+
+void vkm_op_arrow(vkm_rec *r, const vkm_arrow_call *c)
+{
+    uint32_t spec[2] = {router_wg(r->dev), pow2_at_least(c->rmax, 4)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_arrow, spec, 2);
+    if (!p) return;
+    vkm_push_arrow pc = {c->in_dim, c->out_dim, c->meta_off, c->n_iter, c->n_exp, c->map_off};
+    vkm_range b[5] = {c->a, c->bt, c->meta, c->list, c->out};
+    vkm_rec_dispatch_n(r, p, b, 5, &pc, sizeof pc, c->n_exp);
+}
+
+void vkm_op_lora_compose(vkm_rec *r, const vkm_site_ranges *site, vkm_range meta, vkm_range ids,
+                         vkm_range wts, uint32_t meta_off, uint32_t route_off, uint32_t row_stride,
+                         uint32_t dst, uint32_t dst_rank)
+{
+    uint32_t spec[1] = {vkm_ops_stream_wg(r->dev)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_lora_compose, spec, 1);
+    if (!p) return;
+    vkm_push_compose pc = {site->in_dim, site->out_dim, meta_off, route_off, row_stride, dst};
+    vkm_range b[5] = {site->a, site->bt, meta, ids, wts};
+    uint64_t n = (uint64_t)dst_rank * (site->in_dim + site->out_dim);
+    vkm_rec_dispatch_n(r, p, b, 5, &pc, sizeof pc, (n + spec[0] - 1) / spec[0]);
+}

@@ -1,0 +1,65 @@
+/*
+ * ops_lora.h — host wrappers of the MoErging kernels (router.comp, lora.comp, pool.comp,
+ * arrow.comp). The routing buffers and the bank's layout are described in bank.h.
+ */
+#ifndef VKM_OPS_LORA_H
+#define VKM_OPS_LORA_H
+
+#include "ops.h"
+
+typedef struct vkm_router_call {
+    vkm_act x;                  /* router inputs, one row per routed row                     */
+    uint32_t in_dim, n;         /* input length, rows to route                               */
+    uint32_t list_off;          /* input rows from list[list_off + j] (0xffffffff: j)        */
+    uint32_t out_row_off;       /* output rows from list[out_row_off + j] (0xffffffff: input) */
+    vkm_range matrix;           /* [n_exp][in_dim]                                           */
+    vkm_range list;             /* uint32 lists (the step buffer)                            */
+    vkm_range ids, wts;         /* routing buffers                                           */
+    uint32_t route_off, row_stride, n_copies, copy_stride;
+    uint32_t n_exp, top_k, flags, map_off;
+    float inv_temp, x_scale;
+    int32_t always_on;
+} vkm_router_call;
+
+#define VKM_ROUTER_NORM_INPUT 1u
+#define VKM_ROUTER_ABS 2u
+#define VKM_ROUTER_SOFTMAX 4u
+#define VKM_ROUTER_SIGMOID 8u
+
+void vkm_op_router(vkm_rec *r, const vkm_router_call *c);
+
+typedef struct vkm_lora_call {
+    vkm_act x, y;               /* site input [n_tok][in], output [n_tok][out] (+= delta)     */
+    uint32_t n_tok, in_dim, out_dim;
+    vkm_range a, bt, meta;      /* the site's stacked A, Bt and the bank's expert table      */
+    uint32_t meta_off, rank_total, rmax;
+    vkm_range ids, wts, list, t;/* routing buffers, step lists, shrink output [n][E][RMAX]  */
+    uint32_t route_off, row_stride, row_list_off;
+} vkm_lora_call;
+
+/* y += sum over each token's routed experts of w * s * B (A x). */
+void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c);
+/* dst[dst_off + c] += sum_i x[i][c] for i < n_tok, c < dim. */
+void vkm_op_pool(vkm_rec *r, vkm_act x, uint32_t n_tok, uint32_t dim, vkm_range dst, uint32_t dst_off);
+
+typedef struct vkm_arrow_call {
+    vkm_range a, bt, meta, list, out; /* out: the router matrix [n_exp][in]                   */
+    uint32_t in_dim, out_dim, meta_off, n_iter, n_exp, map_off, rmax;
+} vkm_arrow_call;
+
+void vkm_op_arrow(vkm_rec *r, const vkm_arrow_call *c);
+
+/* Parameter aggregation "average": the experts of one routing row composed into the virtual
+ * expert dst of a site (its A and Bt rows). */
+typedef struct vkm_site_ranges {
+    vkm_range a, bt;
+    uint32_t in_dim, out_dim;
+} vkm_site_ranges;
+void vkm_op_lora_compose(vkm_rec *r, const vkm_site_ranges *site, vkm_range meta, vkm_range ids,
+                         vkm_range wts, uint32_t meta_off, uint32_t route_off, uint32_t row_stride,
+                         uint32_t dst, uint32_t dst_rank);
+
+/* Padded rank: the stride of the shrink output (a power of two >= 4). */
+uint32_t vkm_lora_rank_pad(uint32_t rmax);
+
+#endif

@@ -1,0 +1,250 @@
+/*
+ * seqroute.c — how each session's experts are chosen: the bare base, fixed weights, or a router
+ * of the model at its granularity — token (a row per token, decided inside every step),
+ * sequence (decided once from the mean of the prompt's router inputs under the base model, then
+ * fixed: PELMo, LoraRetriever, DAM), task (fixed by the manifest: LoraHub). Parameter
+ * aggregation "average" composes the chosen experts into one adapter (a virtual expert of the
+ * session's slot, or of the task); "exact" reads the chosen experts' ranks in place, which is
+ * their concatenation. Routing traces for `vkmoe route`.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+
+static vkm_status set_fixed(vkm_session *s, const float *w_bank)
+{
+    vkm_model *m = s->m;
+    uint32_t ids[VKM_MAX_EXPERTS], n = 0;
+    float w[VKM_MAX_EXPERTS];
+    for (uint32_t e = 0; e < m->bank->n_exp; e++)
+        if (w_bank[e] != 0.0f) {
+            ids[n] = e;
+            w[n++] = w_bank[e];
+        }
+    s->row = vkm_seq_row(m, s->slot);
+    s->routed = true;
+    return vkm_moe_set_row(m, s->slot, ids, w, n);
+}
+
+/* Bank-order weights of a router with fixed weights (uniform, fixed). */
+static void router_fixed(const vkm_model *m, const vkm_router *r, float *w_bank)
+{
+    memset(w_bank, 0, sizeof(float) * m->bank->n_exp);
+    for (uint32_t i = 0; i < r->n_exp; i++) w_bank[r->map[i]] += r->fixed[i];
+}
+
+/* Composes the experts of the slot's sequence row into the slot's virtual expert, then points
+ * the row at it (weight 1). Recorded and submitted here. */
+static vkm_status compose_into_slot(vkm_model *m, uint32_t slot)
+{
+    vkm_bank *b = m->bank;
+    const uint32_t v = b->n_exp + slot;
+    vkm_status s = vkm_rec_begin(&m->rec, m->cmd);
+    for (uint32_t p = 0; p < b->n_sites && s == VKM_OK; p++) {
+        const vkm_site *st = &b->sites[p];
+        if (!st->used) continue;
+        vkm_site_ranges sr = {st->a, st->bt, st->in, st->out};
+        vkm_op_lora_compose(&m->rec, &sr, b->meta, m->route_ids, m->route_wts, p * b->n_total * 4,
+                            vkm_route_word(m, p, vkm_seq_row(m, slot)), b->n_exp, v, b->rmax);
+    }
+    vkm_status e = vkm_rec_end(&m->rec);
+    if (s == VKM_OK) s = e;
+    if (s == VKM_OK) s = vkm_dev_submit_wait(m->d, m->cmd);
+    float one = 1.0f;
+    if (s == VKM_OK) s = vkm_moe_set_row(m, slot, &v, &one, 1);
+    return s;
+}
+
+vkm_status vkm_seqroute_init(vkm_session *s, const vkm_session_params *p)
+{
+    vkm_model *m = s->m;
+    vkm_err *err = m->d->err;
+    s->mode = p->route;
+    if (!m->bank) {
+        if (p->route == VKM_ROUTE_ROUTER || p->route == VKM_ROUTE_FIXED)
+            return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s has no experts to route", m->path);
+        s->mode = VKM_ROUTE_BASE;
+        return VKM_OK;
+    }
+    s->row = vkm_empty_row(m);
+    if (s->mode == VKM_ROUTE_DEFAULT) {
+        s->mode = m->n_routers ? VKM_ROUTE_ROUTER : VKM_ROUTE_BASE;
+        s->router = 0;
+    } else {
+        s->router = p->router;
+    }
+    switch (s->mode) {
+    case VKM_ROUTE_BASE:
+        return vkm_moe_set_row(m, s->slot, NULL, NULL, 0);
+    case VKM_ROUTE_FIXED:
+        if (!p->expert_weights)
+            return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "VKM_ROUTE_FIXED needs expert_weights");
+        return set_fixed(s, p->expert_weights);
+    case VKM_ROUTE_ROUTER:
+        break;
+    default:
+        return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "unknown routing mode %d", (int)s->mode);
+    }
+    if (s->router >= m->n_routers)
+        return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "router %u (the model has %u)", s->router, m->n_routers);
+    const vkm_router *r = m->routers[s->router];
+    if (r->agg == VKM_AGG_LOGITS)
+        return vkm_fail(err, VKM_ERR_UNSUPPORTED, "%s: aggregate logits is not supported by this build", r->path);
+    switch (r->gran) {
+    case VKM_GRAN_TOKEN:
+        s->token_routed = true;
+        return VKM_OK;
+    case VKM_GRAN_SEQUENCE:
+        s->needs_routing = true;
+        s->row = vkm_seq_row(m, s->slot);
+        return vkm_moe_set_row(m, s->slot, NULL, NULL, 0);
+    default: { /* task: the manifest's weights */
+        float w[VKM_MAX_EXPERTS];
+        router_fixed(m, r, w);
+        vkm_status st = set_fixed(s, w);
+        if (st == VKM_OK && r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_AVERAGE)
+            st = compose_into_slot(m, s->slot);
+        return st;
+    }
+    }
+}
+
+void vkm_seqroute_plan(vkm_step *st, uint32_t *rows, uint32_t *group_tokens, vkm_session *const *who)
+{
+    uint32_t n_in_group[VKM_MAX_ROUTERS] = {0}, start[VKM_MAX_ROUTERS] = {0};
+    for (uint32_t i = 0; i < st->n_tok; i++)
+        if (who[i]->token_routed) n_in_group[who[i]->router]++;
+    uint32_t off = 0;
+    st->n_groups = 0;
+    for (uint32_t r = 0; r < VKM_MAX_ROUTERS; r++) {
+        start[r] = off;
+        if (n_in_group[r]) st->groups[st->n_groups++] = (vkm_route_group){r, n_in_group[r], group_tokens + off};
+        off += n_in_group[r];
+    }
+    for (uint32_t i = 0; i < st->n_tok; i++) {
+        const vkm_session *s = who[i];
+        if (s->token_routed) {
+            rows[i] = i;
+            group_tokens[start[s->router]++] = i;
+        } else {
+            rows[i] = s->row;
+        }
+    }
+    st->route_row = rows;
+}
+
+vkm_status vkm_seqroute_prompt(vkm_session *s, const int32_t *ids, size_t n)
+{
+    vkm_model *m = s->m;
+    const vkm_router *r = m->routers[s->router];
+    uint32_t *pos = malloc(m->n_batch * 4), *slot = malloc(m->n_batch * 4);
+    vkm_status st = pos && slot ? VKM_OK : vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    if (st == VKM_OK) {
+        st = vkm_rec_begin(&m->rec, m->cmd);
+        vkm_moe_clear_pool(m, s->slot);
+        vkm_status e = vkm_rec_end(&m->rec);
+        if (st == VKM_OK) st = e;
+        if (st == VKM_OK) st = vkm_dev_submit_wait(m->d, m->cmd);
+    }
+    /* pass 1: the base model over the prompt, router inputs summed into the slot's pool */
+    for (size_t done = 0; done < n && st == VKM_OK;) {
+        uint32_t T = (uint32_t)(n - done < m->n_batch ? n - done : m->n_batch);
+        for (uint32_t i = 0; i < T; i++) {
+            pos[i] = (uint32_t)done + i;
+            slot[i] = s->slot;
+        }
+        vkm_step step = {.n_tok = T, .tokens = ids + done, .pos = pos, .slot = slot,
+                         .pool_slot = (int32_t)s->slot, .pool_depth = r->depth};
+        st = vkm_model_run_step(m, &step, 0);
+        done += T;
+    }
+    /* the decision, into the sequence row */
+    if (st == VKM_OK) {
+        st = vkm_rec_begin(&m->rec, m->cmd);
+        vkm_moe_route_pooled(m, s->router, s->slot, (uint32_t)n);
+        vkm_status e = vkm_rec_end(&m->rec);
+        if (st == VKM_OK) st = e;
+        if (st == VKM_OK) st = vkm_dev_submit_wait(m->d, m->cmd);
+    }
+    if (st == VKM_OK && r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_AVERAGE)
+        st = compose_into_slot(m, s->slot);
+    free(pos);
+    free(slot);
+    if (st != VKM_OK) return st;
+    s->routed = true;
+    s->pos = 0; /* pass 2 rewrites the KV cache with the chosen experts */
+    return VKM_OK;
+}
+
+vkm_status vkm_session_experts(vkm_session *s, uint32_t point, uint32_t *experts, float *weights,
+                               size_t cap, size_t *n)
+{
+    if (!s || !n) return VKM_ERR_INVALID_ARGUMENT;
+    vkm_model *m = s->m;
+    *n = 0;
+    if (!m->bank || s->token_routed || !s->routed)
+        return vkm_fail(m->d->err, VKM_ERR_STATE, "no sequence-level decision (token-level router, bare "
+                        "base, or no prompt yet)");
+    if (point >= m->bank->n_sites) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "routing point %u", point);
+    const uint32_t E = m->bank->n_exp;
+    uint32_t ids[VKM_MAX_EXPERTS];
+    float w[VKM_MAX_EXPERTS];
+    uint64_t off = 4ull * vkm_route_word(m, point, s->row);
+    vkm_status st = vkm_download(m->d, vkm_range_sub(m->route_ids, off, 4ull * E), ids, 4ull * E);
+    if (st == VKM_OK) st = vkm_download(m->d, vkm_range_sub(m->route_wts, off, 4ull * E), w, 4ull * E);
+    for (uint32_t j = 0; j < E && st == VKM_OK && ids[j] != VKM_NO_EXPERT; j++) {
+        if (*n < cap) {
+            if (experts) experts[*n] = ids[j];
+            if (weights) weights[*n] = w[j];
+        }
+        (*n)++;
+    }
+    return st;
+}
+
+vkm_status vkm_session_trace_routing(vkm_session *s, vkm_route_fn fn, void *user)
+{
+    if (!s) return VKM_ERR_INVALID_ARGUMENT;
+    if (!s->m->bank && fn) return vkm_fail(s->m->d->err, VKM_ERR_STATE, "%s has no experts", s->m->path);
+    s->trace = fn;
+    s->trace_user = user;
+    return VKM_OK;
+}
+
+vkm_status vkm_seqroute_trace(vkm_model *m, const vkm_step *st, vkm_session *const *who)
+{
+    bool any = false;
+    for (uint32_t i = 0; i < st->n_tok && !any; i++) any = who[i]->trace != NULL;
+    if (!any) return VKM_OK;
+    const uint32_t E = m->bank->n_exp, P = m->bank->n_sites;
+    uint64_t words = (uint64_t)P * m->route_rows * E;
+    uint32_t *all_ids = malloc(words * 4), *ids = malloc((uint64_t)P * st->n_tok * E * 4);
+    float *all_w = malloc(words * 4), *w = malloc((uint64_t)P * st->n_tok * E * 4);
+    vkm_status s = all_ids && all_w && ids && w ? VKM_OK
+                 : vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    if (s == VKM_OK) s = vkm_download(m->d, m->route_ids, all_ids, words * 4);
+    if (s == VKM_OK) s = vkm_download(m->d, m->route_wts, all_w, words * 4);
+    /* each session's tokens, contiguous in the step */
+    for (uint32_t i = 0; i < st->n_tok && s == VKM_OK;) {
+        vkm_session *se = who[i];
+        uint32_t j = i;
+        while (j < st->n_tok && who[j] == se) j++;
+        if (se->trace) {
+            uint32_t nt = j - i;
+            for (uint32_t p = 0; p < P; p++)
+                for (uint32_t t = 0; t < nt; t++) {
+                    uint64_t src = (uint64_t)vkm_route_word(m, p, st->route_row[i + t]);
+                    memcpy(ids + ((uint64_t)p * nt + t) * E, all_ids + src, E * 4);
+                    memcpy(w + ((uint64_t)p * nt + t) * E, all_w + src, E * 4);
+                }
+            se->trace(se->trace_user, st->pos[i], nt, P, E, ids, w);
+        }
+        i = j;
+    }
+    free(all_ids);
+    free(all_w);
+    free(ids);
+    free(w);
+    return s;
+}

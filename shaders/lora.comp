@@ -1,0 +1,81 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// lora.comp — the routed LoRA bank, Punica's BGMV shape; each token's experts and weights are
+// read from the routing buffers on the GPU (row of token i: list[row_list_off + i]; entries are
+// packed bank experts, 0xffffffff ends a row). A site's experts: A [rank_total][in] (expert e's
+// rows start at meta[4e]), Bt [rank_total][out], meta[4e+1] = rank, meta[4e+2] = scale bits.
+//   LORA_SHRINK: t[i][j][k] = A_e[k] . x_i, one workgroup per (token i, entry j).
+//   LORA_EXPAND: y_i += sum_j w_ij s_e Bt_e[.][o] . t[i][j], one workgroup per (token, 64 rows).
+// Spec constants: 0 WG, 1 RMAX (the largest rank: t's stride).
+#include "types.glsl"
+#define VKM_PUSH_LORA
+#include "push.glsl"
+
+layout(constant_id = 1) const uint RMAX = 16;
+
+layout(binding = 2) readonly buffer Meta { uint meta[]; };
+layout(binding = 3) readonly buffer Ids { uint ids[]; };
+layout(binding = 4) readonly buffer Step { uint list[]; };
+
+#ifdef LORA_SHRINK
+layout(binding = 0) readonly buffer Xb { float x[]; };
+layout(binding = 1) readonly buffer Ab { float a[]; };
+layout(binding = 5) writeonly buffer Tb { float t[]; };
+
+shared float part[RMAX * WG];
+
+void main()
+{
+    const uint g = vkm_group_id(), lid = gl_LocalInvocationID.x;
+    const uint i = g / pc.row_stride, j = g % pc.row_stride;
+    if (i >= pc.n_tok) return;
+    const uint row = list[pc.row_list_off + i];
+    const uint e = ids[pc.route_off + row * pc.row_stride + j];
+    if (e == 0xffffffffu) return;
+    const uint off = meta[pc.meta_off + 4 * e], r = meta[pc.meta_off + 4 * e + 1];
+    if (r == 0u) return;
+    float acc[RMAX];
+    [[unroll]] for (uint k = 0; k < RMAX; k++) acc[k] = 0.0;
+    const uint xb = pc.x_off + i * pc.x_stride;
+    for (uint c = lid; c < pc.in_dim; c += WG) {
+        const float xv = x[xb + c];
+        [[unroll]] for (uint k = 0; k < RMAX; k++)
+            if (k < r) acc[k] += a[(off + k) * pc.in_dim + c] * xv;
+    }
+    [[unroll]] for (uint k = 0; k < RMAX; k++) part[k * WG + lid] = acc[k];
+    barrier();
+    for (uint k = lid; k < r; k += WG) {
+        float s = 0.0;
+        for (uint q = 0; q < WG; q++) s += part[k * WG + q];
+        t[(i * pc.row_stride + j) * RMAX + k] = s;
+    }
+}
+#endif
+
+#ifdef LORA_EXPAND
+layout(binding = 0) readonly buffer Tb { float t[]; };
+layout(binding = 1) readonly buffer Bb { float bt[]; };
+layout(binding = 5) readonly buffer Wb { float wts[]; };
+layout(binding = 6) buffer Yb { float y[]; };
+
+void main()
+{
+    const uint blocks = (pc.out_dim + WG - 1) / WG, g = vkm_group_id();
+    const uint i = g / blocks, o = (g % blocks) * WG + gl_LocalInvocationID.x;
+    if (i >= pc.n_tok || o >= pc.out_dim) return;
+    const uint row = list[pc.row_list_off + i], rb = pc.route_off + row * pc.row_stride;
+    float acc = 0.0;
+    for (uint j = 0; j < pc.row_stride; j++) {
+        const uint e = ids[rb + j];
+        if (e == 0xffffffffu) break;
+        const uint off = meta[pc.meta_off + 4 * e], r = meta[pc.meta_off + 4 * e + 1];
+        const float f = wts[rb + j] * uintBitsToFloat(meta[pc.meta_off + 4 * e + 2]);
+        const uint tb = (i * pc.row_stride + j) * RMAX;
+        float s = 0.0;
+        for (uint k = 0; k < r; k++) s += bt[(off + k) * pc.out_dim + o] * t[tb + k];
+        acc += f * s;
+    }
+    const uint yi = pc.y_off + i * pc.y_stride + o;
+    y[yi] += acc;
+}
+#endif

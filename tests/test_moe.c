@@ -1,0 +1,417 @@
+/*
+ * test_moe.c — the routed LoRA bank against the plain-C reference (tests/ref/ref_moe.c) on a
+ * random model: a bank of three experts of different ranks and modules from mixed files (PEFT
+ * on a GGUF base: q/k rows permuted; GGUF LoRA; rsLoRA scales); fixed weights (one expert at
+ * weight 1 equals the adapter merged into the weights); token-level routers at module, layer
+ * and model depth with softmax / sigmoid / none, temperature, top-k, always-on, learned / noisy
+ * / phatgoose / centroid matrices; Arrow prototypes; sequence-level routing with output and
+ * parameter ("average", "exact") aggregation; task-level weights; a heterogeneous batch whose
+ * every sequence equals the same sequence run alone; the testbed's base + python golden.
+ */
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ref_files.h"
+#include "ref_forward.h"
+#include "ref_moe.h"
+#include "vkm_test.h"
+#include "writer.h"
+
+#define N_EXP 3
+
+typedef struct fixture {
+    ref_model rm;
+    ref_bank bank;
+    char dir[512], base[600], paths[N_EXP][600];
+} fixture;
+
+static const char *mod_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+static void fixture_init(fixture *f, const char *tag, bool equal_ranks)
+{
+    memset(f, 0, sizeof *f);
+    ref_model *m = &f->rm;
+    m->vocab = 97; m->dim = 44; m->n_layers = 2; m->n_heads = 4; m->n_kv_heads = 2; m->head_dim = 12;
+    m->ffn = 70; m->ctx = 96; m->eps = 1e-5f; m->theta = 10000.0f;
+    ref_model_random(m, 77, false);
+    static const uint32_t ranks[N_EXP] = {4, 8, 6}, eq[N_EXP] = {6, 6, 6};
+    static const uint32_t masks[N_EXP] = {0x7f, 0x05, 0x4b}; /* all; q,v; q,k,o,down */
+    static const float scales[N_EXP] = {2.0f, 0.5f, 1.5f};
+    ref_bank_random(&f->bank, m, N_EXP, equal_ranks ? eq : ranks, masks, scales, 1234);
+    snprintf(f->dir, sizeof f->dir, "%s/%d-moe-%s", VKM_TEST_TMPDIR, (int)getpid(), tag);
+    mkdir(f->dir, 0755);
+    snprintf(f->base, sizeof f->base, "%s/base.gguf", f->dir);
+    vkm_err e;
+    if (ref_write_gguf(m, f->base, VKM_F32, &e)) fail_msg("%s", e.msg);
+    snprintf(f->paths[0], sizeof f->paths[0], "%s/e0", f->dir);
+    snprintf(f->paths[1], sizeof f->paths[1], "%s/e1.gguf", f->dir);
+    snprintf(f->paths[2], sizeof f->paths[2], "%s/e2", f->dir);
+    if (ref_write_peft(m, &f->bank, 0, f->paths[0], false, false, &e)) fail_msg("%s", e.msg);
+    if (ref_write_gguf_lora(m, &f->bank, 1, f->paths[1], false, &e)) fail_msg("%s", e.msg);
+    if (ref_write_peft(m, &f->bank, 2, f->paths[2], false, true, &e)) fail_msg("%s", e.msg);
+}
+
+static void fixture_free(fixture *f)
+{
+    ref_bank_free(&f->bank);
+    ref_model_free(&f->rm);
+}
+
+/* Writes a manifest over the fixture's experts; router_json: the "router" object's members. */
+static const char *manifest(fixture *f, const char *name, const char *router_json, const char *extra)
+{
+    static char path[8][700];
+    static int k;
+    char *p = path[k++ & 7];
+    snprintf(p, 700, "%s/%s.json", f->dir, name);
+    FILE *o = fopen(p, "w");
+    assert_non_null(o);
+    fprintf(o, "{\"base\": \"base.gguf\", \"experts\": [{\"name\": \"e0\", \"lora\": \"e0\"}, "
+               "{\"name\": \"e1\", \"lora\": \"e1.gguf\"}, {\"name\": \"e2\", \"lora\": \"e2\"}], "
+               "\"router\": {%s}%s%s}\n", router_json, extra ? ", " : "", extra ? extra : "");
+    fclose(o);
+    return p;
+}
+
+/* Random router matrices for the points of a depth, written to a router file; ref rows too. */
+static void router_file(fixture *f, const char *path, int depth, ref_router *rr, uint64_t seed, bool unit_rows)
+{
+    const ref_model *m = &f->rm;
+    const uint32_t P = m->n_layers * 7;
+    rr->r = calloc(P, sizeof *rr->r);
+    test_rng rng = {seed};
+    vkm_err e;
+    vkm_st_writer *w = NULL;
+    if (vkm_st_writer_create(path, &w, &e)) fail_msg("%s", e.msg);
+    char name[128];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && vkm_st_writer_begin(w)) fail_msg("%s", e.msg);
+        for (uint32_t p = 0; p < P; p++) {
+            uint32_t l = p / 7, mod = p % 7;
+            if (depth == 1 && mod) continue;
+            if (depth == 2 && p) continue;
+            uint32_t in = depth ? m->dim : mod == 3 ? m->n_heads * m->head_dim : mod == 6 ? m->ffn : m->dim;
+            if (depth == 0) snprintf(name, sizeof name, "layers.%u.%s.router.weight", l, mod_names[mod]);
+            else if (depth == 1) snprintf(name, sizeof name, "layers.%u.router.weight", l);
+            else snprintf(name, sizeof name, "router.weight");
+            int64_t ne[2] = {in, N_EXP};
+            if (pass == 0) {
+                vkm_st_writer_add_tensor(w, name, VKM_F32, 2, ne);
+                rr->r[p] = malloc(4ull * N_EXP * in);
+                test_fill(&rng, rr->r[p], (size_t)N_EXP * in, 1.0f);
+                continue;
+            }
+            if (vkm_st_writer_write_tensor(w, name, rr->r[p], 4ull * N_EXP * in)) fail_msg("%s", e.msg);
+            if (unit_rows) /* the engine normalises centroid rows; so does the reference */
+                for (uint32_t x = 0; x < N_EXP; x++) {
+                    double ss = 0;
+                    for (uint32_t c = 0; c < in; c++) ss += (double)rr->r[p][x * in + c] * rr->r[p][x * in + c];
+                    for (uint32_t c = 0; c < in; c++) rr->r[p][x * in + c] = (float)(rr->r[p][x * in + c] / sqrt(ss));
+                }
+        }
+    }
+    if (vkm_st_writer_finish(w)) fail_msg("%s", e.msg);
+    vkm_st_writer_free(w);
+}
+
+static void router_free(const ref_model *m, ref_router *rr)
+{
+    for (uint32_t p = 0; p < m->n_layers * 7; p++) free(rr->r[p]);
+    free(rr->r);
+}
+
+static vkm_model *load(vkm_context *ctx, const char *path, uint32_t n_seq)
+{
+    vkm_model_params p = vkm_model_default_params();
+    p.n_seq = n_seq;
+    p.n_batch = 32;
+    vkm_model *m = NULL;
+    if (vkm_model_load(ctx, path, &p, &m)) fail_msg("load %s: %s", path, vkm_context_errmsg(ctx));
+    return m;
+}
+
+static void check(const char *what, const float *got, const float *ref, size_t n, double tol)
+{
+    double e = test_nmse(got, ref, n);
+    printf("%-58s nmse %.3g\n", what, e);
+    if (!(e <= tol)) fail_msg("%s: nmse %.3g > %.3g", what, e, tol);
+}
+
+/* Reference logits of ids at every position with the moe hooks. */
+static float *ref_logits(ref_moe *x, const int32_t *ids, uint32_t n)
+{
+    ref_model m = *x->m;
+    m.hooks = &x->hooks;
+    float *out = test_alloc((size_t)n * m.vocab * 4);
+    ref_seq s;
+    ref_seq_init(&s, &m);
+    for (uint32_t i = 0; i < n; i++) ref_forward_token(&m, &s, ids[i], out + (size_t)i * m.vocab);
+    ref_seq_free(&s);
+    return out;
+}
+
+static void random_ids(int32_t *ids, uint32_t n, uint32_t vocab, uint64_t seed)
+{
+    test_rng r = {seed};
+    for (uint32_t i = 0; i < n; i++) ids[i] = (int32_t)(test_rng_next(&r) % vocab);
+}
+
+/* ---- fixed weights -------------------------------------------------------------------------- */
+static void test_fixed_weights(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "fixed", false);
+    vkm_context *ctx = test_context();
+    vkm_model *m = load(ctx, manifest(&f, "fixed", "\"policy\": \"uniform\"", NULL), 2);
+    assert_int_equal(vkm_model_n_experts(m), N_EXP);
+    assert_string_equal(vkm_model_expert_name(m, 1), "e1");
+    const uint32_t n = 19;
+    int32_t ids[19];
+    random_ids(ids, n, f.rm.vocab, 5);
+    const float cases[3][N_EXP] = {{1, 0, 0}, {0, 0, 1}, {0.3f, 0.5f, 0.2f}};
+    for (int c = 0; c < 3; c++) {
+        vkm_session_params sp = vkm_session_default_params();
+        sp.route = VKM_ROUTE_FIXED;
+        sp.expert_weights = cases[c];
+        vkm_session *s;
+        assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+        float *got = test_alloc((size_t)n * f.rm.vocab * 4);
+        if (vkm_session_eval(s, ids, n, got)) fail_msg("%s", vkm_context_errmsg(ctx));
+        ref_moe x;
+        ref_moe_init(&x, &f.rm, &f.bank);
+        ref_moe_set_fixed(&x, cases[c]);
+        float *ref = ref_logits(&x, ids, n);
+        char what[96];
+        snprintf(what, sizeof what, "fixed weights {%.1f, %.1f, %.1f} (PEFT+GGUF LoRA, rsLoRA)", cases[c][0],
+                 cases[c][1], cases[c][2]);
+        check(what, got, ref, (size_t)n * f.rm.vocab, 1e-9);
+        free(got);
+        free(ref);
+        ref_moe_free(&x);
+        vkm_session_free(s);
+    }
+    /* uniform (the manifest's router): weight 1/3 each, every token */
+    vkm_session *s;
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    float *got = test_alloc((size_t)n * f.rm.vocab * 4);
+    assert_int_equal(vkm_session_eval(s, ids, n, got), VKM_OK);
+    ref_moe x;
+    ref_moe_init(&x, &f.rm, &f.bank);
+    const float third[N_EXP] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
+    ref_moe_set_fixed(&x, third);
+    float *ref = ref_logits(&x, ids, n);
+    check("uniform (gate-less)", got, ref, (size_t)n * f.rm.vocab, 1e-9);
+    /* the bare base */
+    vkm_session *b, *c3;
+    vkm_session_params bp = vkm_session_default_params();
+    bp.route = VKM_ROUTE_BASE;
+    assert_int_equal(vkm_session_create(m, &bp, &b), VKM_OK);
+    assert_int_equal(vkm_session_create(m, &bp, &c3), VKM_ERR_LIMIT); /* both slots taken */
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "slots"));
+    vkm_session_free(s);
+    assert_int_equal(vkm_session_eval(b, ids, n, got), VKM_OK);
+    free(ref);
+    const float none[N_EXP] = {0, 0, 0};
+    ref_moe_set_fixed(&x, none);
+    ref = ref_logits(&x, ids, n);
+    check("bare base session of a MoErged model", got, ref, (size_t)n * f.rm.vocab, 1e-9);
+    vkm_session_free(b);
+    free(got);
+    free(ref);
+    ref_moe_free(&x);
+    vkm_model_free(m);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+/* ---- token-level routers ------------------------------------------------------------------- */
+typedef struct trace_rec {
+    uint32_t n_points, n_exp, n_tok;
+    uint32_t *ids;
+    float *w;
+} trace_rec;
+
+static void on_route(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_points, uint32_t n_exp,
+                     const uint32_t *ids, const float *w)
+{
+    (void)pos0;
+    trace_rec *t = user;
+    free(t->ids);
+    free(t->w);
+    t->n_points = n_points;
+    t->n_exp = n_exp;
+    t->n_tok = n_tok;
+    t->ids = malloc((size_t)n_points * n_tok * n_exp * 4);
+    t->w = malloc((size_t)n_points * n_tok * n_exp * 4);
+    memcpy(t->ids, ids, (size_t)n_points * n_tok * n_exp * 4);
+    memcpy(t->w, w, (size_t)n_points * n_tok * n_exp * 4);
+}
+
+static void token_case(vkm_context *ctx, fixture *f, const char *name, int depth, const char *norm, int norm_id,
+                       uint32_t top_k, float temp, int always_on, const char *policy, bool norm_input, bool unit_rows)
+{
+    char rpath[700], router[512];
+    snprintf(rpath, sizeof rpath, "%s/%s.safetensors", f->dir, name);
+    ref_router rr = {depth, top_k, norm_id, temp, always_on, norm_input, false, NULL};
+    router_file(f, rpath, depth, &rr, 900 + (uint64_t)depth * 7 + top_k, unit_rows);
+    static const char *depths[3] = {"module", "layer", "model"};
+    char ao[32];
+    if (always_on >= 0) snprintf(ao, sizeof ao, "\"e%d\"", always_on);
+    else snprintf(ao, sizeof ao, "null");
+    snprintf(router, sizeof router, "\"policy\": \"%s\", \"granularity\": \"token\", \"depth\": \"%s\", "
+             "\"top_k\": %u, \"normalize\": \"%s\", \"temperature\": %g, \"always_on\": %s, \"weights\": \"%s.safetensors\"",
+             policy, depths[depth], top_k, norm, (double)temp, ao, name);
+    vkm_model *m = load(ctx, manifest(f, name, router, NULL), 1);
+    const uint32_t n = 13;
+    int32_t ids[13];
+    random_ids(ids, n, f->rm.vocab, 77 + (uint64_t)depth);
+    vkm_session *s;
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    trace_rec tr = {0};
+    assert_int_equal(vkm_session_trace_routing(s, on_route, &tr), VKM_OK);
+    float *got = test_alloc((size_t)n * f->rm.vocab * 4);
+    if (vkm_session_eval(s, ids, n - 1, got)) fail_msg("%s", vkm_context_errmsg(ctx));
+    const float *lg; /* the last token as a decode step (matvec path) */
+    vkm_session_free(s);
+    vkm_session_params sp = vkm_session_default_params();
+    sp.keep_logits = true;
+    assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+    assert_int_equal(vkm_session_trace_routing(s, on_route, &tr), VKM_OK);
+    int32_t next;
+    assert_int_equal(vkm_session_prompt(s, ids, n - 1, &next), VKM_OK);
+    assert_int_equal(vkm_session_decode(s, ids[n - 1], &next), VKM_OK);
+    assert_int_equal(vkm_session_logits(s, &lg, NULL), VKM_OK);
+    memcpy(got + (size_t)(n - 1) * f->rm.vocab, lg, f->rm.vocab * 4);
+    ref_moe x;
+    ref_moe_init(&x, &f->rm, &f->bank);
+    x.mode = REF_TOKEN;
+    x.router = &rr;
+    float *ref = ref_logits(&x, ids, n);
+    char what[128];
+    snprintf(what, sizeof what, "token %s: %s depth, %s, top-%u, T=%.1f, always-on %d", policy, depths[depth],
+             norm, top_k, (double)temp, always_on);
+    check(what, got, ref, (size_t)n * f->rm.vocab, 1e-8);
+    /* the last token's decisions, exactly: ids and weights at every point */
+    assert_int_equal(tr.n_tok, 1);
+    for (uint32_t p = 0; p < tr.n_points; p++) {
+        bool used = false;
+        for (uint32_t e = 0; e < N_EXP; e++) used |= ref_bank_at(&f->bank, p / 7, p % 7, e)->rank > 0;
+        if (depth == 0 && !used) continue; /* nothing is routed there */
+        for (uint32_t j = 0; j < x.n_sel[p]; j++) {
+            if (tr.ids[(size_t)p * tr.n_exp + j] != x.sel[(size_t)p * N_EXP + j])
+                fail_msg("%s: point %u entry %u: expert %u, reference %u", what, p, j, tr.ids[(size_t)p * tr.n_exp + j],
+                         x.sel[(size_t)p * N_EXP + j]);
+            assert_true(fabs(tr.w[(size_t)p * tr.n_exp + j] - x.w[(size_t)p * N_EXP + j]) < 1e-4);
+        }
+        if (x.n_sel[p] < N_EXP) assert_int_equal(tr.ids[(size_t)p * tr.n_exp + x.n_sel[p]], 0xffffffffu);
+    }
+    free(tr.ids);
+    free(tr.w);
+    free(got);
+    free(ref);
+    ref_moe_free(&x);
+    router_free(&f->rm, &rr);
+    vkm_session_free(s);
+    vkm_model_free(m);
+}
+
+static void test_token_routers(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "token", false);
+    vkm_context *ctx = test_context();
+    token_case(ctx, &f, "t_mod_soft2", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    token_case(ctx, &f, "t_mod_sig1_ao", 0, "sigmoid", 1, 1, 0.7f, 2, "learned", false, false);
+    token_case(ctx, &f, "t_layer_none", 1, "none", 2, 2, 1.0f, -1, "learned", false, false);
+    token_case(ctx, &f, "t_layer_dense", 1, "softmax", 0, 0, 2.0f, -1, "learned", false, false);
+    token_case(ctx, &f, "t_model_soft1", 2, "softmax", 0, 1, 0.5f, -1, "learned", false, false);
+    token_case(ctx, &f, "t_phatgoose", 0, "softmax", 0, 2, 1.0f, -1, "phatgoose", true, false);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+/* ---- sequence-level routing ---------------------------------------------------------------- */
+static void seq_case(vkm_context *ctx, fixture *f, const char *name, int depth, uint32_t top_k, const char *agg,
+                     const char *merge, ref_mode mode, const char *policy, bool unit_rows)
+{
+    char rpath[700], router[512], extra[128];
+    snprintf(rpath, sizeof rpath, "%s/%s.safetensors", f->dir, name);
+    bool norm_input = !strcmp(policy, "centroid");
+    ref_router rr = {depth, top_k, 0, 1.0f, -1, norm_input, false, NULL};
+    router_file(f, rpath, depth, &rr, 4242 + (uint64_t)depth, unit_rows);
+    static const char *depths[3] = {"module", "layer", "model"};
+    snprintf(router, sizeof router, "\"policy\": \"%s\", \"granularity\": \"sequence\", \"depth\": \"%s\", "
+             "\"top_k\": %u, \"weights\": \"%s.safetensors\"", policy, depths[depth], top_k, name);
+    snprintf(extra, sizeof extra, "\"aggregate\": \"%s\", \"merge\": \"%s\"", agg, merge);
+    vkm_model *m = load(ctx, manifest(f, name, router, extra), 1);
+    const uint32_t n = 11;
+    int32_t ids[11];
+    random_ids(ids, n, f->rm.vocab, 31);
+    vkm_session *s;
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    float *got = test_alloc((size_t)n * f->rm.vocab * 4);
+    if (vkm_session_eval(s, ids, n, got)) fail_msg("%s", vkm_context_errmsg(ctx));
+    /* reference: pass 1 pools the base model's router inputs, then the decision, then pass 2 */
+    ref_moe x;
+    ref_moe_init(&x, &f->rm, &f->bank);
+    x.pooling = true;
+    x.pool_depth = depth;
+    free(ref_logits(&x, ids, n));
+    x.pooling = false;
+    ref_moe_decide_pooled(&x, &rr);
+    x.mode = mode;
+    float *ref = ref_logits(&x, ids, n);
+    char what[128];
+    snprintf(what, sizeof what, "sequence %s: %s depth, top-%u, aggregate %s/%s", policy, depths[depth], top_k, agg, merge);
+    check(what, got, ref, (size_t)n * f->rm.vocab, 1e-8);
+    /* the decision is visible */
+    uint32_t ex[N_EXP];
+    float w[N_EXP];
+    size_t ne = 0;
+    assert_int_equal(vkm_session_experts(s, 0, ex, w, N_EXP, &ne), VKM_OK);
+    if (mode == REF_AVERAGE) {
+        assert_int_equal(ne, 1); /* the composed adapter */
+        assert_int_equal(ex[0], N_EXP + 0);
+    } else {
+        assert_int_equal(ne, x.n_sel[0]);
+        for (size_t j = 0; j < ne; j++) assert_int_equal(ex[j], x.sel[j]);
+    }
+    free(got);
+    free(ref);
+    ref_moe_free(&x);
+    router_free(&f->rm, &rr);
+    vkm_session_free(s);
+    vkm_model_free(m);
+}
+
+static void test_sequence_routers(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "seq", false);
+    vkm_context *ctx = test_context();
+    seq_case(ctx, &f, "s_model_centroid", 2, 1, "output", "average", REF_POINTS, "centroid", true);
+    seq_case(ctx, &f, "s_module_exact", 0, 2, "parameter", "exact", REF_POINTS, "learned", false);
+    seq_case(ctx, &f, "s_layer_out", 1, 0, "output", "average", REF_POINTS, "learned", false);
+    test_context_done(ctx);
+    fixture_free(&f);
+    fixture_init(&f, "seq_eq", true); /* equal ranks: "average" composes one adapter */
+    ctx = test_context();
+    seq_case(ctx, &f, "s_model_avg", 2, 2, "parameter", "average", REF_AVERAGE, "learned", false);
+    seq_case(ctx, &f, "s_module_avg", 0, 0, "parameter", "average", REF_AVERAGE, "learned", false);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixed_weights),
+        cmocka_unit_test(test_token_routers),
+        cmocka_unit_test(test_sequence_routers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
