@@ -38,7 +38,8 @@ static float *read_logits(const char *rel, size_t n)
 static void run_case(vkm_context *ctx, const cJSON *c, const char *model_rel, double tol)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/testbed/%s", VKM_SHARED_DIR, model_rel);
+    if (model_rel[0] == '/') snprintf(path, sizeof path, "%s", model_rel);
+    else snprintf(path, sizeof path, "%s/testbed/%s", VKM_SHARED_DIR, model_rel);
     vkm_model_params mp = vkm_model_default_params();
     mp.n_seq = 1;
     vkm_model *m = NULL;
@@ -109,6 +110,17 @@ static void test_goldens(void **state)
     run_case(ctx, base, "base/model-f16.gguf", 1e-3);
     run_case(ctx, st, "stories260K/model.gguf", 1e-4);
     run_case(ctx, st, "stories260K/model.safetensors", 1e-4);
+    /* the python expert alone at scale 1, as a MoErge manifest (fixed weight 1) */
+    const cJSON *lp = cJSON_GetObjectItem(cases, "base+lora_python");
+    char man[600];
+    snprintf(man, sizeof man, "%s/golden-python.json", VKM_TEST_TMPDIR);
+    FILE *f = fopen(man, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"base\": \"%s/testbed/base/model.gguf\", \"experts\": [{\"name\": \"python\", "
+               "\"lora\": \"%s/testbed/experts/python\"}], \"router\": {\"policy\": \"fixed\", \"fixed\": [1.0], "
+               "\"granularity\": \"task\"}}\n", VKM_SHARED_DIR, VKM_SHARED_DIR);
+    fclose(f);
+    run_case(ctx, lp, man, 1e-4);
     test_context_done(ctx);
     cJSON_Delete(j);
 }

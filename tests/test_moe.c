@@ -406,12 +406,271 @@ static void test_sequence_routers(void **state)
     fixture_free(&f);
 }
 
+/* ---- noisy and Arrow ------------------------------------------------------------------------ */
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The noisy router's matrices as the manifest's seed defines them (shared/DESIGN.md: a seeded
+ * N(0, noise_std^2) router): stream (seed * golden ratio + point), Box-Muller. */
+static void noisy_matrices(const ref_model *m, ref_router *rr, uint64_t seed, float std)
+{
+    rr->r = calloc(m->n_layers * 7, sizeof *rr->r);
+    for (uint32_t p = 0; p < m->n_layers * 7; p++) {
+        uint32_t mod = p % 7, in = mod == 3 ? m->n_heads * m->head_dim : mod == 6 ? m->ffn : m->dim;
+        rr->r[p] = malloc(4ull * N_EXP * in);
+        uint64_t st = seed * 0x9e3779b97f4a7c15ull + p;
+        for (uint64_t i = 0; i < (uint64_t)N_EXP * in; i++) {
+            double u1 = ((double)(splitmix(&st) >> 11) + 1.0) / 9007199254740993.0;
+            double u2 = (double)(splitmix(&st) >> 11) / 9007199254740992.0;
+            rr->r[p][i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2) * std);
+        }
+    }
+}
+
+/* Arrow's prototypes by plain power iteration on (BA)^T (BA), in double. */
+static void arrow_matrices(const fixture *f, ref_router *rr)
+{
+    const ref_model *m = &f->rm;
+    rr->r = calloc(m->n_layers * 7, sizeof *rr->r);
+    for (uint32_t p = 0; p < m->n_layers * 7; p++) {
+        uint32_t l = p / 7, mod = p % 7, in = mod == 3 ? m->n_heads * m->head_dim : mod == 6 ? m->ffn : m->dim;
+        const uint32_t qd = m->n_heads * m->head_dim, kvd = m->n_kv_heads * m->head_dim;
+        const uint32_t outs[7] = {qd, kvd, kvd, m->dim, m->ffn, m->ffn, m->dim};
+        rr->r[p] = calloc((size_t)N_EXP * in, 4);
+        for (uint32_t e = 0; e < N_EXP; e++) {
+            const ref_lora *L = ref_bank_at(&f->bank, l, mod, e);
+            if (!L->rank) continue;
+            double *v = malloc(in * 8), *t = malloc(L->rank * 8), *u = malloc(outs[mod] * 8);
+            for (uint32_t c = 0; c < in; c++) v[c] = 1.0 + 0.001 * c;
+            for (int it = 0; it < 500; it++) {
+                for (uint32_t k = 0; k < L->rank; k++) {
+                    t[k] = 0;
+                    for (uint32_t c = 0; c < in; c++) t[k] += L->a[(size_t)k * in + c] * v[c];
+                }
+                for (uint32_t o = 0; o < outs[mod]; o++) {
+                    u[o] = 0;
+                    for (uint32_t k = 0; k < L->rank; k++) u[o] += L->b[(size_t)o * L->rank + k] * t[k];
+                }
+                for (uint32_t k = 0; k < L->rank; k++) {
+                    t[k] = 0;
+                    for (uint32_t o = 0; o < outs[mod]; o++) t[k] += L->b[(size_t)o * L->rank + k] * u[o];
+                }
+                double n2 = 0;
+                for (uint32_t c = 0; c < in; c++) {
+                    v[c] = 0;
+                    for (uint32_t k = 0; k < L->rank; k++) v[c] += L->a[(size_t)k * in + c] * t[k];
+                    n2 += v[c] * v[c];
+                }
+                for (uint32_t c = 0; c < in; c++) v[c] /= sqrt(n2);
+            }
+            for (uint32_t c = 0; c < in; c++) rr->r[p][(size_t)e * in + c] = (float)v[c];
+            free(v); free(t); free(u);
+        }
+    }
+}
+
+static void matrix_case(vkm_context *ctx, fixture *f, const char *name, const char *router_json, ref_router *rr,
+                        double tol)
+{
+    vkm_model *m = load(ctx, manifest(f, name, router_json, NULL), 1);
+    const uint32_t n = 12;
+    int32_t ids[12];
+    random_ids(ids, n, f->rm.vocab, 4);
+    vkm_session *s;
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    float *got = test_alloc((size_t)n * f->rm.vocab * 4);
+    if (vkm_session_eval(s, ids, n, got)) fail_msg("%s", vkm_context_errmsg(ctx));
+    ref_moe x;
+    ref_moe_init(&x, &f->rm, &f->bank);
+    x.mode = REF_TOKEN;
+    x.router = rr;
+    float *ref = ref_logits(&x, ids, n);
+    check(name, got, ref, (size_t)n * f->rm.vocab, tol);
+    free(got);
+    free(ref);
+    ref_moe_free(&x);
+    vkm_session_free(s);
+    vkm_model_free(m);
+}
+
+static void test_noisy_and_arrow(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "na", false);
+    vkm_context *ctx = test_context();
+    ref_router rr = {0, 2, 0, 1.0f, -1, false, false, NULL};
+    noisy_matrices(&f.rm, &rr, 17, 0.5f);
+    matrix_case(ctx, &f, "noisy top-2 (seed 17, noise_std 0.5)",
+                "\"policy\": \"noisy\", \"top_k\": 2, \"noise_std\": 0.5, \"seed\": 17", &rr, 1e-8);
+    router_free(&f.rm, &rr);
+    ref_router ra = {0, 0, 0, 1.0f, -1, false, true, NULL};
+    arrow_matrices(&f, &ra);
+    matrix_case(ctx, &f, "arrow dense (prototypes by power iteration)",
+                "\"policy\": \"arrow\", \"top_k\": 0", &ra, 1e-7);
+    ra.top_k = 2;
+    matrix_case(ctx, &f, "arrow top-2", "\"policy\": \"arrow\", \"top_k\": 2", &ra, 1e-7);
+    router_free(&f.rm, &ra);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+/* ---- a heterogeneous batch ------------------------------------------------------------------ */
+/* Four sessions in one decode step: one expert alone (fixed weights), a token-level router,
+ * the bare base, and a second manifest's sequence-level router; each must equal itself alone. */
+static void hetero_run(vkm_model *m, bool batched, const int32_t prompts[4][8], const uint32_t *plen,
+                       float *out /* [3 steps][4][vocab] */, uint32_t vocab)
+{
+    static const float e1_only[N_EXP] = {0, 1, 0};
+    vkm_session_params sp[4];
+    for (int i = 0; i < 4; i++) {
+        sp[i] = vkm_session_default_params();
+        sp[i].keep_logits = true;
+        sp[i].sampling.temperature = 0;
+    }
+    sp[0].route = VKM_ROUTE_FIXED;
+    sp[0].expert_weights = e1_only;
+    sp[1].route = VKM_ROUTE_ROUTER;
+    sp[1].router = 0;
+    sp[2].route = VKM_ROUTE_BASE;
+    sp[3].route = VKM_ROUTE_ROUTER;
+    sp[3].router = 1;
+    vkm_session *ss[4];
+    int32_t next[4];
+    for (int i = 0; i < 4; i++) {
+        if (!batched && i) vkm_session_free(ss[i - 1]);
+        assert_int_equal(vkm_session_create(m, &sp[i], &ss[i]), VKM_OK);
+        assert_int_equal(vkm_session_prompt(ss[i], prompts[i], plen[i], &next[i]), VKM_OK);
+        if (!batched)
+            for (int step = 0; step < 3; step++) {
+                int32_t tok = prompts[i][plen[i] + step];
+                assert_int_equal(vkm_session_decode(ss[i], tok, &next[i]), VKM_OK);
+                const float *lg;
+                assert_int_equal(vkm_session_logits(ss[i], &lg, NULL), VKM_OK);
+                memcpy(out + ((size_t)step * 4 + i) * vocab, lg, vocab * 4);
+            }
+    }
+    if (!batched) {
+        vkm_session_free(ss[3]);
+        return;
+    }
+    for (int step = 0; step < 3; step++) {
+        int32_t tok[4], nx[4];
+        for (int i = 0; i < 4; i++) tok[i] = prompts[i][plen[i] + step];
+        assert_int_equal(vkm_batch_decode(ss, 4, tok, nx), VKM_OK);
+        for (int i = 0; i < 4; i++) {
+            const float *lg;
+            assert_int_equal(vkm_session_logits(ss[i], &lg, NULL), VKM_OK);
+            memcpy(out + ((size_t)step * 4 + i) * vocab, lg, vocab * 4);
+        }
+    }
+    for (int i = 0; i < 4; i++) vkm_session_free(ss[i]);
+}
+
+static void test_heterogeneous_batch(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "het", false);
+    vkm_context *ctx = test_context();
+    char rpath[700];
+    ref_router r0 = {0, 2, 0, 1.0f, -1, false, false, NULL}, r1 = {2, 1, 0, 1.0f, -1, true, false, NULL};
+    snprintf(rpath, sizeof rpath, "%s/h0.safetensors", f.dir);
+    router_file(&f, rpath, 0, &r0, 5, false);
+    snprintf(rpath, sizeof rpath, "%s/h1.safetensors", f.dir);
+    router_file(&f, rpath, 2, &r1, 6, true);
+    const char *m0 = manifest(&f, "h0", "\"policy\": \"learned\", \"top_k\": 2, \"weights\": \"h0.safetensors\"", NULL);
+    const char *m1 = manifest(&f, "h1", "\"policy\": \"centroid\", \"granularity\": \"sequence\", \"depth\": "
+                              "\"model\", \"top_k\": 1, \"weights\": \"h1.safetensors\"", NULL);
+    vkm_model *m = load(ctx, m0, 4);
+    uint32_t rid = 0;
+    if (vkm_model_add_router(m, m1, &rid)) fail_msg("%s", vkm_context_errmsg(ctx));
+    assert_int_equal(rid, 1);
+    assert_int_equal(vkm_model_n_routers(m), 2);
+    int32_t prompts[4][8];
+    for (int i = 0; i < 4; i++) random_ids(prompts[i], 8, f.rm.vocab, 100 + (uint64_t)i);
+    const uint32_t plen[4] = {3, 5, 2, 4};
+    const uint32_t V = f.rm.vocab;
+    float *alone = test_alloc(12ull * V * 4), *batch = test_alloc(12ull * V * 4);
+    hetero_run(m, false, (const int32_t(*)[8])prompts, plen, alone, V);
+    hetero_run(m, true, (const int32_t(*)[8])prompts, plen, batch, V);
+    static const char *names[4] = {"e1 alone", "token router top-2", "bare base", "sequence centroid (2nd manifest)"};
+    for (int i = 0; i < 4; i++)
+        for (int step = 0; step < 3; step++) {
+            char what[96];
+            snprintf(what, sizeof what, "heterogeneous batch: %s, step %d vs alone", names[i], step);
+            check(what, batch + ((size_t)step * 4 + i) * V, alone + ((size_t)step * 4 + i) * V, V, 1e-11);
+        }
+    free(alone);
+    free(batch);
+    router_free(&f.rm, &r0);
+    router_free(&f.rm, &r1);
+    vkm_model_free(m);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+/* ---- the testbed's base + python golden --------------------------------------------------- */
+static void test_golden_python(void **state)
+{
+    (void)state;
+    vkm_context *ctx = test_context();
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%d-golden", VKM_TEST_TMPDIR, (int)getpid());
+    mkdir(dir, 0755);
+    const char *tb = VKM_SHARED_DIR "/testbed";
+    static const char *bases[2] = {"base/model.gguf", "base/model.safetensors"};
+    static const char *experts[2] = {"experts/python", "experts/python/adapter.gguf"};
+    static const int32_t prompt0[21] = {1, 711, 692, 290, 937, 13, 359, 692, 286, 955, 937, 13, 13, 346, 306, 550, 969, 595, 961, 489, 13};
+    char gpath[700];
+    snprintf(gpath, sizeof gpath, "%s/golden/base_lora_python/prompt0.logits.f32", tb);
+    FILE *gf = fopen(gpath, "rb");
+    assert_non_null(gf);
+    float ref[1024];
+    assert_int_equal(fread(ref, 4, 1024, gf), 1024);
+    fclose(gf);
+    for (int b = 0; b < 2; b++)
+        for (int e = 0; e < 2; e++) {
+            char mpath[700];
+            snprintf(mpath, sizeof mpath, "%s/python-%d%d.json", dir, b, e);
+            FILE *o = fopen(mpath, "w");
+            fprintf(o, "{\"base\": \"%s/%s\", \"experts\": [{\"name\": \"python\", \"lora\": \"%s/%s\"}], "
+                       "\"router\": {\"policy\": \"fixed\", \"fixed\": [1.0], \"granularity\": \"task\"}}\n",
+                    tb, bases[b], tb, experts[e]);
+            fclose(o);
+            vkm_model *m = load(ctx, mpath, 1);
+            vkm_session_params sp = vkm_session_default_params();
+            sp.keep_logits = true;
+            sp.sampling.temperature = 0;
+            vkm_session *s;
+            assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+            int32_t next;
+            assert_int_equal(vkm_session_prompt(s, prompt0, 21, &next), VKM_OK);
+            const float *lg;
+            assert_int_equal(vkm_session_logits(s, &lg, NULL), VKM_OK);
+            char what[96];
+            snprintf(what, sizeof what, "golden base+python: %s + %s", bases[b], experts[e]);
+            check(what, lg, ref, 1024, 1e-4);
+            vkm_session_free(s);
+            vkm_model_free(m);
+        }
+    test_context_done(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_weights),
         cmocka_unit_test(test_token_routers),
         cmocka_unit_test(test_sequence_routers),
+        cmocka_unit_test(test_noisy_and_arrow),
+        cmocka_unit_test(test_heterogeneous_batch),
+        cmocka_unit_test(test_golden_python),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
