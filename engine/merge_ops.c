@@ -1,0 +1,123 @@
+/*
+ * merge_ops.c — host wrappers of the merge kernels (merge.comp, merge_reduce.comp, select.comp,
+ * lora_merge.comp): variant and specialization constants, push constants, dispatch geometry.
+ * Failures go to the recorder's status, like the other ops.
+ */
+#include <string.h>
+
+#include "merge.h"
+
+/* The slab's part of every push block: offsets, elements, first element. */
+#define SLAB_PUSH(pc, s)                                                                       \
+    do {                                                                                       \
+        memset(&(pc), 0, sizeof(pc));                                                          \
+        memcpy((pc).off, (s)->off, sizeof(pc).off);                                            \
+        (pc).n = (s)->n;                                                                       \
+    } while (0)
+
+static uint32_t pack_dtypes(const vkm_mslab *s)
+{
+    uint32_t v = 0;
+    for (uint32_t j = 0; j < s->n_in; j++) v |= (s->dt[j] & 3u) << (2 * j);
+    return v;
+}
+
+/* Workgroups for a grid-stride loop over the slab's 8-element groups. */
+static uint64_t stream_groups(uint32_t n, uint32_t wg, uint64_t cap)
+{
+    uint64_t groups = ((uint64_t)n + 7) / 8, g = (groups + wg - 1) / wg;
+    return g < 1 ? 1 : g > cap ? cap : g;
+}
+
+void vkm_mop_combine(vkm_rec *r, const vkm_mslab *s, vkm_mop op, uint32_t base, uint32_t flags,
+                     uint32_t odt, vkm_range out, vkm_range params, vkm_range state)
+{
+    const vkm_dev *d = r->dev;
+    /* CPU devices run one workgroup per thread: a few large ones; GPUs: many */
+    uint32_t wg = vkm_ops_stream_wg(d);
+    uint32_t spec[7] = {wg, s->n_in, pack_dtypes(s), odt, (uint32_t)op, base, flags};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_merge, spec, 7);
+    if (!p) return;
+    vkm_push_combine pc;
+    SLAB_PUSH(pc, s);
+    pc.elem0 = s->elem0;
+    vkm_range b[4] = {s->r, out, params, state};
+    vkm_rec_dispatch_n(r, p, b, 4, &pc, sizeof pc, stream_groups(s->n, wg, vkm_ops_cpu_device(d) ? 64 : 4096));
+}
+
+uint32_t vkm_mop_reduce_groups(const vkm_dev *d, uint32_t n)
+{
+    return (uint32_t)stream_groups(n, vkm_ops_reduce_wg(d), vkm_ops_cpu_device(d) ? 16 : 256);
+}
+
+void vkm_mop_reduce(vkm_rec *r, const vkm_mslab *s, uint32_t base, vkm_range part,
+                    uint32_t part_off)
+{
+    const vkm_dev *d = r->dev;
+    uint32_t spec[4] = {vkm_ops_reduce_wg(d), s->n_in, pack_dtypes(s), base};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_merge_reduce, spec, 4);
+    if (!p) return;
+    vkm_push_reduce pc;
+    SLAB_PUSH(pc, s);
+    pc.part_off = part_off;
+    vkm_range b[2] = {s->r, part};
+    vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, vkm_mop_reduce_groups(d, s->n));
+}
+
+void vkm_mop_select_hist(vkm_rec *r, const vkm_mslab *s, uint32_t pass, uint32_t slot0,
+                         uint32_t n_slots, vkm_range hist, vkm_range state)
+{
+    const vkm_dev *d = r->dev;
+    /* shared memory: n_slots histograms of 256 counts */
+    uint32_t wg = vkm_ops_cpu_device(d) ? 64 : 256;
+    uint32_t spec[3] = {wg, n_slots, pack_dtypes(s)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_select_hist, spec, 3);
+    if (!p) return;
+    vkm_push_select pc;
+    SLAB_PUSH(pc, s);
+    pc.elem0 = s->elem0;
+    pc.pass = pass;
+    pc.n_slots = n_slots;
+    pc.slot0 = slot0;
+    vkm_range b[3] = {s->r, hist, state};
+    vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, stream_groups(s->n, wg, vkm_ops_cpu_device(d) ? 16 : 1024));
+}
+
+void vkm_mop_select_pick(vkm_rec *r, uint32_t pass, uint32_t n_slots, vkm_range hist,
+                         vkm_range state)
+{
+    uint32_t spec[1] = {vkm_ops_reduce_wg(r->dev)};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_select_pick, spec, 1);
+    if (!p) return;
+    vkm_push_select pc;
+    memset(&pc, 0, sizeof pc);
+    pc.pass = pass;
+    pc.n_slots = n_slots;
+    vkm_range b[2] = {hist, state};
+    vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, 1);
+}
+
+void vkm_mop_lora(vkm_rec *r, const vkm_tensor *w, uint32_t n_terms, vkm_range pack)
+{
+    const vkm_dev *d = r->dev;
+    static const char *const names[] = {[VKM_F32] = "lora_merge_f32", [VKM_F16] = "lora_merge_f16",
+                                         [VKM_Q8_0] = "lora_merge_q8_0", [VKM_Q4_0] = "lora_merge_q4_0"};
+    if ((unsigned)w->dtype >= sizeof names / sizeof names[0] || !names[w->dtype]) {
+        r->status = vkm_fail(d->err, VKM_ERR_UNSUPPORTED, "LoRA merge into a %s tensor",
+                             vkm_dtype_name(w->dtype));
+        return;
+    }
+    bool quant = w->dtype == VKM_Q8_0 || w->dtype == VKM_Q4_0;
+    uint32_t spec[1] = {vkm_ops_cpu_device(d) ? 8u : 64u};
+    vkm_pipe *p = vkm_ops_pipe(r, vkm_spv_find(names[w->dtype]), spec, 1);
+    if (!p) return;
+    for (uint32_t c = 0; c < w->n_chunks; c++) {
+        const vkm_chunk *ch = &w->chunks[c];
+        uint64_t units = quant ? ((uint64_t)ch->rows * (w->cols / 32) + 1) / 2
+                               : (uint64_t)ch->rows * ((w->cols + 31) / 32);
+        vkm_push_lora pc = {ch->rows, w->cols, ch->row0, w->row_stride, ch->scale_off_words,
+                            n_terms, (uint32_t)units};
+        vkm_range b[2] = {ch->r, pack};
+        vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, (units + spec[0] - 1) / spec[0]);
+    }
+}

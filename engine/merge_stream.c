@@ -1,0 +1,413 @@
+/*
+ * merge_stream.c — one tensor of a model merge through the device in chunks. A ring of K slabs
+ * (each: the N inputs of one chunk side by side, its output, its parameter block, a command
+ * buffer and a fence) keeps the host filling chunk c + 1 from the memory maps while the device
+ * merges chunk c, and hands the outputs to the sink in order as their fences signal.
+ * Tensors that need a whole-tensor quantity first (the magnitude thresholds of TIES and
+ * breadcrumbs, the dot products of slerp and model_stock) run those passes over windows of K
+ * chunks, synchronously: the selection passes until every slot has its threshold (usually four
+ * of the eight, read back after each), the reductions once; a tensor of at most K chunks is
+ * read from the maps only once. On unified memory the slabs are written and read in place;
+ * elsewhere through host-visible staging copied within the same command buffers.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "merge.h"
+
+#define MAX_SLABS 16
+#define PARAM_BYTES 1024
+#define MAXP (VKM_REDUCE_MAXV * (VKM_REDUCE_MAXV + 1) / 2)
+
+typedef struct slab {
+    vkm_range in, out, params;       /* device                                               */
+    vkm_range in_h, out_h, params_h; /* host-visible views (the same ranges when unified)    */
+    VkCommandBuffer cmd;
+    VkFence fence;
+    bool busy;                       /* submitted; its output not yet handed to the sink     */
+    uint64_t out_bytes;
+    uint64_t holds_tensor;           /* the chunk its inputs hold: (tensor serial, chunk)    */
+    uint32_t holds_chunk;
+} slab;
+
+struct vkm_mstream {
+    vkm_dev *d;
+    uint32_t n_in, n_slabs;
+    uint64_t chunk_bytes;
+    bool staged;                     /* device memory is not host-visible                    */
+    vkm_arena dev_arena, up_arena, down_arena;
+    slab s[MAX_SLABS];
+    vkm_range state, hist, part;     /* selection records, histograms, reduction partials    */
+    vkm_rec rec;
+    bool rec_ok;
+    uint64_t next;                   /* ring position                                        */
+    uint64_t serial;                 /* tensors seen                                          */
+    vkm_msink_fn sink;
+    void *sink_user;
+    uint32_t slots[VKM_MAX_SLOTS * VKM_MSLOT_WORDS];
+};
+
+/* The chunking of one tensor. */
+typedef struct chunking {
+    const vkm_mtensor *t;
+    uint64_t n;                      /* elements                                              */
+    uint32_t per;                    /* elements per chunk                                    */
+    uint32_t n_chunks;
+    uint32_t dt[VKM_MERGE_MAX_IN];   /* device element type of each input                    */
+    uint32_t off[VKM_MERGE_MAX_IN];  /* word offsets in the slab                              */
+    uint32_t odt, ob;                /* output type and bytes per element                     */
+} chunking;
+
+/* ---- set-up ------------------------------------------------------------------------------- */
+static vkm_status alloc_view(vkm_mstream *ms, uint64_t bytes, bool out, vkm_range *dev, vkm_range *host)
+{
+    vkm_status s = vkm_arena_alloc(&ms->dev_arena, bytes, 16, dev);
+    if (s || !ms->staged) {
+        *host = *dev;
+        return s;
+    }
+    return vkm_arena_alloc(out ? &ms->down_arena : &ms->up_arena, bytes, 16, host);
+}
+
+vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
+                              uint64_t device_bytes, vkm_msink_fn sink, void *sink_user,
+                              vkm_mstream **out)
+{
+    *out = NULL;
+    if (n_in < 1 || n_in > VKM_MERGE_MAX_IN)
+        return vkm_fail(d->err, VKM_ERR_INVALID_ARGUMENT, "merge: %u inputs (1 to %d)", n_in, VKM_MERGE_MAX_IN);
+    vkm_mstream *ms = calloc(1, sizeof *ms);
+    if (!ms) return vkm_fail(d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    ms->d = d;
+    ms->n_in = n_in;
+    ms->sink = sink;
+    ms->sink_user = sink_user;
+    ms->staged = !d->device_mappable;
+    uint64_t range = d->caps.max_storage_range;
+    if (!chunk_bytes) chunk_bytes = 64ull << 20;
+    if (chunk_bytes > range) chunk_bytes = range;
+    if (chunk_bytes < 1024) chunk_bytes = 1024;
+    ms->chunk_bytes = chunk_bytes & ~(uint64_t)255;
+    if (!device_bytes) {
+        device_bytes = d->caps.device_local_bytes / 2;
+        if (device_bytes > (1ull << 30)) device_bytes = 1ull << 30;
+    }
+    uint64_t k = device_bytes / (ms->chunk_bytes + ms->chunk_bytes / 2);
+    ms->n_slabs = (uint32_t)(k < 2 ? 2 : k > MAX_SLABS ? MAX_SLABS : k);
+    uint64_t block = (ms->chunk_bytes * 3 / 2 + PARAM_BYTES) * 2;
+    vkm_arena_init(&ms->dev_arena, d, VKM_MEM_DEVICE, block);
+    vkm_arena_init(&ms->up_arena, d, VKM_MEM_UPLOAD, block);
+    vkm_arena_init(&ms->down_arena, d, VKM_MEM_READBACK, block);
+    vkm_status s = vkm_rec_init(&ms->rec, d, false);
+    ms->rec_ok = s == VKM_OK;
+    for (uint32_t i = 0; i < ms->n_slabs && !s; i++) {
+        slab *b = &ms->s[i];
+        s = alloc_view(ms, ms->chunk_bytes, false, &b->in, &b->in_h);
+        if (!s) s = alloc_view(ms, ms->chunk_bytes / 2, true, &b->out, &b->out_h);
+        if (!s) s = alloc_view(ms, PARAM_BYTES, false, &b->params, &b->params_h);
+        if (!s) s = vkm_dev_alloc_cmd(d, &b->cmd);
+        VkFenceCreateInfo fci = {VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+        if (!s && vkCreateFence(d->device, &fci, NULL, &b->fence) != VK_SUCCESS)
+            s = vkm_fail(d->err, VKM_ERR_VULKAN, "merge: vkCreateFence failed");
+    }
+    /* the selection's records and histograms, the reductions' partials */
+    if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * VKM_MSLOT_WORDS * 4, 16, &ms->state);
+    if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * 256 * 4, 16, &ms->hist);
+    if (!s) s = vkm_arena_alloc(&ms->dev_arena, (uint64_t)ms->n_slabs * 256 * MAXP * 4, 16, &ms->part);
+    if (s) {
+        vkm_mstream_destroy(ms);
+        return s;
+    }
+    *out = ms;
+    return VKM_OK;
+}
+
+void vkm_mstream_destroy(vkm_mstream *ms)
+{
+    if (!ms) return;
+    vkm_dev *d = ms->d;
+    vkDeviceWaitIdle(d->device);
+    for (uint32_t i = 0; i < ms->n_slabs; i++) {
+        if (ms->s[i].fence) vkDestroyFence(d->device, ms->s[i].fence, NULL);
+        if (ms->s[i].cmd) vkFreeCommandBuffers(d->device, d->cmd_pool, 1, &ms->s[i].cmd);
+    }
+    if (ms->rec_ok) vkm_rec_destroy(&ms->rec);
+    vkm_arena_destroy(&ms->dev_arena);
+    vkm_arena_destroy(&ms->up_arena);
+    vkm_arena_destroy(&ms->down_arena);
+    free(ms);
+}
+
+const uint32_t *vkm_mstream_slots(vkm_mstream *ms) { return ms->slots; }
+
+/* ---- the ring ----------------------------------------------------------------------------- */
+/* Waits for slab i's submission and hands its output to the sink. */
+static vkm_status retire(vkm_mstream *ms, uint32_t i)
+{
+    slab *b = &ms->s[i];
+    if (!b->busy) return VKM_OK;
+    b->busy = false;
+    VKM_VK(ms->d, vkWaitForFences(ms->d->device, 1, &b->fence, VK_TRUE, UINT64_MAX));
+    return b->out_bytes ? ms->sink(ms->sink_user, b->out_h.map, b->out_bytes) : VKM_OK;
+}
+
+vkm_status vkm_mstream_flush(vkm_mstream *ms)
+{
+    vkm_status s = VKM_OK;
+    for (uint32_t i = 0; i < ms->n_slabs; i++) {
+        vkm_status r = retire(ms, (uint32_t)((ms->next + i) % ms->n_slabs));
+        if (!s) s = r;
+    }
+    return s;
+}
+
+/* Starts recording into slab i's command buffer (staged: its inputs and parameters are copied
+ * to the device first). */
+static vkm_status slab_begin(vkm_mstream *ms, uint32_t i, bool upload)
+{
+    if (vkm_dcache_count(ms->d) + 64 >= (1u << 15)) { /* a trim must not free sets in flight */
+        vkm_status s = vkm_mstream_flush(ms);
+        if (s) return s;
+    }
+    slab *b = &ms->s[i];
+    vkm_status s = vkm_rec_begin(&ms->rec, b->cmd);
+    if (s || !ms->staged) return s;
+    if (upload) vkm_rec_copy(&ms->rec, b->in_h, b->in, b->in.size);
+    vkm_rec_copy(&ms->rec, b->params_h, b->params, b->params.size);
+    return VKM_OK;
+}
+
+/* Ends and submits; with out_bytes, the output is handed to the sink when the fence signals. */
+static vkm_status slab_submit(vkm_mstream *ms, uint32_t i, uint64_t out_bytes, bool wait)
+{
+    slab *b = &ms->s[i];
+    if (ms->staged && out_bytes) vkm_rec_copy(&ms->rec, b->out, b->out_h, out_bytes);
+    vkm_status s = vkm_rec_end(&ms->rec);
+    if (s) return s;
+    VkSubmitInfo si = {VK_STRUCTURE_TYPE_SUBMIT_INFO};
+    si.commandBufferCount = 1;
+    si.pCommandBuffers = &b->cmd;
+    VKM_VK(ms->d, vkResetFences(ms->d->device, 1, &b->fence));
+    VKM_VK(ms->d, vkQueueSubmit(ms->d->queue, 1, &si, b->fence));
+    b->busy = true;
+    b->out_bytes = out_bytes;
+    return wait ? retire(ms, i) : VKM_OK;
+}
+
+/* ---- chunks ------------------------------------------------------------------------------- */
+static uint32_t dev_type(vkm_dtype t)
+{
+    return t == VKM_F16 ? VKM_MDT_F16 : t == VKM_BF16 ? VKM_MDT_BF16 : VKM_MDT_F32;
+}
+
+static vkm_status plan_chunks(vkm_mstream *ms, const vkm_mtensor *t, chunking *c)
+{
+    memset(c, 0, sizeof *c);
+    c->t = t;
+    c->n = (uint64_t)t->rows * t->cols;
+    c->odt = dev_type(t->out);
+    c->ob = c->odt == VKM_MDT_F32 ? 4 : 2;
+    if (c->n == 0 || c->n >= (1ull << 32))
+        return vkm_fail(ms->d->err, VKM_ERR_LIMIT, "merge: %s has %llu elements (1 to 2^32 - 1 supported)",
+                        t->name, (unsigned long long)c->n);
+    uint64_t per_elem = 0;
+    bool mapped = false, quant = false;
+    for (uint32_t j = 0; j < ms->n_in; j++) {
+        c->dt[j] = dev_type(t->src[j].dtype);
+        per_elem += c->dt[j] == VKM_MDT_F32 ? 4 : 2;
+        mapped |= t->src[j].row_map != NULL;
+        quant |= t->src[j].dtype != VKM_F32 && t->src[j].dtype != VKM_F16 && t->src[j].dtype != VKM_BF16;
+    }
+    uint64_t per = (ms->chunk_bytes - 32ull * ms->n_in) / per_elem;
+    if (per > ms->chunk_bytes / 2 / c->ob) per = ms->chunk_bytes / 2 / c->ob;
+    per &= ~(uint64_t)7;
+    if (t->cols <= per) per = per / t->cols * t->cols; /* whole rows */
+    else if (mapped || quant || per == 0)
+        return vkm_fail(ms->d->err, VKM_ERR_LIMIT, "merge: %s: a row of %u elements does not fit in a "
+                        "chunk of %llu bytes", t->name, t->cols, (unsigned long long)ms->chunk_bytes);
+    if (per > c->n) per = c->n;
+    c->per = (uint32_t)per;
+    c->n_chunks = (uint32_t)((c->n + per - 1) / per);
+    uint32_t off = 0;
+    for (uint32_t j = 0; j < ms->n_in; j++) {
+        c->off[j] = off;
+        off += (uint32_t)(vkm_align_up(per * (c->dt[j] == VKM_MDT_F32 ? 4 : 2), 32) / 4);
+    }
+    return VKM_OK;
+}
+
+/* The slab view of chunk k in slab i. */
+static vkm_mslab chunk_slab(const vkm_mstream *ms, const chunking *c, uint32_t i, uint32_t k)
+{
+    vkm_mslab v;
+    memset(&v, 0, sizeof v);
+    v.r = ms->s[i].in;
+    v.n_in = ms->n_in;
+    memcpy(v.off, c->off, sizeof v.off);
+    memcpy(v.dt, c->dt, sizeof v.dt);
+    uint64_t e0 = (uint64_t)k * c->per;
+    v.elem0 = (uint32_t)e0;
+    v.n = (uint32_t)(c->n - e0 < c->per ? c->n - e0 : c->per);
+    return v;
+}
+
+/* Copies (or converts to f32) chunk k of every input into slab i's host view. */
+static vkm_status fill(vkm_mstream *ms, const chunking *c, uint32_t i, uint32_t k)
+{
+    slab *b = &ms->s[i];
+    if (b->holds_tensor == ms->serial && b->holds_chunk == k) return VKM_OK;
+    const vkm_mtensor *t = c->t;
+    vkm_mslab v = chunk_slab(ms, c, i, k);
+    for (uint32_t j = 0; j < ms->n_in; j++) {
+        const vkm_msrc *src = &t->src[j];
+        uint8_t *dst = (uint8_t *)b->in_h.map + 4ull * c->off[j];
+        uint32_t eb = c->dt[j] == VKM_MDT_F32 ? 4 : 2;
+        bool raw = src->dtype == VKM_F32 || src->dtype == VKM_F16 || src->dtype == VKM_BF16;
+        if (raw && !src->row_map) {
+            memcpy(dst, src->data + (uint64_t)v.elem0 * eb, (size_t)v.n * eb);
+            continue;
+        }
+        uint64_t row_bytes = 0;
+        vkm_dtype_bytes(src->dtype, t->cols, &row_bytes);
+        uint32_t r0 = v.elem0 / t->cols, nr = v.n / t->cols;
+        for (uint32_t r = 0; r < nr; r++) {
+            uint32_t sr = src->row_map ? src->row_map[r0 + r] : r0 + r;
+            const uint8_t *row = src->data + (uint64_t)sr * row_bytes;
+            uint8_t *out = dst + (uint64_t)r * t->cols * eb;
+            if (raw) memcpy(out, row, (size_t)row_bytes);
+            else if (vkm_to_f32(src->dtype, row, t->cols, (float *)out) != VKM_OK)
+                return vkm_fail(ms->d->err, VKM_ERR_UNSUPPORTED, "merge: %s: cannot read %s data",
+                                t->name, vkm_dtype_name(src->dtype));
+        }
+    }
+    b->holds_tensor = ms->serial;
+    b->holds_chunk = k;
+    return VKM_OK;
+}
+
+/* ---- passes ------------------------------------------------------------------------------- */
+static bool need_select(const vkm_mtask *task) { return task->n_slots > 0; }
+
+/* Initial selection records: mode from the rank (none / all / searching). */
+static vkm_status init_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task, uint64_t n)
+{
+    uint32_t *st = ms->slots;
+    memset(st, 0, sizeof ms->slots);
+    for (uint32_t i = 0; i < task->n_slots; i++) {
+        uint32_t *r = st + i * VKM_MSLOT_WORDS;
+        r[0] = task->slot_input[i];
+        r[1] = pl->base;
+        r[2] = task->slot_k[i] == 0 ? 2u : task->slot_k[i] >= n ? 3u : 0u;
+        r[3] = task->slot_k[i];
+    }
+    static const uint32_t zeros[VKM_MAX_SLOTS * 256];
+    vkm_status s = vkm_upload(ms->d, ms->state, st, sizeof ms->slots);
+    if (!s) s = vkm_upload(ms->d, ms->hist, zeros, sizeof zeros);
+    return s;
+}
+
+static vkm_status write_params(vkm_mstream *ms, uint32_t i, const vkm_mtask *task)
+{
+    memcpy(ms->s[i].params_h.map, task->params, sizeof task->params);
+    return VKM_OK;
+}
+
+/* Loads chunks [w0, w0 + nw) into slabs 0 .. nw-1 and starts recording in slab 0's command
+ * buffer (staged: copying them to the device first). */
+static vkm_status window_begin(vkm_mstream *ms, const chunking *c, uint32_t w0, uint32_t nw)
+{
+    vkm_status s = VKM_OK;
+    for (uint32_t k = 0; k < nw && !s; k++) s = fill(ms, c, k, w0 + k);
+    if (s || (s = slab_begin(ms, 0, false))) return s;
+    for (uint32_t k = 0; ms->staged && k < nw; k++)
+        vkm_rec_copy(&ms->rec, ms->s[k].in_h, ms->s[k].in, ms->s[k].in.size);
+    return VKM_OK;
+}
+
+/* Runs the selection passes over windows of K chunks until every slot has its threshold. */
+static vkm_status run_select(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task,
+                             const chunking *c)
+{
+    vkm_status s = init_slots(ms, pl, task, c->n);
+    const uint32_t K = ms->n_slabs, batch = 16;
+    for (uint32_t pass = 0; pass < VKM_SELECT_PASSES && !s; pass++) {
+        for (uint32_t w0 = 0; w0 < c->n_chunks && !s; w0 += K) {
+            uint32_t nw = c->n_chunks - w0 < K ? c->n_chunks - w0 : K;
+            if ((s = window_begin(ms, c, w0, nw))) break;
+            for (uint32_t k = 0; k < nw; k++) {
+                vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
+                for (uint32_t s0 = 0; s0 < task->n_slots; s0 += batch)
+                    vkm_mop_select_hist(&ms->rec, &v, pass, s0,
+                                        task->n_slots - s0 < batch ? task->n_slots - s0 : batch,
+                                        ms->hist, ms->state);
+            }
+            if (w0 + nw == c->n_chunks) /* one workgroup picks for every slot */
+                vkm_mop_select_pick(&ms->rec, pass, task->n_slots, ms->hist, ms->state);
+            s = slab_submit(ms, 0, 0, true);
+        }
+        if (s || (s = vkm_download(ms->d, ms->state, ms->slots, sizeof ms->slots))) break;
+        bool done = true;
+        for (uint32_t i = 0; i < task->n_slots; i++) done &= ms->slots[i * VKM_MSLOT_WORDS + 2] != 0;
+        if (done) break;
+    }
+    return s;
+}
+
+/* Runs the reduction over windows of K chunks and sets the coefficients. */
+static vkm_status run_reduce(vkm_mstream *ms, const vkm_mplan *pl, vkm_mtask *task,
+                             const chunking *c)
+{
+    const uint32_t K = ms->n_slabs, m = pl->base < pl->n_in ? pl->n_in - 1 : pl->n_in;
+    const uint32_t P = m * (m + 1) / 2, G = vkm_mop_reduce_groups(ms->d, c->per);
+    double gram[MAXP] = {0};
+    float *part = malloc((size_t)K * G * P * 4);
+    if (!part) return vkm_fail(ms->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    vkm_status s = VKM_OK;
+    for (uint32_t w0 = 0; w0 < c->n_chunks && !s; w0 += K) {
+        uint32_t nw = c->n_chunks - w0 < K ? c->n_chunks - w0 : K;
+        if ((s = window_begin(ms, c, w0, nw))) break;
+        for (uint32_t k = 0; k < nw; k++) {
+            vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
+            vkm_mop_reduce(&ms->rec, &v, pl->base, ms->part, k * G * P);
+        }
+        if ((s = slab_submit(ms, 0, 0, true))) break;
+        s = vkm_download(ms->d, ms->part, part, (uint64_t)nw * G * P * 4);
+        for (uint32_t k = 0; k < nw && !s; k++) {
+            vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
+            uint32_t g_used = vkm_mop_reduce_groups(ms->d, v.n);
+            for (uint32_t g = 0; g < g_used; g++)
+                for (uint32_t p = 0; p < P; p++) gram[p] += part[(k * G + g) * P + p];
+        }
+    }
+    free(part);
+    if (!s) vkm_mplan_coef(pl, task, gram);
+    return s;
+}
+
+vkm_status vkm_mstream_tensor(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtensor *t)
+{
+    chunking c;
+    vkm_status s = plan_chunks(ms, t, &c);
+    if (s) return s;
+    vkm_mtask task;
+    vkm_mplan_task(pl, t->name, c.n, &task);
+    ms->serial++;
+    bool multi = need_select(&task) || pl->reduce != VKM_MRED_NONE;
+    if (multi) { /* the slabs hold this tensor's chunks from here: chunk k in slab k % K */
+        if ((s = vkm_mstream_flush(ms))) return s;
+        ms->next = 0;
+        if (need_select(&task) && (s = run_select(ms, pl, &task, &c))) return s;
+        if (pl->reduce != VKM_MRED_NONE && (s = run_reduce(ms, pl, &task, &c))) return s;
+    }
+    for (uint32_t k = 0; k < c.n_chunks && !s; k++) {
+        uint32_t i = (uint32_t)(ms->next++ % ms->n_slabs);
+        if ((s = retire(ms, i)) || (s = fill(ms, &c, i, k)) || (s = write_params(ms, i, &task)))
+            break;
+        if ((s = slab_begin(ms, i, true))) break;
+        vkm_mslab v = chunk_slab(ms, &c, i, k);
+        vkm_mop_combine(&ms->rec, &v, pl->op, pl->base, pl->flags, c.odt, ms->s[i].out,
+                        ms->s[i].params, ms->state);
+        s = slab_submit(ms, i, (uint64_t)v.n * c.ob, false);
+    }
+    return s;
+}

@@ -1,0 +1,152 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// merge.comp — one chunk of a merged tensor from the N inputs of the slab (merge.glsl), 8
+// elements per invocation, written as f32/f16/bf16. OP (specialization constant 4):
+//   0 LINEAR: y = (sum_{j != BASE} c_j x_j) / div * outer  [+ c_base x_BASE when BASE < N]
+//             linear (c = weights, div = sum of weights or 1), slerp (c = s0, s1 from the host),
+//             model_stock (c = 1, div = N - 1, outer = t, c_base = 1 - t).
+//   1 TASK:   generalized task arithmetic (mergekit): per model delta_j = x_j - x_BASE,
+//             sparsified (FLAGS bits 0-1: 1 magnitude selection through the select.comp slots
+//             "top" (kept: among the k largest) and "excl" (dropped: among the n_top largest),
+//             2 DARE: kept when the keyed hash < density * 2^32, then divided by the density),
+//             weighted wd_j = w_j delta_j; sign consensus (bit 2): majority sign of sum wd_j,
+//             mixed = sum of the wd_j of that sign, divisor = sum of their w_j (0 -> 1); without
+//             it mixed = sum wd_j, divisor = the host's sum of w_j; normalize (bit 3): mixed /=
+//             divisor; then y = x_BASE + lambda * mixed.
+// Params buffer (32-bit words): input j at 8 j: [0] weight / coefficient, [1] DARE threshold,
+// [2..3] DARE key, [4] rescale divisor (density, or 1), [5] top slot, [6] excl slot (or NONE);
+// globals at 128: [0] div, [1] outer, [2] c_base, [3] lambda.
+#include "types.glsl"
+#define VKM_PUSH_COMBINE
+#include "merge_push.glsl"
+
+layout(constant_id = 1) const uint N = 2;      // inputs in the slab
+layout(constant_id = 2) const uint DTYPES = 0; // 2 bits per input
+layout(constant_id = 3) const uint ODT = 0;    // output: 0 f32, 1 f16, 2 bf16
+layout(constant_id = 4) const uint OP = 0;
+layout(constant_id = 5) const uint BASE = 2;   // index of the base input; N: none
+layout(constant_id = 6) const uint FLAGS = 0;
+
+layout(binding = 0) readonly buffer In { uvec4 in4[]; };
+layout(binding = 1) writeonly buffer Out { uvec4 o4[]; };
+layout(binding = 1) writeonly buffer Out1 { uint o1[]; };
+layout(binding = 2) readonly buffer Params { uint prm[]; };
+layout(binding = 3) readonly buffer State { uint st[]; };
+
+#define VKM_MERGE_SLAB
+#include "merge.glsl"
+
+#define SPARSE_SELECT 1u
+#define SPARSE_RANDOM 2u
+#define G 128u
+
+float pf(uint i) { return uintBitsToFloat(prm[i]); }
+
+// Is the element with this key among the k largest of selection slot s?
+bool in_top(uint s, uvec2 key)
+{
+    const uint mode = st[s * 16u + 2u];
+    return mode == 3u || (mode == 1u && key_ge(key, uvec2(st[s * 16u + 4u], st[s * 16u + 5u])));
+}
+
+// delta_j sparsified and weighted, for element idx.
+float weighted_delta(uint j, float x, float xb, uint idx)
+{
+    precise float d = x - xb;
+    const uint sparse = FLAGS & 3u;
+    bool keep = true;
+    if (sparse == SPARSE_SELECT) {
+        const uvec2 key = mag_key(d, idx);
+        const uint top = prm[8u * j + 5u], excl = prm[8u * j + 6u];
+        keep = (top == VKM_NONE || in_top(top, key)) && (excl == VKM_NONE || !in_top(excl, key));
+    } else if (sparse == SPARSE_RANDOM) {
+        const uint thr = prm[8u * j + 1u];
+        keep = thr == VKM_NONE || dare_u32(idx, uvec2(prm[8u * j + 2u], prm[8u * j + 3u])) < thr;
+    }
+    precise float r = keep ? d / pf(8u * j + 4u) : 0.0;
+    precise float wd = pf(8u * j) * r;
+    return wd;
+}
+
+void combine(uint g, out float y[8])
+{
+    float x[8], xb[8];
+    if (OP == 0u) {
+        precise float acc[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for (uint j = 0; j < N; j++) {
+            if (j == BASE) continue;
+            load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
+            const float c = pf(8u * j);
+            [[unroll]] for (uint k = 0; k < 8u; k++) acc[k] += c * x[k];
+        }
+        if (BASE < N) load_group(in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
+        [[unroll]] for (uint k = 0; k < 8u; k++) {
+            precise float v = acc[k] / pf(G) * pf(G + 1u);
+            if (BASE < N) v += pf(G + 2u) * xb[k];
+            y[k] = v;
+        }
+        return;
+    }
+    load_group(in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
+    const uint idx0 = pc.elem0 + g * 8u;
+    precise float sum[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (uint j = 0; j < N; j++) {
+        if (j == BASE) continue;
+        load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
+        [[unroll]] for (uint k = 0; k < 8u; k++) sum[k] += weighted_delta(j, x[k], xb[k], idx0 + k);
+    }
+    precise float mixed[8], div[8];
+    if ((FLAGS & 4u) != 0u) { // sign consensus by sum
+        [[unroll]] for (uint k = 0; k < 8u; k++) mixed[k] = div[k] = 0.0;
+        for (uint j = 0; j < N; j++) {
+            if (j == BASE) continue;
+            load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
+            const float w = pf(8u * j);
+            [[unroll]] for (uint k = 0; k < 8u; k++) {
+                const float wd = weighted_delta(j, x[k], xb[k], idx0 + k);
+                if (wd != 0.0 && (wd > 0.0) == (sum[k] >= 0.0)) {
+                    mixed[k] += wd;
+                    div[k] += w;
+                }
+            }
+        }
+        [[unroll]] for (uint k = 0; k < 8u; k++) if (div[k] == 0.0) div[k] = 1.0;
+    } else {
+        [[unroll]] for (uint k = 0; k < 8u; k++) {
+            mixed[k] = sum[k];
+            div[k] = pf(G);
+        }
+    }
+    [[unroll]] for (uint k = 0; k < 8u; k++) {
+        precise float m = (FLAGS & 8u) != 0u ? mixed[k] / div[k] : mixed[k];
+        precise float v = xb[k] + pf(G + 3u) * m;
+        y[k] = v;
+    }
+}
+
+void main()
+{
+    const uint n_groups = (pc.n + 7u) / 8u;
+    const uint stride = gl_NumWorkGroups.x * gl_NumWorkGroups.y * WG;
+    for (uint g = vkm_group_id() * WG + gl_LocalInvocationID.x; g < n_groups; g += stride) {
+        float y[8];
+        combine(g, y);
+        const bool full = g * 8u + 8u <= pc.n;
+        if (ODT == VKM_DT_F32) {
+            uvec4 a = floatBitsToUint(vec4(y[0], y[1], y[2], y[3]));
+            uvec4 b = floatBitsToUint(vec4(y[4], y[5], y[6], y[7]));
+            if (full) {
+                o4[2u * g] = a;
+                o4[2u * g + 1u] = b;
+            } else {
+                for (uint k = 0; g * 8u + k < pc.n; k++) o1[8u * g + k] = k < 4u ? a[k] : b[k - 4u];
+            }
+        } else {
+            uvec4 q = uvec4(pack2(ODT, y[0], y[1]), pack2(ODT, y[2], y[3]),
+                            pack2(ODT, y[4], y[5]), pack2(ODT, y[6], y[7]));
+            if (full) o4[g] = q;
+            else
+                for (uint k = 0; g * 8u + 2u * k < pc.n; k++) o1[4u * g + k] = q[k];
+        }
+    }
+}
