@@ -42,6 +42,9 @@ typedef struct vkm_merge_lora_term {
  * == w->cols. VKM_ERR_INVALID_ARGUMENT (shapes, a range too small), device errors. */
 vkm_status vkm_merge_lora_apply(vkm_dev *d, vkm_tensor *w, const vkm_merge_lora_term *terms,
                                 uint32_t n_terms);
+/* Downloads a device tensor into dst as file rows (GGUF / safetensors layout) of `file` type: the
+ * tensor's own type (F32, F16; Q8_0 / Q4_0 as llama.cpp blocks), or BF16 from an F32 tensor. */
+vkm_status vkm_merge_tensor_download(vkm_dev *d, const vkm_tensor *t, vkm_dtype file, uint8_t *dst);
 
 /* The lora_* methods of vkm_merge (merge_adapter.c), lora_bake among them (merge_lora.c). */
 vkm_status vkm_merge_lora_run(vkm_context *ctx, const vkm_merge_params *p, const char *out_path);

@@ -122,8 +122,7 @@ static void encode_row(const vkm_tensor *t, vkm_dtype file, const uint8_t *q, co
     }
 }
 
-/* Downloads t into dst as rows of `file` type. */
-static vkm_status tensor_download(vkm_dev *d, const vkm_tensor *t, vkm_dtype file, uint8_t *dst)
+vkm_status vkm_merge_tensor_download(vkm_dev *d, const vkm_tensor *t, vkm_dtype file, uint8_t *dst)
 {
     bool quant = t->dtype == VKM_Q8_0 || t->dtype == VKM_Q4_0;
     uint64_t qb = quant ? t->row_stride : (uint64_t)t->row_stride * (t->dtype == VKM_F16 ? 2 : 4);
@@ -229,7 +228,7 @@ static vkm_status bake_tensor(bake *b, const char *name, const vkm_tensor_src *t
         n++;
     }
     if (!s) s = vkm_merge_lora_apply(b->d, &wt, terms, n);
-    if (!s) s = tensor_download(b->d, &wt, file, dst);
+    if (!s) s = vkm_merge_tensor_download(b->d, &wt, file, dst);
     for (uint32_t i = 0; i <= VKM_MERGE_MAX_MODELS; i++) free(maps[i]);
     vkm_arena_destroy(&arena);
     if (s) vkm_err_prefix(b->e, "lora_bake: %s", name);
