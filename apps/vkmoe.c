@@ -16,6 +16,7 @@ static const struct {
     {"ppl", cmd_ppl, "perplexity of a model on a text file"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"bench", cmd_bench, "copy bandwidth and kernel microbenchmarks (--json)"},
+    {"merge", cmd_merge, "merge models or LoRA adapters (mergekit methods and configs)"},
 };
 
 static void usage(FILE *f)
