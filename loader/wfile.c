@@ -3,9 +3,11 @@
  * temporary file receiving the header and the streamed data (with padding between tensors), the
  * sticky error, and the rename that publishes the file only when it is complete.
  */
+#define _GNU_SOURCE /* O_TMPFILE */
 #include "wfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +192,12 @@ vkm_status vkm_wfile_open(vkm_wfile *w, const void *header, uint64_t n, uint64_t
 {
     vkm_status s = vkm_wfile_describing(w);
     if (s) return s;
-    w->f = fopen(w->tmp, "wb");
+    char dir[1024];
+    vkm_path_dir(dir, sizeof dir, w->path);
+    int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd >= 0 && !(w->f = fdopen(fd, "wb"))) close(fd);
+    w->unnamed = w->f != NULL;
+    if (!w->f) w->f = fopen(w->tmp, "wb"); /* no O_TMPFILE here: a named temporary file */
     if (!w->f) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
     w->begun = true;
     w->data_start = data_start;
@@ -271,6 +278,13 @@ vkm_status vkm_wfile_finish(vkm_wfile *w)
                               (unsigned long long)(w->t[w->cur].offset + w->t[w->cur].nbytes -
                                                    (w->pos > w->t[w->cur].offset ? w->pos : w->t[w->cur].offset)));
     int bad = fflush(w->f) != 0 || fsync(fileno(w->f)) != 0;
+    if (!bad && w->unnamed) { /* name it "<path>.tmp" (linkat cannot replace), then rename */
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fileno(w->f));
+        unlink(w->tmp);
+        bad = linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) != 0;
+        w->unnamed = bad;
+    }
     bad |= fclose(w->f) != 0;
     w->f = NULL;
     if (bad) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: write failed: %s", w->tmp, strerror(errno));
@@ -287,7 +301,7 @@ void vkm_wfile_free(vkm_wfile *w)
         fclose(w->f);
         w->f = NULL;
     }
-    if (w->begun && !w->finished) unlink(w->tmp);
+    if (w->begun && !w->finished && !w->unnamed) unlink(w->tmp);
     free(w->t);
     w->t = NULL;
     w->n = w->cap = 0;

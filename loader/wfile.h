@@ -22,6 +22,7 @@ typedef struct vkm_wtensor {
 typedef struct vkm_wfile {
     char path[1024], tmp[1040];
     FILE *f;
+    bool unnamed;             /* an O_TMPFILE file: it gets a name only when complete          */
     vkm_err *e;
     vkm_status status;        /* sticky: the first failure                                    */
     vkm_wtensor *t;
@@ -45,7 +46,9 @@ vkm_status vkm_wfile_add(vkm_wfile *w, const char *name, vkm_dtype dtype, int n_
                          const int64_t *ne);
 /* Refuses duplicate names and sets every offset, each a multiple of align. */
 vkm_status vkm_wfile_layout(vkm_wfile *w, uint32_t align);
-/* Opens the temporary file and writes the header, padded with zeros to data_start. */
+/* Opens the temporary file and writes the header, padded with zeros to data_start. Where the
+ * file system allows, the file is unnamed (O_TMPFILE) until finish links it: a process killed
+ * midway leaves nothing behind; elsewhere it is "<path>.tmp", removed by vkm_wfile_free. */
 vkm_status vkm_wfile_open(vkm_wfile *w, const void *header, uint64_t n, uint64_t data_start);
 vkm_status vkm_wfile_write(vkm_wfile *w, const void *data, uint64_t n);
 vkm_status vkm_wfile_write_tensor(vkm_wfile *w, const char *name, const void *data,

@@ -196,13 +196,13 @@ static void test_cat(void **state)
     vkm_context *ctx = test_context();
     const char *in[3] = {TESTBED "/experts/python", TESTBED "/experts/c/adapter.gguf", TESTBED "/experts/legal"};
     const double w[3] = {1.0, 0.7, -0.4};
-    run_merge(ctx, VKM_MERGE_LORA_CAT, in, w, 3, VKM_TEST_TMPDIR "/cat.gguf");
-    check_cat(VKM_TEST_TMPDIR "/cat.gguf", in, w, 3);
-    vkm_adapter_src o = open_adapter(VKM_TEST_TMPDIR "/cat.gguf");
+    run_merge(ctx, VKM_MERGE_LORA_CAT, in, w, 3, VKM_TEST_TMPDIR "/mlora_cat.gguf");
+    check_cat(VKM_TEST_TMPDIR "/mlora_cat.gguf", in, w, 3);
+    vkm_adapter_src o = open_adapter(VKM_TEST_TMPDIR "/mlora_cat.gguf");
     assert_int_equal(o.pairs[0].rank, 24); /* 8 + 8 + 8 */
     vkm_adapter_close(&o);
-    run_merge(ctx, VKM_MERGE_LORA_CAT, in, w, 3, VKM_TEST_TMPDIR "/cat_peft");
-    check_cat(VKM_TEST_TMPDIR "/cat_peft", in, w, 3);
+    run_merge(ctx, VKM_MERGE_LORA_CAT, in, w, 3, VKM_TEST_TMPDIR "/mlora_cat_peft");
+    check_cat(VKM_TEST_TMPDIR "/mlora_cat_peft", in, w, 3);
     test_context_done(ctx);
 }
 
@@ -212,8 +212,8 @@ static void test_linear(void **state)
     vkm_context *ctx = test_context();
     const char *in[2] = {TESTBED "/experts/python/adapter.gguf", TESTBED "/experts/shell"};
     const double w[2] = {0.6, 0.4};
-    run_merge(ctx, VKM_MERGE_LORA_LINEAR, in, w, 2, VKM_TEST_TMPDIR "/linear.gguf");
-    vkm_adapter_src out = open_adapter(VKM_TEST_TMPDIR "/linear.gguf"), a[2] = {open_adapter(in[0]), open_adapter(in[1])};
+    run_merge(ctx, VKM_MERGE_LORA_LINEAR, in, w, 2, VKM_TEST_TMPDIR "/mlora_linear.gguf");
+    vkm_adapter_src out = open_adapter(VKM_TEST_TMPDIR "/mlora_linear.gguf"), a[2] = {open_adapter(in[0]), open_adapter(in[1])};
     for (uint32_t k = 0; k < out.n_pairs; k++) {
         const vkm_lora_pair *p = &out.pairs[k];
         assert_int_equal(p->rank, 8);
@@ -253,16 +253,16 @@ static void test_linear(void **state)
     vkm_adapter_close(&a[0]);
     vkm_adapter_close(&a[1]);
     /* different ranks cannot be averaged */
-    const char *mixed[2] = {TESTBED "/experts/python", VKM_TEST_TMPDIR "/cat.gguf"};
+    const char *mixed[2] = {TESTBED "/experts/python", VKM_TEST_TMPDIR "/mlora_cat.gguf"};
     vkm_merge_params p = vkm_merge_default_params();
     p.method = VKM_MERGE_LORA_LINEAR;
     p.n_models = 2;
     for (int i = 0; i < 2; i++) snprintf(p.models[i].path, sizeof p.models[i].path, "%s", mixed[i]);
     snprintf(p.base, sizeof p.base, "%s/base/model.gguf", TESTBED);
     if (vkm_exists(mixed[1])) {
-        assert_int_equal(vkm_merge(ctx, &p, VKM_TEST_TMPDIR "/bad.gguf"), VKM_ERR_MISMATCH);
+        assert_int_equal(vkm_merge(ctx, &p, VKM_TEST_TMPDIR "/mlora_bad.gguf"), VKM_ERR_MISMATCH);
         assert_non_null(strstr(vkm_context_errmsg(ctx), "rank"));
-        assert_false(vkm_exists(VKM_TEST_TMPDIR "/bad.gguf"));
+        assert_false(vkm_exists(VKM_TEST_TMPDIR "/mlora_bad.gguf"));
     }
     test_context_done(ctx);
 }
@@ -320,7 +320,7 @@ static void test_bake(void **state)
     (void)state;
     vkm_context *ctx = test_context();
     const char *bases[2] = {TESTBED "/base/model.gguf", TESTBED "/base"};
-    const char *outs[2] = {VKM_TEST_TMPDIR "/baked.gguf", VKM_TEST_TMPDIR "/baked_st"};
+    const char *outs[2] = {VKM_TEST_TMPDIR "/mlora_baked.gguf", VKM_TEST_TMPDIR "/mlora_baked_st"};
     for (int k = 0; k < 2; k++) { /* GGUF base + PEFT adapter -> GGUF; HF base + PEFT -> folder */
         vkm_merge_params p = vkm_merge_default_params();
         p.method = VKM_MERGE_LORA_BAKE;
