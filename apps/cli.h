@@ -21,6 +21,7 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
+int cmd_route(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 
 /* Common options every device-using command accepts. */

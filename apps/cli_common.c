@@ -133,7 +133,7 @@ static bool parse_u32(const char *v, uint32_t *out)
 bool cli_model_opts_parse(cli_model_opts *o, int argc, char **argv, int *i, bool *bad)
 {
     const char *a = argv[*i], *v;
-    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+    if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-M") || !strcmp(a, "--manifest")) {
         if (!(v = cli_value(argc, argv, i))) *bad = true;
         else o->model = v;
         return true;

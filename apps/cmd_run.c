@@ -32,6 +32,53 @@ static void usage(FILE *f)
             "  -d, --device D          device index or name (or $VKMOE_DEVICE)\n");
 }
 
+/* Token-level routing: how often each expert was the top choice over the generation. */
+typedef struct route_count {
+    uint64_t top[64], total;
+} route_count;
+
+static void count_routes(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_points, uint32_t n_exp,
+                         const uint32_t *ids, const float *w)
+{
+    (void)pos0;
+    route_count *c = user;
+    for (uint32_t p = 0; p < n_points; p++)
+        for (uint32_t t = 0; t < n_tok; t++) {
+            const uint32_t *id = ids + ((size_t)p * n_tok + t) * n_exp;
+            const float *wt = w + ((size_t)p * n_tok + t) * n_exp;
+            int best = -1;
+            for (uint32_t j = 0; j < n_exp && id[j] != 0xffffffffu; j++)
+                if (best < 0 || wt[j] > wt[best]) best = (int)j;
+            if (best >= 0 && id[best] < 64) c->top[id[best]]++;
+            c->total++;
+        }
+}
+
+/* Which experts the run used: the sequence's decision, or the token-level tallies. */
+static void print_experts(vkm_model *m, vkm_session *s, const route_count *c)
+{
+    uint32_t E = vkm_model_n_experts(m);
+    if (!E) return;
+    vkm_router_info ri;
+    if (vkm_model_router_info(m, 0, &ri) == VKM_OK)
+        fprintf(stderr, "vkmoe: router %s, %s level, %s depth, top-%u, %s aggregation\n", ri.policy, ri.granularity,
+                ri.depth, ri.top_k, ri.aggregate);
+    uint32_t ex[64];
+    float w[64];
+    size_t n = 0;
+    if (vkm_session_experts(s, 0, ex, w, 64, &n) == VKM_OK) {
+        fprintf(stderr, "vkmoe: experts used:");
+        for (size_t i = 0; i < n && i < 64; i++)
+            fprintf(stderr, " %s (%.3f)", ex[i] < E ? vkm_model_expert_name(m, ex[i]) : "merged adapter", (double)w[i]);
+        fprintf(stderr, "%s\n", n ? "" : " none (the bare base)");
+    } else if (c->total) {
+        fprintf(stderr, "vkmoe: top expert per routing decision:");
+        for (uint32_t e = 0; e < E && e < 64; e++)
+            fprintf(stderr, " %s %.1f%%", vkm_model_expert_name(m, e), 100.0 * (double)c->top[e] / (double)c->total);
+        fprintf(stderr, "\n");
+    }
+}
+
 static bool on_token(void *user, int32_t token, const char *text, size_t len)
 {
     (void)user;
@@ -133,6 +180,9 @@ int cmd_run(int argc, char **argv)
     vkm_status st = vkm_session_create(m, &ssp, &s);
     vkm_generate_stats gs;
     memset(&gs, 0, sizeof gs);
+    route_count rc_count;
+    memset(&rc_count, 0, sizeof rc_count);
+    if (st == VKM_OK && vkm_model_n_experts(m)) st = vkm_session_trace_routing(s, count_routes, &rc_count);
     if (st == VKM_OK) {
         fputs(prompt, stdout);
         fflush(stdout);
@@ -148,6 +198,7 @@ int cmd_run(int argc, char **argv)
     if (st != VKM_OK) {
         rc = cli_error("run", "%s", vkm_context_errmsg(ctx));
     } else {
+        print_experts(m, s, &rc_count);
         double pre = gs.prefill_seconds > 0 ? gs.n_prompt / gs.prefill_seconds : 0;
         uint32_t nd = gs.n_generated > 0 ? gs.n_generated - 1 : 0; /* the first comes with the prefill */
         double dec = gs.decode_seconds > 0 && nd ? nd / gs.decode_seconds : 0;

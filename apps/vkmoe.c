@@ -14,6 +14,8 @@ static const struct {
     {"devices", cmd_devices, "list Vulkan devices and their capabilities"},
     {"run", cmd_run, "generate text with a model (streams to stdout)"},
     {"ppl", cmd_ppl, "perplexity of a model on a text file"},
+    {"route", cmd_route, "how a MoErged model routes a text (CSV, JSON, heat map PNG)"},
+    {"info", cmd_info, "inspect and validate a model or adapter file"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"bench", cmd_bench, "copy bandwidth and kernel microbenchmarks (--json)"},
     {"merge", cmd_merge, "merge models or LoRA adapters (mergekit methods and configs)"},

@@ -64,7 +64,12 @@ static void route_tokens(moe_ctx *c, vkm_depth d, uint32_t p, uint32_t copies, v
 static void pool_rows(moe_ctx *c, vkm_act x, uint32_t dim, uint32_t p)
 {
     vkm_model *m = c->m;
-    vkm_op_pool(&m->rec, x, c->s->n_tok, dim, m->pool, (uint32_t)c->s->pool_slot * m->pool_len + m->pool_off[p]);
+    uint32_t n = c->s->n_tok;
+    if (c->s->pool_skip_first && c->s->pos[0] == 0) { /* rows are one sequence's, in order */
+        x.off += x.stride;
+        n--;
+    }
+    if (n) vkm_op_pool(&m->rec, x, n, dim, m->pool, (uint32_t)c->s->pool_slot * m->pool_len + m->pool_off[p]);
 }
 
 /* The experts of site (layer, module): routing at module depth, pooling, shrink + expand. */
@@ -142,6 +147,8 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
             route_tokens(&mc, VKM_DEPTH_LAYER, vkm_site_index(l, 0), VKM_N_MODULES, XN, D);
             if (l == 0) route_tokens(&mc, VKM_DEPTH_MODEL, 0, n_sites, XN, D);
             if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_LAYER) pool_rows(&mc, XN, D, vkm_site_index(l, 0));
+            /* the sequence feature of model depth: the last layer's normed input */
+            if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_MODEL && l + 1 == hp->n_layers) pool_rows(&mc, XN, D, 0);
         }
         vkm_op_linear(r, &ly->wq, XN, Q, T, false);
         adapt(&mc, l, VKM_MOD_Q, XN, Q);
@@ -164,10 +171,7 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
         vkm_op_linear(r, &ly->w_down, G, X, T, true);
         adapt(&mc, l, VKM_MOD_DOWN, G, X);
     }
-    if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_MODEL) { /* final normed states, all rows */
-        vkm_op_rmsnorm(r, X, m->output_norm, XN, D, T, hp->norm_eps);
-        pool_rows(&mc, XN, D, 0);
-    }
+
     if (s->n_out) {
         vkm_act XO = {a->xo, 0, D}, LG = {a->logits, 0, hp->n_vocab};
         vkm_op_rmsnorm_rows(r, X, m->output_norm, XO, D, s->n_out, hp->norm_eps, &sb.r, out_off);

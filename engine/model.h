@@ -121,6 +121,8 @@ typedef struct vkm_step {
     vkm_route_group groups[VKM_MAX_ROUTERS];
     int32_t pool_slot;            /* -1: none                                                    */
     vkm_depth pool_depth;
+    bool pool_skip_first;         /* leave the token at position 0 out of the pool (its state is
+                                     an attention sink, unlike the text's)                       */
 } vkm_step;
 
 /* Offsets of the arrays in the step buffer. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "writer.h"
 
 vkm_status vkm_moe_alloc(vkm_model *m)
 {
@@ -122,7 +123,28 @@ void vkm_moe_route_pooled(vkm_model *m, uint32_t ri, uint32_t slot, uint32_t cou
 }
 
 /* ---- centroids from calibration texts --------------------------------------------------------- */
+/* Feeds a text through the base model in windows of n_ctx tokens, pooling the model-depth
+ * feature into slot 0; with `each`, hands the mean feature of every window to it. */
+typedef void (*window_fn)(void *user, const float *mean, uint32_t dim);
+
+static vkm_status pool_windows(vkm_model *m, const char *path, uint32_t *count, window_fn each, void *user);
+
 static vkm_status pool_text(vkm_model *m, const char *path, uint32_t *count)
+{
+    return pool_windows(m, path, count, NULL, NULL);
+}
+
+static vkm_status clear_pool0(vkm_model *m)
+{
+    vkm_status s = vkm_rec_begin(&m->rec, m->cmd);
+    vkm_moe_clear_pool(m, 0);
+    vkm_status e = vkm_rec_end(&m->rec);
+    if (s == VKM_OK) s = e;
+    if (s == VKM_OK) s = vkm_dev_submit_wait(m->d, m->cmd);
+    return s;
+}
+
+static vkm_status pool_windows(vkm_model *m, const char *path, uint32_t *count, window_fn each, void *user)
 {
     vkm_err *err = m->d->err;
     if (!m->tok) return vkm_fail(err, VKM_ERR_STATE, "%s: calibration texts need the model's tokenizer", path);
@@ -137,17 +159,27 @@ static vkm_status pool_text(vkm_model *m, const char *path, uint32_t *count)
     if (!ids || !pos || !slot) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     if (s == VKM_OK) s = vkm_tokenize(m->tok, text, len, vkm_tokenizer_adds_bos(m->tok), false, ids, n, &n);
     /* windows of the context length, each from position 0, fed in steps of n_batch */
+    float *mean = each ? malloc(4ull * m->hp.dim) : NULL;
+    if (each && !mean) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (size_t w0 = 0; w0 < n && s == VKM_OK; w0 += m->n_ctx) {
         size_t wn = n - w0 < m->n_ctx ? n - w0 : m->n_ctx;
+        if (wn < 8) break; /* too short to describe anything */
+        if (each) s = clear_pool0(m);
         for (size_t c0 = 0; c0 < wn && s == VKM_OK; c0 += m->n_batch) {
             uint32_t T = (uint32_t)(wn - c0 < m->n_batch ? wn - c0 : m->n_batch);
             for (uint32_t i = 0; i < T; i++) pos[i] = (uint32_t)(c0 + i);
             vkm_step st = {.n_tok = T, .tokens = ids + w0 + c0, .pos = pos, .slot = slot,
-                           .pool_slot = 0, .pool_depth = VKM_DEPTH_MODEL};
+                           .pool_slot = 0, .pool_depth = VKM_DEPTH_MODEL, .pool_skip_first = true};
             s = vkm_model_run_step(m, &st, 0);
-            *count += T;
+            *count += c0 == 0 ? T - 1 : T;
+        }
+        if (each && s == VKM_OK) {
+            s = vkm_download(m->d, vkm_range_sub(m->pool, 4ull * m->pool_off[0], 4ull * m->hp.dim), mean, 4ull * m->hp.dim);
+            for (uint32_t k = 0; k < m->hp.dim; k++) mean[k] /= (float)(wn - 1);
+            if (s == VKM_OK) each(user, mean, m->hp.dim);
         }
     }
+    free(mean);
     free(text);
     free(ids);
     free(pos);
@@ -203,5 +235,158 @@ vkm_status vkm_router_calibrate(vkm_model *m, vkm_router *r, const vkm_manifest 
     }
     free(c);
     free(sum);
+    return s;
+}
+
+/* ---- a linear-discriminant router from calibration texts --------------------------------------- */
+typedef struct lda_acc {
+    uint32_t dim, n_exp, cur;
+    uint32_t *n;              /* windows per expert                                           */
+    double *sum;              /* [n_exp][dim]                                                  */
+    double **feats;           /* per expert: windows x dim                                     */
+    uint32_t *cap;
+    bool oom;
+} lda_acc;
+
+static void lda_window(void *user, const float *mean, uint32_t dim)
+{
+    lda_acc *a = user;
+    uint32_t e = a->cur;
+    if (a->n[e] == a->cap[e]) {
+        uint32_t cap = a->cap[e] ? 2 * a->cap[e] : 16;
+        double *f = realloc(a->feats[e], (size_t)cap * dim * sizeof *f);
+        if (!f) {
+            a->oom = true;
+            return;
+        }
+        a->feats[e] = f;
+        a->cap[e] = cap;
+    }
+    for (uint32_t k = 0; k < dim; k++) {
+        a->feats[e][(size_t)a->n[e] * dim + k] = mean[k];
+        a->sum[(size_t)e * dim + k] += mean[k];
+    }
+    a->n[e]++;
+}
+
+/* Solves S X = B in place (S: n x n symmetric positive definite, B: n x m) by Cholesky. */
+static bool cholesky_solve(double *S, double *B, uint32_t n, uint32_t m)
+{
+    for (uint32_t j = 0; j < n; j++) {
+        double d = S[(size_t)j * n + j];
+        for (uint32_t k = 0; k < j; k++) d -= S[(size_t)j * n + k] * S[(size_t)j * n + k];
+        if (!(d > 0)) return false;
+        d = sqrt(d);
+        S[(size_t)j * n + j] = d;
+        for (uint32_t i = j + 1; i < n; i++) {
+            double v = S[(size_t)i * n + j];
+            for (uint32_t k = 0; k < j; k++) v -= S[(size_t)i * n + k] * S[(size_t)j * n + k];
+            S[(size_t)i * n + j] = v / d;
+        }
+    }
+    for (uint32_t c = 0; c < m; c++) {
+        for (uint32_t i = 0; i < n; i++) { /* L y = b */
+            double v = B[(size_t)i * m + c];
+            for (uint32_t k = 0; k < i; k++) v -= S[(size_t)i * n + k] * B[(size_t)k * m + c];
+            B[(size_t)i * m + c] = v / S[(size_t)i * n + i];
+        }
+        for (uint32_t i = n; i-- > 0;) { /* L^T x = y */
+            double v = B[(size_t)i * m + c];
+            for (uint32_t k = i + 1; k < n; k++) v -= S[(size_t)k * n + i] * B[(size_t)k * m + c];
+            B[(size_t)i * m + c] = v / S[(size_t)i * n + i];
+        }
+    }
+    return true;
+}
+
+vkm_status vkm_model_fit_router(vkm_model *m, const char *path)
+{
+    if (!m || !path) return VKM_ERR_INVALID_ARGUMENT;
+    vkm_err *err = m->d->err;
+    vkm_err_clear(err);
+    if (!m->bank || !m->man) return vkm_fail(err, VKM_ERR_STATE, "%s is not a MoErged model", m->path);
+    if (m->slot_used[0]) return vkm_fail(err, VKM_ERR_STATE, "fit the router before creating sessions");
+    const uint32_t D = m->hp.dim, E = m->bank->n_exp;
+    lda_acc a = {D, E, 0, calloc(E, 4), calloc((size_t)E * D, 8), calloc(E, sizeof(double *)), calloc(E, 4), false};
+    vkm_status s = a.n && a.sum && a.feats && a.cap ? VKM_OK : vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t i = 0; i < m->man->n_experts && s == VKM_OK; i++) {
+        const vkm_manifest_expert *me = &m->man->experts[i];
+        int e = me->lora[0] ? vkm_bank_find(m->bank, me) : -1;
+        if (e < 0) continue;
+        if (!me->n_calib) {
+            s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: experts[%u].calib: fitting a router needs "
+                         "calibration texts for every expert", m->man->path, i);
+            break;
+        }
+        a.cur = (uint32_t)e;
+        uint32_t count = 0;
+        for (uint32_t f = 0; f < me->n_calib && s == VKM_OK; f++) s = pool_windows(m, me->calib[f], &count, lda_window, &a);
+        if (s == VKM_OK && a.n[e] < 2)
+            s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: expert %s: its calibration texts give %u windows of "
+                         "%u tokens; at least 2 are needed", m->man->path, me->name, a.n[e], m->n_ctx);
+    }
+    if (s == VKM_OK && a.oom) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    double *S = NULL, *B = NULL;
+    float *w = NULL, *b = NULL;
+    if (s == VKM_OK) {
+        S = calloc((size_t)D * D, 8);
+        B = calloc((size_t)D * E, 8);
+        w = malloc((size_t)E * D * 4);
+        b = malloc((size_t)E * 4);
+        if (!S || !B || !w || !b) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    }
+    if (s == VKM_OK) {
+        /* class means; the within-class covariance of windows, averaged over classes */
+        for (uint32_t e = 0; e < E; e++)
+            for (uint32_t k = 0; k < D; k++) a.sum[(size_t)e * D + k] /= a.n[e];
+        for (uint32_t e = 0; e < E; e++)
+            for (uint32_t t = 0; t < a.n[e]; t++) {
+                const double *f = a.feats[e] + (size_t)t * D, *mu = a.sum + (size_t)e * D;
+                for (uint32_t i = 0; i < D; i++)
+                    for (uint32_t j = 0; j <= i; j++)
+                        S[(size_t)i * D + j] += (f[i] - mu[i]) * (f[j] - mu[j]) / ((a.n[e] - 1) * (double)E);
+            }
+        double tr = 0;
+        for (uint32_t i = 0; i < D; i++) {
+            tr += S[(size_t)i * D + i];
+            for (uint32_t j = 0; j < i; j++) S[(size_t)j * D + i] = S[(size_t)i * D + j];
+        }
+        for (uint32_t i = 0; i < D; i++) S[(size_t)i * D + i] += 0.01 * tr / D + 1e-12; /* shrinkage */
+        for (uint32_t k = 0; k < D; k++)
+            for (uint32_t e = 0; e < E; e++) B[(size_t)k * E + e] = a.sum[(size_t)e * D + k];
+        if (!cholesky_solve(S, B, D, E)) s = vkm_fail(err, VKM_ERR_MISMATCH, "the calibration features are degenerate");
+    }
+    if (s == VKM_OK) { /* w_e = S^-1 mu_e, b_e = -1/2 mu_e . w_e */
+        for (uint32_t e = 0; e < E; e++) {
+            double bb = 0;
+            for (uint32_t k = 0; k < D; k++) {
+                w[(size_t)e * D + k] = (float)B[(size_t)k * E + e];
+                bb += a.sum[(size_t)e * D + k] * B[(size_t)k * E + e];
+            }
+            b[e] = (float)(-0.5 * bb);
+        }
+        vkm_st_writer *wr = NULL;
+        int64_t ne[2] = {D, E}, nb[1] = {E};
+        s = vkm_st_writer_create(path, &wr, err);
+        if (s == VKM_OK) s = vkm_st_writer_set_meta(wr, "vkmoe.policy", "learned");
+        if (s == VKM_OK) s = vkm_st_writer_set_meta(wr, "vkmoe.fit", "linear discriminant of calibration windows");
+        if (s == VKM_OK) s = vkm_st_writer_add_tensor(wr, "router.weight", VKM_F32, 2, ne);
+        if (s == VKM_OK) s = vkm_st_writer_add_tensor(wr, "router.bias", VKM_F32, 1, nb);
+        if (s == VKM_OK) s = vkm_st_writer_begin(wr);
+        if (s == VKM_OK) s = vkm_st_writer_write_tensor(wr, "router.weight", w, 4ull * E * D);
+        if (s == VKM_OK) s = vkm_st_writer_write_tensor(wr, "router.bias", b, 4ull * E);
+        if (s == VKM_OK) s = vkm_st_writer_finish(wr);
+        vkm_st_writer_free(wr);
+    }
+    for (uint32_t e = 0; e < E && a.feats; e++) free(a.feats[e]);
+    free(a.feats);
+    free(a.n);
+    free(a.sum);
+    free(a.cap);
+    free(S);
+    free(B);
+    free(w);
+    free(b);
+    if (s == VKM_OK) s = clear_pool0(m);
     return s;
 }

@@ -79,7 +79,7 @@ void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
                    bool accumulate)
 {
     const vkm_dev *d = r->dev;
-    const uint32_t nr = vkm_ops_cpu_device(d) ? 4u : 2u;
+    const uint32_t nr = vkm_ops_cpu_device(d) ? 8u : 2u;
     for (uint32_t t0 = 0; t0 < n_t; t0 += 8) {
         uint32_t nt = n_t - t0 < 8 ? n_t - t0 : 8;
         uint32_t spec[3] = {vkm_ops_reduce_wg(d), nr, nt};

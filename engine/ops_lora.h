@@ -25,6 +25,7 @@ typedef struct vkm_router_call {
 #define VKM_ROUTER_ABS 2u
 #define VKM_ROUTER_SOFTMAX 4u
 #define VKM_ROUTER_SIGMOID 8u
+#define VKM_ROUTER_BIAS 16u
 
 void vkm_op_router(vkm_rec *r, const vkm_router_call *c);
 

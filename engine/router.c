@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "writer.h"
 
 static const char *module_names[VKM_N_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                   "gate_proj", "up_proj", "down_proj"};
@@ -74,9 +75,11 @@ static void normalize_rows(float *w, uint32_t rows, uint32_t cols)
     }
 }
 
+/* A point's matrix: n_exp rows of its input length (+ one row of biases with VKM_ROUTER_BIAS). */
 static vkm_status alloc_point(vkm_model *m, vkm_router *r, uint32_t site, vkm_range *out)
 {
-    return vkm_arena_alloc(&r->arena, 4ull * r->n_exp * point_in(m, r, site), 16, out);
+    uint32_t rows = r->n_exp + ((r->flags & VKM_ROUTER_BIAS) ? 1 : 0);
+    return vkm_arena_alloc(&r->arena, 4ull * rows * point_in(m, r, site), 16, out);
 }
 
 /* learned / phatgoose / centroid matrices from the router file */
@@ -86,6 +89,16 @@ static vkm_status load_file(vkm_model *m, vkm_router *r, const char *path)
     vkm_st st;
     vkm_status s = vkm_st_open(path, &st, err);
     if (s != VKM_OK) return s;
+    for (uint64_t i = 0; i < st.n_tensors; i++) { /* biases ("...router.bias" [E]) anywhere: a bias row */
+        const char *tn = st.tensors[i].name;
+        size_t nl = strlen(tn);
+        if (nl >= 11 && !strcmp(tn + nl - 11, "router.bias") && (nl == 11 || tn[nl - 12] == '.'))
+            r->flags |= VKM_ROUTER_BIAS;
+    }
+    if ((r->flags & VKM_ROUTER_BIAS) && r->policy == VKM_POLICY_CENTROID) {
+        vkm_st_close(&st);
+        return vkm_fail(err, VKM_ERR_FORMAT, "%s: a centroid router has no biases (use policy learned)", path);
+    }
     for (uint32_t site = 0; site < m->bank->n_sites && s == VKM_OK; site++) {
         if (!is_point(r, site)) continue;
         char name[128];
@@ -104,12 +117,23 @@ static vkm_status load_file(vkm_model *m, vkm_router *r, const char *path)
                          "(experts x input)", path, name, (long long)t->ne[1], (long long)t->ne[0], r->n_exp, in);
             break;
         }
-        float *w = malloc(4ull * r->n_exp * in);
+        const uint32_t rows = r->n_exp + ((r->flags & VKM_ROUTER_BIAS) ? 1 : 0);
+        float *w = calloc((size_t)rows * in, 4);
         if (!w) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
         if (s == VKM_OK) s = vkm_to_f32(t->dtype, t->data, (uint64_t)r->n_exp * in, w);
         if (s == VKM_OK && r->policy == VKM_POLICY_CENTROID) normalize_rows(w, r->n_exp, in);
+        if (s == VKM_OK && rows > r->n_exp) { /* this point's biases, if given */
+            char bname[128];
+            snprintf(bname, sizeof bname, "%.*s.bias", (int)(strlen(name) - 7), name);
+            const vkm_tensor_src *bt = vkm_st_tensor(&st, bname);
+            if (bt && vkm_tensor_nelem(bt) != r->n_exp)
+                s = vkm_fail(err, VKM_ERR_MISMATCH, "%s: %s has %lld values, expected %u", path, bname,
+                             (long long)vkm_tensor_nelem(bt), r->n_exp);
+            else if (bt)
+                s = vkm_to_f32(bt->dtype, bt->data, r->n_exp, w + (size_t)r->n_exp * in);
+        }
         if (s == VKM_OK) s = alloc_point(m, r, site, &r->r[site]);
-        if (s == VKM_OK) s = vkm_upload(m->d, r->r[site], w, 4ull * r->n_exp * in);
+        if (s == VKM_OK) s = vkm_upload(m->d, r->r[site], w, 4ull * rows * in);
         free(w);
     }
     vkm_st_close(&st);
@@ -263,4 +287,62 @@ void vkm_router_free(vkm_model *m, vkm_router *r)
     vkm_arena_destroy(&r->arena);
     free(r->r);
     free(r);
+}
+
+vkm_status vkm_model_save_router(vkm_model *m, uint32_t ri, const char *path)
+{
+    if (!m || !path) return VKM_ERR_INVALID_ARGUMENT;
+    vkm_err *err = m->d->err;
+    vkm_err_clear(err);
+    if (ri >= m->n_routers) return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "router %u (the model has %u)", ri, m->n_routers);
+    const vkm_router *r = m->routers[ri];
+    if (!r->has_matrix)
+        return vkm_fail(err, VKM_ERR_STATE, "router %u (%s) has fixed weights, no matrices", ri, vkm_policy_name(r->policy));
+    vkm_st_writer *w = NULL;
+    vkm_status s = vkm_st_writer_create(path, &w, err);
+    if (s == VKM_OK) s = vkm_st_writer_set_meta(w, "vkmoe.policy", vkm_policy_name(r->policy));
+    char name[128], bname[128];
+    const bool bias = r->flags & VKM_ROUTER_BIAS;
+    for (uint32_t p = 0; p < m->bank->n_sites && s == VKM_OK; p++)
+        if (is_point(r, p) && r->r[p].buf) {
+            point_name(r, p, name, sizeof name);
+            int64_t ne[2] = {point_in(m, r, p), r->n_exp}, nb[1] = {r->n_exp};
+            s = vkm_st_writer_add_tensor(w, name, VKM_F32, 2, ne);
+            snprintf(bname, sizeof bname, "%.*s.bias", (int)(strlen(name) - 7), name);
+            if (s == VKM_OK && bias) s = vkm_st_writer_add_tensor(w, bname, VKM_F32, 1, nb);
+        }
+    if (s == VKM_OK) s = vkm_st_writer_begin(w);
+    for (uint32_t p = 0; p < m->bank->n_sites && s == VKM_OK; p++)
+        if (is_point(r, p) && r->r[p].buf) {
+            point_name(r, p, name, sizeof name);
+            uint64_t bytes = 4ull * point_in(m, r, p) * r->n_exp;
+            float *h = malloc(bytes + 4ull * point_in(m, r, p));
+            s = h ? vkm_download(m->d, r->r[p], h, bias ? bytes + 4ull * point_in(m, r, p) : bytes)
+                  : VKM_ERR_OUT_OF_HOST_MEMORY;
+            if (s == VKM_OK) s = vkm_st_writer_write_tensor(w, name, h, bytes);
+            snprintf(bname, sizeof bname, "%.*s.bias", (int)(strlen(name) - 7), name);
+            if (s == VKM_OK && bias) s = vkm_st_writer_write_tensor(w, bname, h + bytes / 4, 4ull * r->n_exp);
+            free(h);
+        }
+    if (s == VKM_OK) s = vkm_st_writer_finish(w);
+    vkm_st_writer_free(w);
+    return s;
+}
+
+vkm_status vkm_model_router_info(const vkm_model *m, uint32_t ri, vkm_router_info *o)
+{
+    if (!m || !o || ri >= m->n_routers) return VKM_ERR_INVALID_ARGUMENT;
+    const vkm_router *r = m->routers[ri];
+    static const char *gran[] = {"token", "sequence", "task"}, *depth[] = {"module", "layer", "model"};
+    static const char *agg[] = {"output", "parameter", "logits"}, *merge[] = {"average", "exact"};
+    memset(o, 0, sizeof *o);
+    snprintf(o->policy, sizeof o->policy, "%s", vkm_policy_name(r->policy));
+    snprintf(o->granularity, sizeof o->granularity, "%s", gran[r->gran]);
+    snprintf(o->depth, sizeof o->depth, "%s", depth[r->depth]);
+    snprintf(o->aggregate, sizeof o->aggregate, "%s", agg[r->agg]);
+    snprintf(o->merge, sizeof o->merge, "%s", merge[r->merge]);
+    o->n_experts = r->n_exp;
+    o->top_k = r->top_k;
+    snprintf(o->manifest, sizeof o->manifest, "%s", r->path);
+    return VKM_OK;
 }

@@ -1,7 +1,8 @@
 /*
  * seqroute.c — how each session's experts are chosen: the bare base, fixed weights, or a router
  * of the model at its granularity — token (a row per token, decided inside every step),
- * sequence (decided once from the mean of the prompt's router inputs under the base model, then
+ * sequence (decided once from the mean of the prompt's router inputs under the base model —
+ * position 0 left out, an attention sink unlike the text — then
  * fixed: PELMo, LoraRetriever, DAM), task (fixed by the manifest: LoraHub). Parameter
  * aggregation "average" composes the chosen experts into one adapter (a virtual expert of the
  * session's slot, or of the task); "exact" reads the chosen experts' ranks in place, which is
@@ -155,14 +156,14 @@ vkm_status vkm_seqroute_prompt(vkm_session *s, const int32_t *ids, size_t n)
             slot[i] = s->slot;
         }
         vkm_step step = {.n_tok = T, .tokens = ids + done, .pos = pos, .slot = slot,
-                         .pool_slot = (int32_t)s->slot, .pool_depth = r->depth};
+                         .pool_slot = (int32_t)s->slot, .pool_depth = r->depth, .pool_skip_first = n > 1};
         st = vkm_model_run_step(m, &step, 0);
         done += T;
     }
     /* the decision, into the sequence row */
     if (st == VKM_OK) {
         st = vkm_rec_begin(&m->rec, m->cmd);
-        vkm_moe_route_pooled(m, s->router, s->slot, (uint32_t)n);
+        vkm_moe_route_pooled(m, s->router, s->slot, (uint32_t)(n > 1 ? n - 1 : n));
         vkm_status e = vkm_rec_end(&m->rec);
         if (st == VKM_OK) st = e;
         if (st == VKM_OK) st = vkm_dev_submit_wait(m->d, m->cmd);

@@ -407,8 +407,9 @@ static vkm_status check_combination(mctx *c)
         all_positive &= x->n_positive > 0;
         any_model |= x->model[0] != 0;
         snprintf(path, sizeof path, "experts[%u].%s", i, x->n_calib ? "calib" : "positive");
-        if (x->n_calib && p != VKM_POLICY_CENTROID)
-            return fail_at(c, VKM_ERR_FORMAT, path, "calibration files are used by policy centroid only (policy is %s)", pn);
+        if (x->n_calib && p != VKM_POLICY_CENTROID && p != VKM_POLICY_LEARNED)
+            return fail_at(c, VKM_ERR_FORMAT, path, "calibration files are used by policies centroid and learned "
+                           "(fitting its router) only (policy is %s)", pn);
         if ((x->n_positive || x->n_negative) && p != VKM_POLICY_HIDDEN) {
             snprintf(path, sizeof path, "experts[%u].%s", i, x->n_positive ? "positive" : "negative");
             return fail_at(c, VKM_ERR_FORMAT, path, "prompts are used by policy hidden only (policy is %s)", pn);

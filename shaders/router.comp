@@ -4,7 +4,7 @@
 // normalisation; R is E x in, one row per expert), |logit| for Arrow, / temperature, then
 // softmax or sigmoid or raw, top-k over the experts other than the always-on one (ties: the
 // lowest index), renormalised to sum 1 (softmax / sigmoid), the always-on expert added with
-// weight 1. Writes the chosen bank experts (packed first, then 0xffffffff) and their weights
+// weight 1 (flags 16: a bias per expert, in the matrix row after the experts' rows). Writes the chosen bank experts (packed first, then 0xffffffff) and their weights
 // into the routing buffers the LoRA kernels read. Spec constants: 0 WG, 1 EMAX.
 #include "types.glsl"
 #define VKM_PUSH_ROUTER
@@ -46,6 +46,7 @@ void main()
         for (uint t = 0; t < WG; t++) s += part[e * WG + t];
         if ((pc.flags & 1u) != 0u) s = norm > 0.0 ? s / norm : 0.0;
         if ((pc.flags & 2u) != 0u) s = abs(s);
+        if ((pc.flags & 16u) != 0u) s += rw[pc.n_exp * pc.in_dim + e]; // biases: the row after the experts
         logit[e] = s * pc.inv_temp;
     }
     // probabilities (or raw values)

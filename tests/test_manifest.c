@@ -340,7 +340,7 @@ static const struct {
     {R("\"policy\": \"learned\", \"weights\": \"$T/nope.safetensors\""), VKM_ERR_IO, "router.weights: "},
     {R("\"policy\": \"centroid\""), VKM_ERR_FORMAT, "router.weights: policy centroid needs a router file or calib files for every expert"},
     {"{" BASE ", \"experts\": [{\"name\": \"a\", \"lora\": \"$T/experts/c\", \"calib\": [\"$T/calib/c.txt\"]}]}", VKM_ERR_FORMAT,
-     "experts[0].calib: calibration files are used by policy centroid only (policy is uniform)"},
+     "experts[0].calib: calibration files are used by policies centroid and learned"},
     {"{" BASE ", \"experts\": [{\"name\": \"a\", \"lora\": \"$T/experts/c\", \"negative\": [\"x\"]}]}", VKM_ERR_FORMAT,
      "experts[0].negative: prompts are used by policy hidden only (policy is uniform)"},
     {"{" BASE ", \"experts\": [{\"name\": \"a\", \"lora\": \"$T/experts/c\", \"positive\": [\"x\"]}, {\"name\": \"b\", \"lora\":"

@@ -74,12 +74,16 @@ static const char *manifest(fixture *f, const char *name, const char *router_jso
     return p;
 }
 
-/* Random router matrices for the points of a depth, written to a router file; ref rows too. */
+/* Random router matrices for the points of a depth, written to a router file; ref rows too;
+ * with_bias: a "...router.bias" per point as well. */
+static bool with_bias;
+
 static void router_file(fixture *f, const char *path, int depth, ref_router *rr, uint64_t seed, bool unit_rows)
 {
     const ref_model *m = &f->rm;
     const uint32_t P = m->n_layers * 7;
     rr->r = calloc(P, sizeof *rr->r);
+    if (with_bias) rr->bias = calloc(P, sizeof *rr->bias);
     test_rng rng = {seed};
     vkm_err e;
     vkm_st_writer *w = NULL;
@@ -95,14 +99,22 @@ static void router_file(fixture *f, const char *path, int depth, ref_router *rr,
             if (depth == 0) snprintf(name, sizeof name, "layers.%u.%s.router.weight", l, mod_names[mod]);
             else if (depth == 1) snprintf(name, sizeof name, "layers.%u.router.weight", l);
             else snprintf(name, sizeof name, "router.weight");
-            int64_t ne[2] = {in, N_EXP};
+            int64_t ne[2] = {in, N_EXP}, nb[1] = {N_EXP};
+            char bname[140];
+            snprintf(bname, sizeof bname, "%.*s.bias", (int)(strlen(name) - 7), name);
             if (pass == 0) {
                 vkm_st_writer_add_tensor(w, name, VKM_F32, 2, ne);
                 rr->r[p] = malloc(4ull * N_EXP * in);
                 test_fill(&rng, rr->r[p], (size_t)N_EXP * in, 1.0f);
+                if (with_bias) {
+                    vkm_st_writer_add_tensor(w, bname, VKM_F32, 1, nb);
+                    rr->bias[p] = malloc(4ull * N_EXP);
+                    test_fill(&rng, rr->bias[p], N_EXP, 3.0f);
+                }
                 continue;
             }
             if (vkm_st_writer_write_tensor(w, name, rr->r[p], 4ull * N_EXP * in)) fail_msg("%s", e.msg);
+            if (with_bias && vkm_st_writer_write_tensor(w, bname, rr->bias[p], 4ull * N_EXP)) fail_msg("%s", e.msg);
             if (unit_rows) /* the engine normalises centroid rows; so does the reference */
                 for (uint32_t x = 0; x < N_EXP; x++) {
                     double ss = 0;
@@ -117,8 +129,12 @@ static void router_file(fixture *f, const char *path, int depth, ref_router *rr,
 
 static void router_free(const ref_model *m, ref_router *rr)
 {
-    for (uint32_t p = 0; p < m->n_layers * 7; p++) free(rr->r[p]);
+    for (uint32_t p = 0; p < m->n_layers * 7; p++) {
+        free(rr->r[p]);
+        if (rr->bias) free(rr->bias[p]);
+    }
     free(rr->r);
+    free(rr->bias);
 }
 
 static vkm_model *load(vkm_context *ctx, const char *path, uint32_t n_seq)
@@ -328,6 +344,10 @@ static void test_token_routers(void **state)
     token_case(ctx, &f, "t_layer_none", 1, "none", 2, 2, 1.0f, -1, "learned", false, false);
     token_case(ctx, &f, "t_layer_dense", 1, "softmax", 0, 0, 2.0f, -1, "learned", false, false);
     token_case(ctx, &f, "t_model_soft1", 2, "softmax", 0, 1, 0.5f, -1, "learned", false, false);
+    with_bias = true; /* routers with a bias per expert (model depth: "router.bias") */
+    token_case(ctx, &f, "t_model_bias", 2, "softmax", 0, 1, 1.0f, -1, "learned", false, false);
+    token_case(ctx, &f, "t_mod_bias", 0, "sigmoid", 1, 2, 1.0f, -1, "learned", false, false);
+    with_bias = false;
     token_case(ctx, &f, "t_phatgoose", 0, "softmax", 0, 2, 1.0f, -1, "phatgoose", true, false);
     test_context_done(ctx);
     fixture_free(&f);
@@ -359,6 +379,7 @@ static void seq_case(vkm_context *ctx, fixture *f, const char *name, int depth, 
     ref_moe_init(&x, &f->rm, &f->bank);
     x.pooling = true;
     x.pool_depth = depth;
+    x.pool_skip_first = n > 1;
     free(ref_logits(&x, ids, n));
     x.pooling = false;
     ref_moe_decide_pooled(&x, &rr);
@@ -396,6 +417,9 @@ static void test_sequence_routers(void **state)
     seq_case(ctx, &f, "s_model_centroid", 2, 1, "output", "average", REF_POINTS, "centroid", true);
     seq_case(ctx, &f, "s_module_exact", 0, 2, "parameter", "exact", REF_POINTS, "learned", false);
     seq_case(ctx, &f, "s_layer_out", 1, 0, "output", "average", REF_POINTS, "learned", false);
+    with_bias = true;
+    seq_case(ctx, &f, "s_model_bias", 2, 1, "output", "average", REF_POINTS, "learned", false);
+    with_bias = false;
     test_context_done(ctx);
     fixture_free(&f);
     fixture_init(&f, "seq_eq", true); /* equal ranks: "average" composes one adapter */

@@ -43,7 +43,8 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--shape")) {
             shape_name = v;
             if (!strcmp(v, "tiny")) sh = (vkm_model_shape){512, 64, 5, 8, 4, 0, 172, 512, 10000.0f, true};
-            else if (strcmp(v, "1.1b")) { fprintf(stderr, "bench_model: --shape 1.1b or tiny\n"); return 2; }
+            else if (!strcmp(v, "testbed")) sh = (vkm_model_shape){1024, 128, 4, 4, 2, 0, 352, 128, 10000.0f, false};
+            else if (strcmp(v, "1.1b")) { fprintf(stderr, "bench_model: --shape 1.1b, testbed or tiny\n"); return 2; }
         } else if (!strcmp(a, "--types")) types = v;
         else if (!strcmp(a, "--prefill")) prefill = atoi(v);
         else if (!strcmp(a, "--decode")) decode = atoi(v);
@@ -90,6 +91,17 @@ int main(int argc, char **argv)
         t0 = now();
         if (vkm_session_prompt(s, ids, (size_t)prefill, &next) != VKM_OK) return fail(ctx, "prefill");
         double pre = prefill / (now() - t0);
+        if (profile && !json) { /* the last prefill step, kernel by kernel */
+            vkm_kernel_stat ks[64];
+            size_t nk = 0;
+            vkm_model_profile(m, ks, 64, &nk);
+            double tot = 0;
+            for (size_t k = 0; k < nk; k++) tot += ks[k].seconds;
+            printf("  prefill step kernels (%s): %.1f ms in kernels\n", t, tot * 1e3);
+            for (size_t k = 0; k < nk && k < 8; k++)
+                printf("    %-18s %5u calls %9.2f ms %5.1f%%\n", ks[k].name, ks[k].calls, ks[k].seconds * 1e3,
+                       100 * ks[k].seconds / tot);
+        }
         if (vkm_session_decode(s, next, &next) != VKM_OK) return fail(ctx, "decode"); /* warm */
         t0 = now();
         for (int i = 0; i < decode; i++)

@@ -370,6 +370,26 @@ const char *vkm_model_expert_name(const vkm_model *m, uint32_t i);
  * all in the bank adds a router (its policy, granularity, depth, aggregation) that sessions
  * may choose: sequences with different routers then share one batch. */
 uint32_t vkm_model_n_routers(const vkm_model *m);
+typedef struct vkm_router_info {
+    char policy[16];          /* "uniform", "noisy", "learned", "arrow", "centroid", ...      */
+    char granularity[16];     /* "token", "sequence", "task"                                  */
+    char depth[16];           /* "module", "layer", "model"                                   */
+    char aggregate[16];       /* "output", "parameter", "logits"                              */
+    char merge[16];           /* "average", "exact"                                           */
+    uint32_t n_experts, top_k;
+    char manifest[1024];
+} vkm_router_info;
+vkm_status vkm_model_router_info(const vkm_model *m, uint32_t router, vkm_router_info *out);
+/* Writes a router's matrices (learned, noisy, Arrow prototypes, centroids: computed ones
+ * included) as a router file of shared/DESIGN.md's names, for "router.weights". */
+vkm_status vkm_model_save_router(vkm_model *m, uint32_t router, const char *path);
+/* Fits a sequence-level router from the experts' calibration texts (the manifest's "calib"):
+ * features = the mean of the last layer's normed input over windows of n_ctx tokens of each
+ * text under the base model; a linear discriminant (w_e = S^-1 mu_e, b_e = -mu_e . w_e / 2,
+ * S = the within-expert covariance of the windows, shrunk by 1% of its mean variance).
+ * Writes router.weight and router.bias: use it with policy "learned", granularity "sequence",
+ * depth "model". Call before creating sessions. */
+vkm_status vkm_model_fit_router(vkm_model *m, const char *path);
 vkm_status vkm_model_add_router(vkm_model *m, const char *manifest, uint32_t *router);
 
 /* One kernel's share of the last step, with the model loaded with params.profile. */
@@ -610,6 +630,14 @@ vkm_status vkm_merge_config_load(const char *path, vkm_merge_params *out, char *
  * output equal to an input), VKM_ERR_MISMATCH (architectures, shapes, tensor sets), VKM_ERR_IO,
  * VKM_ERR_FORMAT, VKM_ERR_UNSUPPORTED, VKM_ERR_CANCELLED, device errors. */
 vkm_status vkm_merge(vkm_context *ctx, const vkm_merge_params *p, const char *out_path);
+
+/* Writes a GGUF llama model of the given shape with seeded random weights, tensor by tensor
+ * (merge benchmarks and tests): every value is base(seed) + noise * perturbation(noise_seed), so
+ * files with one seed and different noise seeds are perturbed copies of one model. Matrices are
+ * stored as dtype (VKM_F32, VKM_F16 or VKM_BF16), norms as F32; no tokenizer. On failure msg
+ * (cap bytes) says why. VKM_ERR_INVALID_ARGUMENT, VKM_ERR_IO, VKM_ERR_OUT_OF_HOST_MEMORY. */
+vkm_status vkm_model_write_random(const char *path, const vkm_model_shape *shape, vkm_dtype dtype,
+                                  uint64_t seed, float noise, uint64_t noise_seed, char *msg, size_t cap);
 
 #ifdef __cplusplus
 }

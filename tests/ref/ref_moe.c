@@ -32,6 +32,7 @@ void ref_moe_decide(ref_moe *x, const ref_router *r, uint32_t p, const double *v
         for (uint32_t c = 0; c < in; c++) s += (double)r->r[p][(size_t)e * in + c] * v[c];
         if (r->norm_input) s = nrm > 0 ? s / nrm : 0;
         if (r->abs_logit) s = fabs(s);
+        if (r->bias && r->bias[p]) s += r->bias[p][e];
         lg[e] = s / r->temperature;
     }
     if (r->norm == 0) {
@@ -127,6 +128,7 @@ static void apply(ref_moe *x, uint32_t layer, uint32_t mod, const double *v, uin
 
 static void pool_add(ref_moe *x, uint32_t p, const double *v, uint32_t in)
 {
+    if (x->pool_skip_first && x->pos == 0) return;
     if (!x->pool[p]) x->pool[p] = calloc(in, 8);
     for (uint32_t c = 0; c < in; c++) x->pool[p][c] += v[c];
 }
@@ -150,6 +152,7 @@ static void hook_layer(void *u, uint32_t layer, const double *xn, uint32_t dim)
     const uint32_t p = layer * REF_MOD;
     if (x->pooling) {
         if (x->pool_depth == 1) pool_add(x, p, xn, dim);
+        if (x->pool_depth == 2 && layer + 1 == x->m->n_layers) pool_add(x, 0, xn, dim); /* model depth */
         return;
     }
     if (x->mode != REF_TOKEN) return;
@@ -162,11 +165,11 @@ static void hook_layer(void *u, uint32_t layer, const double *xn, uint32_t dim)
 static void hook_final(void *u, const double *xn, uint32_t dim)
 {
     ref_moe *x = u;
-    if (x->pooling && x->pool_depth == 2) {
-        pool_add(x, 0, xn, dim);
-        x->pool_count++;
-    } else if (x->pooling && x->pool_depth != 2) {
-        x->pool_count++;
+    (void)xn;
+    (void)dim;
+    if (x->pooling) {
+        if (!(x->pool_skip_first && x->pos == 0)) x->pool_count++;
+        x->pos++;
     }
 }
 

@@ -2,7 +2,8 @@
  * ref_moe.h — the plain-C reference of the routed LoRA bank (double precision), plugged into
  * ref_forward through its hooks: fixed weights, token-level routers at module / layer / model
  * depth (softmax / sigmoid / none, temperature, top-k with lowest-index ties, renormalisation,
- * always-on expert, L2-normalised inputs, |logit|), per-point fixed decisions (sequence level),
+ * always-on expert, L2-normalised inputs, |logit|, biases), per-point fixed decisions (sequence level,
+ * model depth pooling the last layer's normed input),
  * parameter aggregation "average", and pooling of router inputs.
  */
 #ifndef VKM_REF_MOE_H
@@ -42,6 +43,7 @@ typedef struct ref_router {
     int always_on;              /* expert index or -1                                         */
     bool norm_input, abs_logit;
     float **r;                  /* per point (layer * 7 + module): [n_exp][in], or NULL       */
+    float **bias;               /* per point: [n_exp], or NULL (no biases)                    */
 } ref_router;
 
 typedef enum ref_mode { REF_FIXED = 0, REF_TOKEN = 1, REF_POINTS = 2, REF_AVERAGE = 3 } ref_mode;
@@ -57,8 +59,10 @@ typedef struct ref_moe {
     double *w;                  /* [P][n_exp]                                                 */
     bool pooling;               /* sum router inputs (depth pool_depth) instead of applying  */
     int pool_depth;
-    double **pool;              /* per point sums                                             */
+    double **pool;              /* per point sums (position 0 left out when pool_skip_first)   */
     uint32_t pool_count;
+    uint32_t pos;               /* tokens seen while pooling                                  */
+    bool pool_skip_first;
     ref_hooks hooks;
 } ref_moe;
 
