@@ -47,8 +47,8 @@ typedef struct cli_model_opts {
 void cli_model_opts_init(cli_model_opts *o);
 /* Consumes a model option at argv[*i]; *bad is set when its value is wrong. */
 bool cli_model_opts_parse(cli_model_opts *o, int argc, char **argv, int *i, bool *bad);
-/* The bundled default model (third_party/models/...), found next to the source tree or the
- * installed share folder; NULL if absent. */
+/* The bundled default model, the MoErged testbed (third_party/models/testbed-moe), found next
+ * to the source tree or in the installed share folder; NULL if absent. */
 const char *cli_default_model(void);
 /* Loads the model, printing the library's message on failure (NULL). *seconds: load time. */
 vkm_model *cli_load_model(vkm_context *ctx, const cli_model_opts *o, double *seconds);

@@ -165,7 +165,7 @@ bool cli_model_opts_parse(cli_model_opts *o, int argc, char **argv, int *i, bool
 const char *cli_default_model(void)
 {
     static char path[2048];
-    static const char *rel = "models/stories260K/model.gguf";
+    static const char *rel = "models/testbed-moe/manifest.json";
     snprintf(path, sizeof path, "%s/third_party/%s", VKMOE_SOURCE_DIR, rel);
     if (access(path, R_OK) == 0) return path;
     char exe[1024];

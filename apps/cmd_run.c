@@ -14,7 +14,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vkmoe run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [options]\n\n"
-            "  -m, --model PATH        GGUF, safetensors or model folder (default: bundled stories260K)\n"
+            "  -m, --model PATH        GGUF, safetensors or model folder, or a MoErge manifest (.json)\n"
+            "  -M, --manifest PATH     the same (default: the bundled MoErged testbed, 5 LoRA experts)\n"
             "  -p, --prompt TEXT       prompt (default: empty, generation starts from BOS)\n"
             "  -f, --file FILE         read the prompt from a file\n"
             "  -n, --n-predict N       tokens to generate (default 128; -1: until EOS or the context is full)\n"

@@ -477,8 +477,19 @@ vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *o)
                          m->output.chunks[0].r.off == m->tok_embd.chunks[0].r.off;
     o->rope_half = hp->rope_layout == VKM_ROPE_HALF;
     o->weight_type = m->wtype;
-    o->weight_bytes = m->weight_bytes;
+    o->weight_bytes = m->weight_bytes + (m->bank ? m->bank->bytes : 0);
     o->bytes_per_token = m->token_bytes;
+    if (m->bank && m->n_routers) { /* + the experts a token reads under router 0 */
+        const vkm_bank *b = m->bank;
+        const vkm_router *r = m->routers[0];
+        double real = 0;
+        for (uint32_t p = 0; p < b->n_sites; p++)
+            for (uint32_t e = 0; e < b->n_exp; e++)
+                real += 4.0 * b->meta_host[((size_t)p * b->n_total + e) * 4 + 1] * (b->sites[p].in + b->sites[p].out);
+        double k = r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_AVERAGE ? 1.0
+                 : r->top_k && r->top_k < r->n_exp ? (double)r->top_k + (r->always_on >= 0) : (double)r->n_exp;
+        o->bytes_per_token += (uint64_t)(real / b->n_exp * k);
+    }
     o->bos = hp->bos;
     o->eos = hp->eos;
     return VKM_OK;

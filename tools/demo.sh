@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# demo.sh [vkmoe args...] — builds vkmoe (installing what is missing) and runs it. With no
-# arguments: the device list and a quick benchmark.
+# demo.sh [vkmoe run args...] — builds vkmoe (installing what is missing) and runs it on the
+# bundled default MoErged model (the testbed base + python, c, shell, english and legal LoRA
+# experts, routed per sequence): the prompt routes to the python expert, and the run prints
+# which experts it used, its speed and the roofline fraction.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh runtime
 cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target vkmoe_cli
 if [ $# -eq 0 ]; then
-  build/apps/vkmoe devices
-  exec build/apps/vkmoe bench --quick
+  set -- -p $'import argparse\n\ndef parse_args(argv):\n    parser = argparse.ArgumentParser(' -n 64 --temp 0
 fi
-exec build/apps/vkmoe "$@"
+exec build/apps/vkmoe run "$@"
