@@ -370,14 +370,16 @@ static vkm_status load_moe(vkm_model *m)
         return vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: experts given as whole models (FFN experts) "
                         "are not supported by this build", man->path);
     if (!n_lora) return VKM_OK;
+    /* task-level exact merging: the deltas go into the base weights, no bank at run time */
+    bool fixed_weights = man->router.policy == VKM_POLICY_FIXED || man->router.policy == VKM_POLICY_UNIFORM;
+    if (man->aggregate == VKM_AGG_PARAMETER && man->merge == VKM_MERGE_EXACT &&
+        (man->router.granularity == VKM_GRAN_TASK || fixed_weights))
+        return vkm_moe_bake_task(m, man);
     vkm_status s = vkm_bank_load(m, man);
     if (s == VKM_OK) s = vkm_moe_alloc(m);
     vkm_router *r = NULL;
     if (s == VKM_OK) s = vkm_router_create(m, man, &r);
     if (s == VKM_OK) m->routers[m->n_routers++] = r;
-    if (s == VKM_OK && r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_EXACT && r->gran == VKM_GRAN_TASK)
-        s = vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: exact task-level merging into the base weights "
-                     "is not supported by this build", man->path);
     return s;
 }
 

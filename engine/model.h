@@ -156,6 +156,8 @@ void vkm_moe_free(vkm_model *m);
 vkm_status vkm_moe_set_row(vkm_model *m, uint32_t slot, const uint32_t *ids, const float *w, uint32_t n);
 /* Records: the router decisions of sequence `slot` from its pooled inputs (count tokens). */
 void vkm_moe_route_pooled(vkm_model *m, uint32_t router, uint32_t slot, uint32_t count);
+/* moe_bake.c: task-level exact merging into the base weights at load. */
+vkm_status vkm_moe_bake_task(vkm_model *m, const vkm_manifest *man);
 /* Records: pool[slot] = 0. */
 void vkm_moe_clear_pool(vkm_model *m, uint32_t slot);
 

@@ -234,6 +234,18 @@ static void test_fixed_weights(void **state)
     ref = ref_logits(&x, ids, n);
     check("bare base session of a MoErged model", got, ref, (size_t)n * f.rm.vocab, 1e-9);
     vkm_session_free(b);
+    vkm_model_free(m);
+    /* task-level exact merging: the deltas are added into the base weights at load */
+    m = load(ctx, manifest(&f, "baked", "\"policy\": \"fixed\", \"fixed\": [0.3, 0.5, 0.2], \"granularity\": \"task\"",
+                           "\"aggregate\": \"parameter\", \"merge\": \"exact\""), 1);
+    assert_int_equal(vkm_model_n_experts(m), 0); /* no bank: base speed */
+    assert_int_equal(vkm_session_create(m, NULL, &b), VKM_OK);
+    assert_int_equal(vkm_session_eval(b, ids, n, got), VKM_OK);
+    free(ref);
+    ref_moe_set_fixed(&x, cases[2]);
+    ref = ref_logits(&x, ids, n);
+    check("task-level exact merge into the base weights at load", got, ref, (size_t)n * f.rm.vocab, 1e-9);
+    vkm_session_free(b);
     free(got);
     free(ref);
     ref_moe_free(&x);
