@@ -177,6 +177,15 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
         vkm_op_rmsnorm_rows(r, X, m->output_norm, XO, D, s->n_out, hp->norm_eps, &sb.r, out_off);
         vkm_op_linear(r, &m->output, XO, LG, s->n_out, false);
     }
+    if (s->n_mix) { /* logits aggregation: mixtures of expert rows */
+        uint32_t spec[1] = {vkm_ops_reduce_wg(m->d)};
+        vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_mix, spec, 1);
+        if (p) {
+            vkm_push_mix pc = {hp->n_vocab, s->n_mix, vkm_step_mix(m), VKM_MIX_RECORD};
+            vkm_range b[2] = {a->logits, vkm_model_step_range(m)};
+            vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, s->n_mix);
+        }
+    }
     return r->status;
 }
 

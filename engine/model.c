@@ -251,7 +251,7 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
     };
     for (size_t i = 0; i < sizeof plan / sizeof plan[0] && s == VKM_OK; i++)
         s = floats(m, &m->act_arena, plan[i].n, plan[i].r);
-    if (s == VKM_OK) s = vkm_buf_create(d, 4ull * (6ull * m->n_batch + VKM_STEP_EXTRA), VKM_MEM_UPLOAD, &m->step_buf);
+    if (s == VKM_OK) s = vkm_buf_create(d, 4ull * vkm_step_words(m), VKM_MEM_UPLOAD, &m->step_buf);
     if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq * VKM_SAMPLE_WORDS, VKM_MEM_UPLOAD, &m->samp_buf);
     if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq, VKM_MEM_READBACK, &m->ids_buf);
     if (s == VKM_OK) s = vkm_rec_init(&m->rec, d, p->profile);

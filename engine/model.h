@@ -96,7 +96,14 @@ static inline uint32_t vkm_step_region(const vkm_model *m, uint32_t region) { re
 /* After the per-token regions: router maps (64 words per router), then a list of 64 slots. */
 static inline uint32_t vkm_step_maps(const vkm_model *m) { return 6 * m->n_batch; }
 static inline uint32_t vkm_step_seqlist(const vkm_model *m) { return 6 * m->n_batch + 64 * VKM_MAX_ROUTERS; }
+/* Then the mixing records of logits aggregation: one per mixed row. */
+#define VKM_MIX_RECORD (2 + 2 * VKM_MAX_EXPERTS)
+static inline uint32_t vkm_step_mix(const vkm_model *m) { return vkm_step_seqlist(m) + 256; }
 #define VKM_STEP_EXTRA (64 * VKM_MAX_ROUTERS + 256)
+static inline uint64_t vkm_step_words(const vkm_model *m)
+{
+    return 6ull * m->n_batch + VKM_STEP_EXTRA + (uint64_t)m->n_batch * VKM_MIX_RECORD;
+}
 
 /* A set of tokens of one step routed by one token-level router. */
 typedef struct vkm_route_group {
@@ -123,6 +130,7 @@ typedef struct vkm_step {
     vkm_depth pool_depth;
     bool pool_skip_first;         /* leave the token at position 0 out of the pool (its state is
                                      an attention sink, unlike the text's)                       */
+    uint32_t n_mix;               /* logits aggregation: mixture rows (records in the step buffer) */
 } vkm_step;
 
 /* Offsets of the arrays in the step buffer. */

@@ -90,6 +90,11 @@ typedef struct vkm_push_compose {
     uint32_t in_dim, out_dim, meta_off, route_off, row_stride, dst;
 } vkm_push_compose;
 
+typedef struct vkm_push_mix {
+    uint32_t n_vocab, n_mix, table_off, record;
+} vkm_push_mix;
+
+_Static_assert(sizeof(vkm_push_mix) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_compose) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_router) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_lora) <= 128, "push constants over 128 bytes");

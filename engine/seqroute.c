@@ -90,8 +90,38 @@ vkm_status vkm_seqroute_init(vkm_session *s, const vkm_session_params *p)
     if (s->router >= m->n_routers)
         return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "router %u (the model has %u)", s->router, m->n_routers);
     const vkm_router *r = m->routers[s->router];
-    if (r->agg == VKM_AGG_LOGITS)
-        return vkm_fail(err, VKM_ERR_UNSUPPORTED, "%s: aggregate logits is not supported by this build", r->path);
+    if (r->agg == VKM_AGG_LOGITS) { /* PELMo: the chosen experts run as rows of one batch */
+        if (r->gran != VKM_GRAN_TASK && r->depth != VKM_DEPTH_MODEL)
+            return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: aggregate logits chooses experts for the whole "
+                            "model: router.depth must be model", r->path);
+        s->logits_agg = true;
+        if (r->gran == VKM_GRAN_TASK) {
+            float w[VKM_MAX_EXPERTS];
+            router_fixed(m, r, w);
+            uint32_t k = 0;
+            for (uint32_t e = 0; e < m->bank->n_exp; e++) k += w[e] != 0.0f;
+            vkm_status st = vkm_seqroute_subs(s, k);
+            uint32_t ids[VKM_MAX_EXPERTS], n = 0;
+            for (uint32_t e = 0; e < m->bank->n_exp; e++)
+                if (w[e] != 0.0f) {
+                    ids[n] = e;
+                    s->sub_w[n++] = w[e];
+                }
+            for (uint32_t j = 0; j < n && st == VKM_OK; j++) {
+                float one = 1.0f;
+                s->sub_e[j] = ids[j];
+                st = vkm_moe_set_row(m, s->sub_slot[j], &ids[j], &one, 1);
+            }
+            s->n_sub = s->n_sub_used = n;
+            s->routed = true;
+            return st;
+        }
+        uint32_t k = r->top_k && r->top_k < r->n_exp ? r->top_k + (r->always_on >= 0) : r->n_exp;
+        s->needs_routing = true;
+        s->row = vkm_seq_row(m, s->slot);
+        vkm_status st = vkm_seqroute_subs(s, k);
+        return st == VKM_OK ? vkm_moe_set_row(m, s->slot, NULL, NULL, 0) : st;
+    }
     switch (r->gran) {
     case VKM_GRAN_TOKEN:
         s->token_routed = true;
@@ -128,6 +158,8 @@ void vkm_seqroute_plan(vkm_step *st, uint32_t *rows, uint32_t *group_tokens, vkm
         if (s->token_routed) {
             rows[i] = i;
             group_tokens[start[s->router]++] = i;
+        } else if (s->logits_agg && s->routed) {
+            rows[i] = vkm_seq_row(s->m, st->slot[i]); /* its sub-slot's single expert */
         } else {
             rows[i] = s->row;
         }
@@ -170,6 +202,7 @@ vkm_status vkm_seqroute_prompt(vkm_session *s, const int32_t *ids, size_t n)
     }
     if (st == VKM_OK && r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_AVERAGE)
         st = compose_into_slot(m, s->slot);
+    if (st == VKM_OK && s->logits_agg) st = vkm_seqroute_sub_rows(s);
     free(pos);
     free(slot);
     if (st != VKM_OK) return st;
@@ -178,12 +211,67 @@ vkm_status vkm_seqroute_prompt(vkm_session *s, const int32_t *ids, size_t n)
     return VKM_OK;
 }
 
+vkm_status vkm_seqroute_subs(vkm_session *s, uint32_t k)
+{
+    vkm_model *m = s->m;
+    if (k == 0) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "logits aggregation over no experts");
+    s->sub_slot[0] = s->slot;
+    s->n_sub = 1;
+    for (uint32_t j = 1; j < k; j++) {
+        uint32_t slot = 0;
+        while (slot < m->n_seq && m->slot_used[slot]) slot++;
+        if (slot == m->n_seq) {
+            vkm_seqroute_release(s);
+            return vkm_fail(m->d->err, VKM_ERR_LIMIT, "logits aggregation over %u experts needs %u sequence slots "
+                            "(raise n_seq when loading)", k, k);
+        }
+        m->slot_used[slot] = true;
+        s->sub_slot[s->n_sub++] = slot;
+    }
+    return VKM_OK;
+}
+
+void vkm_seqroute_release(vkm_session *s)
+{
+    for (uint32_t j = 1; j < s->n_sub; j++) s->m->slot_used[s->sub_slot[j]] = false;
+    s->n_sub = 1;
+}
+
+vkm_status vkm_seqroute_sub_rows(vkm_session *s)
+{
+    vkm_model *m = s->m;
+    const uint32_t E = m->bank->n_exp;
+    uint32_t ids[VKM_MAX_EXPERTS];
+    float w[VKM_MAX_EXPERTS], tot = 0;
+    uint64_t off = 4ull * vkm_route_word(m, 0, vkm_seq_row(m, s->slot));
+    vkm_status st = vkm_download(m->d, vkm_range_sub(m->route_ids, off, 4ull * E), ids, 4ull * E);
+    if (st == VKM_OK) st = vkm_download(m->d, vkm_range_sub(m->route_wts, off, 4ull * E), w, 4ull * E);
+    uint32_t n = 0;
+    while (st == VKM_OK && n < E && n < s->n_sub && ids[n] != VKM_NO_EXPERT) tot += w[n++];
+    for (uint32_t j = 0; j < n && st == VKM_OK; j++) {
+        float one = 1.0f;
+        s->sub_e[j] = ids[j];
+        s->sub_w[j] = tot > 0 ? w[j] / tot : 1.0f / (float)n;
+        st = vkm_moe_set_row(m, s->sub_slot[j], &ids[j], &one, 1);
+    }
+    s->n_sub_used = n;
+    return st;
+}
+
 vkm_status vkm_session_experts(vkm_session *s, uint32_t point, uint32_t *experts, float *weights,
                                size_t cap, size_t *n)
 {
     if (!s || !n) return VKM_ERR_INVALID_ARGUMENT;
     vkm_model *m = s->m;
     *n = 0;
+    if (s->logits_agg && s->routed) { /* the experts whose distributions are mixed */
+        for (uint32_t j = 0; j < s->n_sub_used; j++, (*n)++)
+            if (*n < cap) {
+                if (experts) experts[*n] = s->sub_e[j];
+                if (weights) weights[*n] = s->sub_w[j];
+            }
+        return VKM_OK;
+    }
     if (!m->bank || s->token_routed || !s->routed)
         return vkm_fail(m->d->err, VKM_ERR_STATE, "no sequence-level decision (token-level router, bare "
                         "base, or no prompt yet)");

@@ -45,14 +45,16 @@ vkm_status vkm_session_create(vkm_model *m, const vkm_session_params *p, vkm_ses
         free(s);
         return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     }
+    m->slot_used[slot] = true; /* before routing reserves further slots (logits aggregation) */
     vkm_status st = vkm_session_set_sampler(s, &p->sampling);
     if (st == VKM_OK) st = vkm_seqroute_init(s, p);
     if (st != VKM_OK) {
+        vkm_seqroute_release(s);
+        m->slot_used[slot] = false;
         free(s->logits);
         free(s);
         return st;
     }
-    m->slot_used[slot] = true;
     *out = s;
     return VKM_OK;
 }
@@ -60,6 +62,7 @@ vkm_status vkm_session_create(vkm_model *m, const vkm_session_params *p, vkm_ses
 void vkm_session_free(vkm_session *s)
 {
     if (!s) return;
+    vkm_seqroute_release(s);
     s->m->slot_used[s->slot] = false;
     free(s->logits);
     free(s);
@@ -143,6 +146,90 @@ static vkm_status keep(vkm_session *s, uint32_t row)
     return st;
 }
 
+/* The rows of one step. Each token of a session appears once per sub-slot (logits aggregation:
+ * one per chosen expert, else once); rows that want logits are the step's output rows in
+ * order, and a logits-aggregation token's mixture row follows all of them. */
+typedef struct step_rows {
+    vkm_model *m;
+    uint32_t n, cap;
+    int32_t *tok;
+    uint32_t *pos, *slot, *out, *rr, *gt;
+    vkm_session **who;
+    uint32_t n_out, n_mix;
+} step_rows;
+
+static vkm_status rows_init(step_rows *r, vkm_model *m)
+{
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->cap = m->n_batch;
+    r->tok = malloc(r->cap * 4);
+    r->pos = malloc(r->cap * 4);
+    r->slot = malloc(r->cap * 4);
+    r->out = malloc(r->cap * 4);
+    r->rr = malloc(r->cap * 4);
+    r->gt = malloc(r->cap * 4);
+    r->who = malloc(r->cap * sizeof *r->who);
+    if (!r->tok || !r->pos || !r->slot || !r->out || !r->rr || !r->gt || !r->who)
+        return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    return VKM_OK;
+}
+
+static void rows_free(step_rows *r)
+{
+    free(r->tok); free(r->pos); free(r->slot); free(r->out); free(r->rr); free(r->gt); free(r->who);
+}
+
+/* Rows a token of s takes in a step, and logits rows when it wants logits. */
+static uint32_t rows_per_token(const vkm_session *s) { return s->logits_agg && s->routed ? s->n_sub_used : 1; }
+static uint32_t outs_per_token(const vkm_session *s) { return rows_per_token(s) + (rows_per_token(s) > 1); }
+
+/* Adds token `tok` of s at position pos; returns the index of its final logits row among the
+ * mixture rows (logits aggregation: the caller adds n_out) or among the output rows. */
+static uint32_t rows_add(step_rows *r, vkm_session *s, int32_t tok, uint32_t pos, bool want, bool *mixed)
+{
+    const uint32_t k = rows_per_token(s), first_out = r->n_out;
+    for (uint32_t j = 0; j < k; j++) {
+        uint32_t i = r->n++;
+        r->tok[i] = tok;
+        r->pos[i] = pos;
+        r->slot[i] = k > 1 ? s->sub_slot[j] : s->slot;
+        r->who[i] = s;
+        if (want) r->out[r->n_out++] = i;
+    }
+    *mixed = want && k > 1;
+    if (!*mixed) return first_out;
+    uint32_t *rec = (uint32_t *)r->m->step_buf.map + vkm_step_mix(r->m) + (size_t)r->n_mix * VKM_MIX_RECORD;
+    rec[1] = k;
+    for (uint32_t j = 0; j < k; j++) {
+        rec[2 + 2 * j] = first_out + j;
+        memcpy(&rec[3 + 2 * j], &s->sub_w[j], 4);
+    }
+    return r->n_mix++;
+}
+
+/* Mixture rows go after the output rows: their records get their destinations. */
+static void rows_finish(step_rows *r)
+{
+    for (uint32_t i = 0; i < r->n_mix; i++)
+        ((uint32_t *)r->m->step_buf.map)[vkm_step_mix(r->m) + (size_t)i * VKM_MIX_RECORD] = r->n_out + i;
+}
+
+static vkm_status rows_run(step_rows *r, uint32_t n_sample)
+{
+    vkm_model *m = r->m;
+    rows_finish(r);
+    vkm_step step = {.n_tok = r->n, .tokens = r->tok, .pos = r->pos, .slot = r->slot, .n_out = r->n_out,
+                     .out_rows = r->out, .pool_slot = -1, .n_mix = r->n_mix};
+    if (r->n_out + r->n_mix > m->n_out_cap)
+        return vkm_fail(m->d->err, VKM_ERR_LIMIT, "a step wants %u rows of logits (at most %u)",
+                        r->n_out + r->n_mix, m->n_out_cap);
+    if (m->bank) vkm_seqroute_plan(&step, r->rr, r->gt, r->who);
+    vkm_status st = vkm_model_run_step(m, &step, n_sample);
+    if (st == VKM_OK && m->bank) st = vkm_seqroute_trace(m, &step, r->who);
+    return st;
+}
+
 /* Feeds ids[0..n) in steps; logits of the last one (and all, into `all`, when not NULL). */
 static vkm_status feed(vkm_session *s, const int32_t *ids, size_t n, float *all, int32_t *next)
 {
@@ -159,45 +246,39 @@ static vkm_status feed(vkm_session *s, const int32_t *ids, size_t n, float *all,
         st = vkm_seqroute_prompt(s, ids, n);
         if (st != VKM_OK) return st;
     }
-    uint32_t chunk = all ? (m->n_batch < m->n_out_cap ? m->n_batch : m->n_out_cap) : m->n_batch;
-    uint32_t *pos = malloc(chunk * 4), *slot = malloc(chunk * 4), *rows = malloc(chunk * 4);
-    uint32_t *rr = malloc(chunk * 4), *gt = malloc(chunk * 4);
-    vkm_session **who = malloc(chunk * sizeof *who);
-    if (!pos || !slot || !rows || !rr || !gt || !who)
-        st = vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    for (uint32_t i = 0; i < chunk && who; i++) who[i] = s;
+    const uint32_t k = rows_per_token(s), ko = outs_per_token(s);
+    uint32_t chunk = m->n_batch / k;
+    if (all && chunk > m->n_out_cap / ko) chunk = m->n_out_cap / ko;
+    if (!chunk) return vkm_fail(m->d->err, VKM_ERR_LIMIT, "a step cannot hold one token of this session (%u rows)", k);
+    step_rows r;
+    st = rows_init(&r, m);
     for (size_t done = 0; done < n && st == VKM_OK;) {
         uint32_t T = (uint32_t)(n - done < chunk ? n - done : chunk);
-        bool last = done + T == n;
+        bool last = done + T == n, mixed = false;
+        r.n = r.n_out = r.n_mix = 0;
+        uint32_t final = 0;
         for (uint32_t i = 0; i < T; i++) {
-            pos[i] = s->pos + i;
-            slot[i] = s->slot;
-            rows[i] = all ? i : T - 1;
+            remember(s, ids[done + i]);
+            final = rows_add(&r, s, ids[done + i], s->pos + i, all || (last && i + 1 == T), &mixed);
         }
-        uint32_t n_out = all ? T : last ? 1 : 0, n_sample = 0;
-        for (uint32_t i = 0; i < T; i++) remember(s, ids[done + i]);
+        if (mixed) final += r.n_out; /* mixture rows follow the outputs */
+        uint32_t n_sample = 0;
         if (last && next) {
-            write_record(s, 0, n_out - 1, 0);
+            write_record(s, 0, final, 0);
             n_sample = 1;
         }
-        vkm_step step = {.n_tok = T, .tokens = ids + done, .pos = pos, .slot = slot, .n_out = n_out,
-                         .out_rows = rows, .pool_slot = -1};
-        if (m->bank) vkm_seqroute_plan(&step, rr, gt, who);
-        st = vkm_model_run_step(m, &step, n_sample);
-        if (st == VKM_OK && m->bank) st = vkm_seqroute_trace(m, &step, who);
+        st = rows_run(&r, n_sample);
         if (st != VKM_OK) break;
         s->pos += T;
-        if (all) st = vkm_download(m->d, m->a.logits, all + done * m->hp.n_vocab, (uint64_t)T * m->hp.n_vocab * 4);
-        if (st == VKM_OK && last) st = keep(s, n_out - 1);
+        uint32_t first = mixed ? r.n_out : 0; /* the final rows of the T tokens, contiguous */
+        if (all)
+            st = vkm_download(m->d, vkm_range_sub(m->a.logits, 4ull * first * m->hp.n_vocab, 4ull * T * m->hp.n_vocab),
+                              all + done * m->hp.n_vocab, (uint64_t)T * m->hp.n_vocab * 4);
+        if (st == VKM_OK && last) st = keep(s, final);
         if (st == VKM_OK && last && next) *next = (int32_t)((const uint32_t *)m->ids_buf.map)[0];
         done += T;
     }
-    free(pos);
-    free(slot);
-    free(rows);
-    free(rr);
-    free(gt);
-    free(who);
+    rows_free(&r);
     return st;
 }
 
@@ -226,13 +307,9 @@ vkm_status vkm_batch_decode(vkm_session *const *ss, size_t n, const int32_t *tok
     if (!ss || !n || !tokens || !next) return VKM_ERR_INVALID_ARGUMENT;
     vkm_model *m = ss[0]->m;
     vkm_err_clear(m->d->err);
-    if (n > m->n_seq || n > m->n_batch)
-        return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "a batch of %zu sessions (at most %u)",
-                        n, m->n_seq < m->n_batch ? m->n_seq : m->n_batch);
-    uint32_t pos[VKM_MAX_BATCH_SESSIONS], slot[VKM_MAX_BATCH_SESSIONS], rows[VKM_MAX_BATCH_SESSIONS];
-    uint32_t rr[VKM_MAX_BATCH_SESSIONS], gt[VKM_MAX_BATCH_SESSIONS];
-    if (n > VKM_MAX_BATCH_SESSIONS)
-        return vkm_fail(m->d->err, VKM_ERR_LIMIT, "a batch of %zu sessions (at most %d)", n, VKM_MAX_BATCH_SESSIONS);
+    if (n > m->n_seq || n > VKM_MAX_BATCH_SESSIONS)
+        return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "a batch of %zu sessions (at most %u)", n, m->n_seq);
+    uint32_t rows_needed = 0;
     for (size_t i = 0; i < n; i++) {
         vkm_session *s = ss[i];
         if (s->m != m) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "sessions of different models in one batch");
@@ -243,22 +320,29 @@ vkm_status vkm_batch_decode(vkm_session *const *ss, size_t n, const int32_t *tok
         if (s->needs_routing && !s->routed)
             return vkm_fail(m->d->err, VKM_ERR_STATE, "a session with a sequence-level router decodes after "
                             "its prompt (vkm_session_prompt)");
-        pos[i] = s->pos;
-        slot[i] = s->slot;
-        rows[i] = (uint32_t)i;
-        remember(s, tokens[i]);
-        write_record(s, (uint32_t)i, (uint32_t)i, (uint32_t)i);
+        rows_needed += rows_per_token(s);
     }
-    vkm_step step = {.n_tok = (uint32_t)n, .tokens = tokens, .pos = pos, .slot = slot, .n_out = (uint32_t)n,
-                     .out_rows = rows, .pool_slot = -1};
-    if (m->bank) vkm_seqroute_plan(&step, rr, gt, ss);
-    vkm_status st = vkm_model_run_step(m, &step, (uint32_t)n);
-    if (st == VKM_OK && m->bank) st = vkm_seqroute_trace(m, &step, ss);
+    if (rows_needed > m->n_batch)
+        return vkm_fail(m->d->err, VKM_ERR_LIMIT, "the batch needs %u rows per step (n_batch %u)", rows_needed, m->n_batch);
+    step_rows r;
+    vkm_status st = rows_init(&r, m);
+    uint32_t final[VKM_MAX_BATCH_SESSIONS];
+    bool mixed[VKM_MAX_BATCH_SESSIONS];
+    for (size_t i = 0; i < n && st == VKM_OK; i++) {
+        remember(ss[i], tokens[i]);
+        final[i] = rows_add(&r, ss[i], tokens[i], ss[i]->pos, true, &mixed[i]);
+    }
+    for (size_t i = 0; i < n && st == VKM_OK; i++) {
+        if (mixed[i]) final[i] += r.n_out;
+        write_record(ss[i], (uint32_t)i, final[i], (uint32_t)i);
+    }
+    if (st == VKM_OK) st = rows_run(&r, (uint32_t)n);
     for (size_t i = 0; i < n && st == VKM_OK; i++) {
         ss[i]->pos++;
         next[i] = (int32_t)((const uint32_t *)m->ids_buf.map)[i];
-        st = keep(ss[i], (uint32_t)i);
+        st = keep(ss[i], final[i]);
     }
+    rows_free(&r);
     return st;
 }
 

@@ -26,6 +26,13 @@ struct vkm_session {
     uint32_t row;               /* routing row when not token-routed                           */
     vkm_route_fn trace;
     void *trace_user;
+    /* logits aggregation (PELMo): one KV slot per chosen expert (sub 0 is `slot`) */
+    uint32_t n_sub;             /* slots reserved: 1 unless logits aggregation                 */
+    uint32_t n_sub_used;        /* experts actually chosen (<= n_sub)                          */
+    uint32_t sub_slot[VKM_MAX_EXPERTS];
+    uint32_t sub_e[VKM_MAX_EXPERTS];
+    float sub_w[VKM_MAX_EXPERTS];
+    bool logits_agg;
 };
 
 /* seqroute.c */
@@ -37,6 +44,11 @@ void vkm_seqroute_plan(vkm_step *st, uint32_t *rows, uint32_t *group_tokens,
 /* Sequence-level routing of a prompt: pass over ids with the base, pool the router inputs,
  * decide, compose (parameter aggregation). Leaves the session at position 0. */
 vkm_status vkm_seqroute_prompt(vkm_session *s, const int32_t *ids, size_t n);
+/* Logits aggregation: reserves the sessions' extra slots / writes each sub-slot's single-expert
+ * row from the sequence's decision (after routing) / releases the extra slots. */
+vkm_status vkm_seqroute_subs(vkm_session *s, uint32_t k);
+vkm_status vkm_seqroute_sub_rows(vkm_session *s);
+void vkm_seqroute_release(vkm_session *s);
 /* Calls the trace callbacks of the step's sessions (routing buffers downloaded). */
 vkm_status vkm_seqroute_trace(vkm_model *m, const vkm_step *st, vkm_session *const *token_session);
 

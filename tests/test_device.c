@@ -81,7 +81,7 @@ static uint32_t host_push_size(const char *name)
         {"router", sizeof(vkm_push_router)}, {"lora_shrink", sizeof(vkm_push_lora)},
         {"lora_expand", sizeof(vkm_push_lora)},
         {"pool", sizeof(vkm_push_pool)}, {"arrow", sizeof(vkm_push_arrow)},
-        {"lora_compose", sizeof(vkm_push_compose)},
+        {"lora_compose", sizeof(vkm_push_compose)}, {"mix", sizeof(vkm_push_mix)},
     };
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
         if (!strncmp(name, tab[i].prefix, strlen(tab[i].prefix))) return tab[i].size;

@@ -442,6 +442,129 @@ static void test_sequence_routers(void **state)
     fixture_free(&f);
 }
 
+/* ---- logits aggregation (PELMo) ------------------------------------------------------------ */
+/* log(sum_j w_j softmax(l_j)) of the reference run with each expert alone. */
+static float *ref_mixture(fixture *f, const int32_t *ids, uint32_t n, const uint32_t *ex, const double *w, uint32_t k)
+{
+    const uint32_t V = f->rm.vocab;
+    double *p = calloc((size_t)n * V, 8);
+    for (uint32_t j = 0; j < k; j++) {
+        ref_moe x;
+        ref_moe_init(&x, &f->rm, &f->bank);
+        float one[N_EXP] = {0};
+        one[ex[j]] = 1.0f;
+        ref_moe_set_fixed(&x, one);
+        float *lg = ref_logits(&x, ids, n);
+        for (uint32_t t = 0; t < n; t++) {
+            double mx = -INFINITY, z = 0;
+            for (uint32_t v = 0; v < V; v++) mx = fmax(mx, lg[(size_t)t * V + v]);
+            for (uint32_t v = 0; v < V; v++) z += exp(lg[(size_t)t * V + v] - mx);
+            for (uint32_t v = 0; v < V; v++) p[(size_t)t * V + v] += w[j] * exp(lg[(size_t)t * V + v] - mx) / z;
+        }
+        free(lg);
+        ref_moe_free(&x);
+    }
+    float *out = test_alloc((size_t)n * V * 4);
+    for (size_t i = 0; i < (size_t)n * V; i++) out[i] = (float)log(p[i]);
+    free(p);
+    return out;
+}
+
+static void test_logits_aggregation(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "logits", false);
+    vkm_context *ctx = test_context();
+    char rpath[700];
+    snprintf(rpath, sizeof rpath, "%s/lg.safetensors", f.dir);
+    ref_router rr = {2, 2, 0, 1.0f, -1, false, false, NULL, NULL};
+    router_file(&f, rpath, 2, &rr, 808, false);
+    const uint32_t n = 10;
+    int32_t ids[10];
+    random_ids(ids, n, f.rm.vocab, 66);
+    /* sequence level: the router's top-2 from the prompt, their distributions mixed */
+    vkm_model *m = load(ctx, manifest(&f, "lg", "\"policy\": \"learned\", \"granularity\": \"sequence\", "
+                                      "\"depth\": \"model\", \"top_k\": 2, \"weights\": \"lg.safetensors\"",
+                                      "\"aggregate\": \"logits\""), 3);
+    vkm_session *s;
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    float *got = test_alloc((size_t)n * f.rm.vocab * 4);
+    if (vkm_session_eval(s, ids, n, got)) fail_msg("%s", vkm_context_errmsg(ctx));
+    uint32_t ex[N_EXP];
+    float wf[N_EXP];
+    size_t ne = 0;
+    assert_int_equal(vkm_session_experts(s, 0, ex, wf, N_EXP, &ne), VKM_OK);
+    assert_int_equal(ne, 2);
+    ref_moe x;
+    ref_moe_init(&x, &f.rm, &f.bank);
+    x.pooling = true;
+    x.pool_depth = 2;
+    x.pool_skip_first = true;
+    free(ref_logits(&x, ids, n));
+    x.pooling = false;
+    ref_moe_decide_pooled(&x, &rr);
+    double w[2] = {x.w[0] / (x.w[0] + x.w[1]), x.w[1] / (x.w[0] + x.w[1])};
+    assert_int_equal(ex[0], x.sel[0]);
+    assert_int_equal(ex[1], x.sel[1]);
+    assert_true(fabs(wf[0] - w[0]) < 1e-5);
+    float *ref = ref_mixture(&f, ids, n, x.sel, w, 2);
+    check("logits aggregation, sequence level top-2 (PELMo)", got, ref, (size_t)n * f.rm.vocab, 1e-9);
+    /* a decode step: the mixture is what is sampled; keep_logits returns it */
+    vkm_session_free(s);
+    vkm_session_params sp = vkm_session_default_params();
+    sp.keep_logits = true;
+    sp.sampling.temperature = 0;
+    assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+    int32_t next;
+    assert_int_equal(vkm_session_prompt(s, ids, n - 1, &next), VKM_OK);
+    vkm_session *other; /* it takes two of the three slots; a bare-base session shares its step */
+    vkm_session_params op = vkm_session_default_params();
+    op.route = VKM_ROUTE_BASE;
+    assert_int_equal(vkm_session_create(m, &op, &other), VKM_OK);
+    vkm_session *fourth;
+    assert_int_equal(vkm_session_create(m, &op, &fourth), VKM_ERR_LIMIT);
+    int32_t onext;
+    assert_int_equal(vkm_session_prompt(other, ids, 3, &onext), VKM_OK);
+    int32_t toks[2] = {ids[n - 1], ids[3]}, nx[2];
+    vkm_session *two[2] = {s, other};
+    assert_int_equal(vkm_batch_decode(two, 2, toks, nx), VKM_OK);
+    vkm_session_free(other);
+    const float *lg;
+    assert_int_equal(vkm_session_logits(s, &lg, NULL), VKM_OK);
+    /* this session routed on a prompt one token shorter: its own decision */
+    assert_int_equal(vkm_session_experts(s, 0, ex, wf, N_EXP, &ne), VKM_OK);
+    double w2[N_EXP];
+    for (size_t j = 0; j < ne; j++) w2[j] = wf[j];
+    free(ref);
+    ref = ref_mixture(&f, ids, n, ex, w2, (uint32_t)ne);
+    check("logits aggregation, decode step (batched with a bare-base session)", lg,
+          ref + (size_t)(n - 1) * f.rm.vocab, f.rm.vocab, 1e-9);
+    int32_t am = 0;
+    for (uint32_t v = 1; v < f.rm.vocab; v++) if (lg[v] > lg[am]) am = (int32_t)v;
+    assert_int_equal(nx[0], am);
+    vkm_session_free(s);
+    free(ref);
+    ref_moe_free(&x);
+    vkm_model_free(m);
+    /* task level: fixed weights, two experts */
+    m = load(ctx, manifest(&f, "lgt", "\"policy\": \"fixed\", \"fixed\": [0.25, 0, 0.75], \"granularity\": \"task\"",
+                           "\"aggregate\": \"logits\""), 2);
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    assert_int_equal(vkm_session_eval(s, ids, n, got), VKM_OK);
+    uint32_t tex[2] = {0, 2};
+    double tw[2] = {0.25, 0.75};
+    ref = ref_mixture(&f, ids, n, tex, tw, 2);
+    check("logits aggregation, task level {0.25, 0, 0.75}", got, ref, (size_t)n * f.rm.vocab, 1e-9);
+    vkm_session_free(s);
+    free(ref);
+    free(got);
+    router_free(&f.rm, &rr);
+    vkm_model_free(m);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
 /* ---- noisy and Arrow ------------------------------------------------------------------------ */
 static uint64_t splitmix(uint64_t *s)
 {
@@ -704,6 +827,7 @@ int main(void)
         cmocka_unit_test(test_fixed_weights),
         cmocka_unit_test(test_token_routers),
         cmocka_unit_test(test_sequence_routers),
+        cmocka_unit_test(test_logits_aggregation),
         cmocka_unit_test(test_noisy_and_arrow),
         cmocka_unit_test(test_heterogeneous_batch),
         cmocka_unit_test(test_golden_python),

@@ -201,3 +201,12 @@ layout(push_constant) uniform Push {
     uint dst;          // the virtual expert receiving the composition
 } pc;
 #endif
+
+#ifdef VKM_PUSH_MIX
+layout(push_constant) uniform Push {
+    uint n_vocab;
+    uint n_mix;       // mixed rows (one workgroup each)
+    uint table_off;   // first record in the table buffer
+    uint record;      // words per record: [dst row, k, (src row, weight bits) x k ...]
+} pc;
+#endif
