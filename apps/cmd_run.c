@@ -50,7 +50,8 @@ static void count_routes(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_p
             int best = -1;
             for (uint32_t j = 0; j < n_exp && id[j] != 0xffffffffu; j++)
                 if (best < 0 || wt[j] > wt[best]) best = (int)j;
-            if (best >= 0 && id[best] < 64) c->top[id[best]]++;
+            if (best < 0) continue; /* no decision at this point (nothing routed there) */
+            if (id[best] < 64) c->top[id[best]]++;
             c->total++;
         }
 }

@@ -13,7 +13,8 @@
 int vkm_bank_find(const vkm_bank *b, const vkm_manifest_expert *e)
 {
     for (uint32_t i = 0; i < b->n_exp; i++)
-        if (e->lora[0] && !strcmp(b->paths[i], e->lora)) return (int)i;
+        if ((e->lora[0] && !strcmp(b->paths[i], e->lora)) || (e->model[0] && !strcmp(b->paths[i], e->model)))
+            return (int)i;
     for (uint32_t i = 0; i < b->n_exp; i++)
         if (!strcmp(b->names[i], e->name)) return (int)i;
     return -1;
@@ -156,6 +157,28 @@ vkm_status vkm_bank_load(vkm_model *m, const vkm_manifest *man)
     if (s == VKM_OK) s = vkm_upload(m->d, b->meta, b->meta_host, mbytes);
     for (uint32_t e = 0; e < VKM_MAX_EXPERTS; e++) vkm_adapter_close(&ad[e]);
     free(ad);
+    return s;
+}
+
+vkm_status vkm_bank_init_ffn(vkm_model *m, uint32_t n, const char *const *names, const char *const *paths)
+{
+    const vkm_hparams *hp = &m->hp;
+    vkm_bank *b = calloc(1, sizeof *b);
+    if (!b) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    m->bank = b;
+    vkm_arena_init(&b->arena, m->d, VKM_MEM_DEVICE, 1u << 20);
+    b->n_exp = b->n_total = n;
+    b->n_sites = hp->n_layers * VKM_N_MODULES;
+    b->sites = calloc(b->n_sites, sizeof *b->sites);
+    b->meta_host = calloc((size_t)b->n_sites * n * 4, sizeof *b->meta_host);
+    if (!b->sites || !b->meta_host) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(b->names[i], sizeof b->names[i], "%s", names[i]);
+        snprintf(b->paths[i], sizeof b->paths[i], "%s", paths[i]);
+    }
+    for (uint32_t p = 0; p < b->n_sites; p++) site_dims(hp, p % VKM_N_MODULES, &b->sites[p].in, &b->sites[p].out);
+    vkm_status s = vkm_arena_alloc(&b->arena, 16ull * b->n_sites * n, 16, &b->meta);
+    if (s == VKM_OK) s = vkm_upload(m->d, b->meta, b->meta_host, 16ull * b->n_sites * n);
     return s;
 }
 

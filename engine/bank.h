@@ -66,6 +66,7 @@ typedef struct vkm_router {
     vkm_range *r;                     /* per routing point: [n_exp][in_p] f32                  */
     vkm_arena arena;
     float fixed[VKM_MAX_EXPERTS];     /* uniform / fixed weights, router order                  */
+    bool ffn_attn_point;              /* FFN experts with attention mixing: decisions at q, k, v */
 } vkm_router;
 
 typedef struct vkm_model vkm_model;
@@ -74,6 +75,8 @@ typedef struct vkm_model vkm_model;
  * first manifest; later manifests may only use experts already there). bank.c */
 vkm_status vkm_bank_load(vkm_model *m, const vkm_manifest *man);
 void vkm_bank_free(vkm_model *m);
+/* The bank of a model with FFN experts: their names and paths, no LoRA (the routing state). */
+vkm_status vkm_bank_init_ffn(vkm_model *m, uint32_t n, const char *const *names, const char *const *paths);
 /* The bank expert a manifest expert maps to (by resolved path, else name), or -1. */
 int vkm_bank_find(const vkm_bank *b, const vkm_manifest_expert *e);
 
@@ -84,6 +87,14 @@ void vkm_router_free(vkm_model *m, vkm_router *r);
 /* Centroids from each expert's calibration texts (moe.c): the mean of the base model's final
  * normed hidden states over all their tokens, one row per expert at the model routing point. */
 vkm_status vkm_router_calibrate(vkm_model *m, vkm_router *r, const vkm_manifest *man, uint32_t index);
+/* mergekit-moe's "hidden" gates (moe.c): per layer, each expert's unit vector of the mean FFN
+ * input of its positive prompts minus that of its negative prompts, under the base model. */
+vkm_status vkm_router_hidden(vkm_model *m, vkm_router *r, const vkm_manifest *man);
+/* The router of a Mixtral-style file (ffn_gate_inp per layer), router 0 of its model. */
+vkm_status vkm_router_from_gates(vkm_model *m, const vkm_model_src *src, vkm_router **out);
+/* The routing points a router decides at, and how many points each decision governs. */
+bool vkm_router_is_point(const vkm_model *m, const vkm_router *r, uint32_t site);
+uint32_t vkm_router_copies(const vkm_model *m, const vkm_router *r, uint32_t site);
 
 /* Routing point of a site, and the input length of a routing point. */
 static inline uint32_t vkm_site_index(uint32_t layer, uint32_t module)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "ops_moe.h"
 #include "push.h"
 
 static vkm_status check_step(const vkm_model *m, const vkm_step *s)
@@ -93,6 +94,89 @@ static void adapt(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm_act y
     vkm_op_lora(&m->rec, &lc);
 }
 
+/* ---- FFN experts (ffn.h) ------------------------------------------------------------------ */
+static vkm_route_ref route_ref(const vkm_model *m, uint32_t p)
+{
+    return (vkm_route_ref){m->route_ids, m->route_wts, vkm_model_step_range(m), vkm_route_word(m, p, 0),
+                           m->bank->n_exp, vkm_step_region(m, VKM_STEP_ROW), m->ffn->n_slots};
+}
+
+/* Token routers and sequence pooling at a mixed matrix's input (module depth), or at the FFN
+ * input for the whole FFN (layer depth). */
+static void ffn_route(moe_ctx *c, uint32_t p, vkm_depth d, vkm_act x, uint32_t in)
+{
+    route_tokens(c, d, p, d == VKM_DEPTH_MODULE ? 1 : 3, x, in);
+    if (c->s->pool_slot >= 0 && c->s->pool_depth == d) pool_rows(c, x, in, p);
+}
+
+/* y (+)= sum_j w_j W_{e_j} x per token: every expert's product on its tokens into the d scratch,
+ * then the routing weights combine them. */
+static void ffn_mixture(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm_act y, bool accumulate)
+{
+    vkm_model *m = c->m;
+    const vkm_ffn *f = m->ffn;
+    const uint32_t p = vkm_site_index(layer, mod), T = c->s->n_tok;
+    const vkm_route_ref rt = route_ref(m, p);
+    if (T > VKM_MOE_MATVEC_MAX_T) vkm_op_route_group(&m->rec, &rt, T, f->groups);
+    const uint32_t out = vkm_ffn_w(f, layer, 0, mod)->rows;
+    for (uint32_t e = 0; e < f->n_slots; e++)
+        vkm_op_moe_linear(&m->rec, vkm_ffn_w(f, layer, e, mod), e, x, false, (vkm_act){f->d, 0, out}, T, &rt, f->groups);
+    vkm_op_moe_combine(&m->rec, f->d, out, y, T, &rt, accumulate);
+}
+
+/* A matrix of the attention block: the base's, or (attention mixing: q, k, v) the experts'
+ * mixture with a decision of its own (routers of layer or module depth decide there). */
+static void attn_linear(moe_ctx *c, uint32_t layer, uint32_t mod, const vkm_tensor *w, vkm_act x, vkm_act y, bool acc)
+{
+    vkm_model *m = c->m;
+    if (!m->ffn || !m->ffn->route_attn || mod == VKM_MOD_O) {
+        vkm_op_linear(&m->rec, w, x, y, c->s->n_tok, acc);
+        adapt(c, layer, mod, x, y);
+        return;
+    }
+    const uint32_t p = vkm_site_index(layer, mod);
+    route_tokens(c, VKM_DEPTH_LAYER, p, 1, x, m->hp.dim);
+    route_tokens(c, VKM_DEPTH_MODULE, p, 1, x, m->hp.dim);
+    if (c->s->pool_slot >= 0 && c->s->pool_depth != VKM_DEPTH_MODEL) pool_rows(c, x, m->hp.dim, p);
+    ffn_mixture(c, layer, mod, x, y, acc);
+}
+
+/* The FFN block of layer l on the normed input XN, added into X. Standard mixing: each token
+ * runs its chosen experts' whole FFNs, y = sum_j w_j down_j(silu(gate_j x) * up_j x);
+ * fine-grained: gate, up and down are three separately routed mixtures. */
+static void ffn_block(moe_ctx *c, uint32_t l, vkm_act XN, vkm_act X)
+{
+    vkm_model *m = c->m;
+    const vkm_ffn *f = m->ffn;
+    vkm_rec *r = &m->rec;
+    const uint32_t T = c->s->n_tok, F = m->hp.ffn_dim, D = m->hp.dim, E = f->n_exp, S = f->n_slots;
+    vkm_act G = {m->a.gate, 0, F}, U = {m->a.up, 0, F};
+    if (f->fine) {
+        ffn_route(c, vkm_site_index(l, VKM_MOD_GATE), VKM_DEPTH_MODULE, XN, D);
+        ffn_mixture(c, l, VKM_MOD_GATE, XN, G, false);
+        ffn_route(c, vkm_site_index(l, VKM_MOD_UP), VKM_DEPTH_MODULE, XN, D);
+        ffn_mixture(c, l, VKM_MOD_UP, XN, U, false);
+        vkm_op_eltwise(r, VKM_ELT_SILU_MUL, G, U, G, T * F);
+        ffn_route(c, vkm_site_index(l, VKM_MOD_DOWN), VKM_DEPTH_MODULE, G, F);
+        ffn_mixture(c, l, VKM_MOD_DOWN, G, X, true);
+        return;
+    }
+    const uint32_t p = vkm_site_index(l, VKM_MOD_GATE);
+    ffn_route(c, p, VKM_DEPTH_LAYER, XN, D);
+    const vkm_route_ref rt = route_ref(m, p);
+    if (T > VKM_MOE_MATVEC_MAX_T) vkm_op_route_group(r, &rt, T, f->groups);
+    /* items (t, j): gate and up outputs [T][E][F], then down per item [T][E][D] */
+    vkm_act GI = {f->g, 0, F}, UI = {f->u, 0, F}, DI = {f->d, 0, D};
+    for (uint32_t e = 0; e < S; e++) {
+        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_GATE), e, XN, false, GI, T, &rt, f->groups);
+        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_UP), e, XN, false, UI, T, &rt, f->groups);
+    }
+    vkm_op_eltwise(r, VKM_ELT_SILU_MUL, GI, UI, GI, T * E * F);
+    for (uint32_t e = 0; e < S; e++)
+        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_DOWN), e, GI, true, DI, T, &rt, f->groups);
+    vkm_op_moe_combine(r, f->d, D, X, T, &rt, true);
+}
+
 vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
 {
     vkm_status st = check_step(m, s);
@@ -144,25 +228,25 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
         const vkm_layer *ly = &m->layers[l];
         vkm_op_rmsnorm(r, X, ly->attn_norm, XN, D, T, hp->norm_eps);
         if (m->bank) {
-            route_tokens(&mc, VKM_DEPTH_LAYER, vkm_site_index(l, 0), VKM_N_MODULES, XN, D);
+            if (!m->ffn) route_tokens(&mc, VKM_DEPTH_LAYER, vkm_site_index(l, 0), VKM_N_MODULES, XN, D);
             if (l == 0) route_tokens(&mc, VKM_DEPTH_MODEL, 0, n_sites, XN, D);
-            if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_LAYER) pool_rows(&mc, XN, D, vkm_site_index(l, 0));
+            if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_LAYER && !m->ffn) pool_rows(&mc, XN, D, vkm_site_index(l, 0));
             /* the sequence feature of model depth: the last layer's normed input */
             if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_MODEL && l + 1 == hp->n_layers) pool_rows(&mc, XN, D, 0);
         }
-        vkm_op_linear(r, &ly->wq, XN, Q, T, false);
-        adapt(&mc, l, VKM_MOD_Q, XN, Q);
-        vkm_op_linear(r, &ly->wk, XN, K, T, false);
-        adapt(&mc, l, VKM_MOD_K, XN, K);
-        vkm_op_linear(r, &ly->wv, XN, V, T, false);
-        adapt(&mc, l, VKM_MOD_V, XN, V);
+        attn_linear(&mc, l, VKM_MOD_Q, &ly->wq, XN, Q, false);
+        attn_linear(&mc, l, VKM_MOD_K, &ly->wk, XN, K, false);
+        attn_linear(&mc, l, VKM_MOD_V, &ly->wv, XN, V, false);
         vkm_op_rope(r, Q, &sb, T, hp->n_heads, hd, half, hp->rope_theta);
         vkm_op_rope(r, K, &sb, T, hp->n_kv_heads, hd, half, hp->rope_theta);
         vkm_op_kv_store(r, K, V, m->k_cache[l], m->v_cache[l], &sb, T, kvd, m->n_ctx);
         vkm_op_attention(r, Q, m->k_cache[l], m->v_cache[l], ATT, a->partials, &sb, T, max_keys, &shape);
-        vkm_op_linear(r, &ly->wo, ATT, X, T, true);
-        adapt(&mc, l, VKM_MOD_O, ATT, X);
+        attn_linear(&mc, l, VKM_MOD_O, &ly->wo, ATT, X, true);
         vkm_op_rmsnorm(r, X, ly->ffn_norm, XN, D, T, hp->norm_eps);
+        if (m->ffn) {
+            ffn_block(&mc, l, XN, X);
+            continue;
+        }
         vkm_op_linear(r, &ly->w_gate, XN, G, T, false);
         adapt(&mc, l, VKM_MOD_GATE, XN, G);
         vkm_op_linear(r, &ly->w_up, XN, U, T, false);

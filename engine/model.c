@@ -111,23 +111,28 @@ static const vkm_tensor_src *need(loader_ctx *L, const char *name)
     return t;
 }
 
+vkm_status vkm_model_upload_matrix(vkm_model *m, vkm_arena *arena, const vkm_tensor_src *t,
+                                   const char *name, const uint32_t *row_map, vkm_tensor *out)
+{
+    if (t->n_dims != 2)
+        return vkm_fail(m->d->err, VKM_ERR_FORMAT, "%s: %s has %d dimensions, a matrix has 2",
+                        m->path, name, t->n_dims);
+    vkm_dtype dt = device_type(m->weight_type_param, t->dtype);
+    if ((dt == VKM_Q8_0 || dt == VKM_Q4_0) && t->ne[0] % 32) dt = VKM_F16; /* rows not in blocks */
+    vkm_status s = vkm_tensor_alloc(arena, dt, (uint32_t)t->ne[1], (uint32_t)t->ne[0], 0, out);
+    if (s == VKM_OK) s = vkm_tensor_upload(m->d, out, t->dtype, t->data, row_map);
+    if (s != VKM_OK) vkm_err_prefix(m->d->err, "%s: %s", m->path, name);
+    return s;
+}
+
 /* A weight matrix W[rows][cols] (ne = {cols, rows}). */
 static vkm_status load_matrix(loader_ctx *L, const char *name, vkm_tensor *out)
 {
     vkm_model *m = L->m;
     const vkm_tensor_src *t = need(L, name);
     if (!t) return VKM_ERR_NOT_FOUND;
-    if (t->n_dims != 2)
-        return vkm_fail(m->d->err, VKM_ERR_FORMAT, "%s: %s has %d dimensions, a matrix has 2",
-                        m->path, name, t->n_dims);
-    vkm_dtype dt = device_type(L->p->weight_type, t->dtype);
-    if ((dt == VKM_Q8_0 || dt == VKM_Q4_0) && t->ne[0] % 32) dt = VKM_F16; /* rows not in blocks */
-    vkm_status s = vkm_tensor_alloc(&m->weights, dt, (uint32_t)t->ne[1], (uint32_t)t->ne[0], 0, out);
-    if (s == VKM_OK) s = vkm_tensor_upload(m->d, out, t->dtype, t->data, NULL);
-    if (s != VKM_OK) {
-        vkm_err_prefix(m->d->err, "%s: %s", m->path, name);
-        return s;
-    }
+    vkm_status s = vkm_model_upload_matrix(m, &m->weights, t, name, NULL, out);
+    if (s != VKM_OK) return s;
     m->weight_bytes += out->bytes;
     return progress(L, t->nbytes);
 }
@@ -185,13 +190,15 @@ static vkm_status load_weights(loader_ctx *L)
         snprintf(name, sizeof name, "blk.%u.ffn_norm.weight", l);
         if (s == VKM_OK) s = load_vector(L, name, hp->dim, &ly->ffn_norm);
         for (size_t k = 0; k < sizeof mats / sizeof mats[0] && s == VKM_OK; k++) {
+            if (hp->n_experts && k >= 4) continue; /* a MoE file's FFNs are its experts (ffn.c) */
             snprintf(name, sizeof name, "blk.%u.%s.weight", l, mats[k].name);
             s = load_matrix(L, name, (vkm_tensor *)((char *)ly + mats[k].off));
         }
     }
     if (s != VKM_OK) return s;
     m->wtype = m->layers[0].wq.dtype;
-    /* bytes one decode step reads: every matrix once, one embedding row, the norms */
+    /* bytes one decode step reads: every matrix once, one embedding row, the norms (the FFN
+     * experts a token reads are added in vkm_model_get_info) */
     uint64_t b = m->output.bytes + m->tok_embd.bytes / m->tok_embd.rows + 4ull * hp->dim;
     for (uint32_t l = 0; l < hp->n_layers; l++) {
         const vkm_layer *ly = &m->layers[l];
@@ -298,6 +305,7 @@ static vkm_status model_new(vkm_context *ctx, const char *path, const vkm_model_
         return vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "weight_type must be auto, F32, F16, Q8_0 or Q4_0");
     vkm_model *m = calloc(1, sizeof *m);
     if (!m) return vkm_fail(&ctx->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    m->weight_type_param = params->weight_type;
     m->ctx = ctx;
     m->d = &ctx->dev;
     snprintf(m->path, sizeof m->path, "%s", path);
@@ -366,9 +374,20 @@ static vkm_status load_moe(vkm_model *m)
         n_lora += man->experts[i].lora[0] != 0;
         n_ffn += man->experts[i].model[0] != 0;
     }
-    if (n_ffn)
-        return vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: experts given as whole models (FFN experts) "
-                        "are not supported by this build", man->path);
+    if (n_ffn && n_lora)
+        return vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: LoRA experts and whole-model (FFN) experts in one "
+                        "manifest: use two manifests", man->path);
+    if (n_ffn) {
+        vkm_status s = vkm_ffn_load_manifest(m, man);
+        if (s == VKM_OK) s = vkm_moe_alloc(m);
+        vkm_router *r = NULL;
+        if (s == VKM_OK) s = vkm_router_create(m, man, &r);
+        if (s == VKM_OK) m->routers[m->n_routers++] = r;
+        if (s == VKM_OK && r->agg != VKM_AGG_OUTPUT)
+            s = vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: FFN experts combine their outputs: aggregate must "
+                         "be output", man->path);
+        return s;
+    }
     if (!n_lora) return VKM_OK;
     /* task-level exact merging: the deltas go into the base weights, no bank at run time */
     bool fixed_weights = man->router.policy == VKM_POLICY_FIXED || man->router.policy == VKM_POLICY_UNIFORM;
@@ -414,17 +433,18 @@ vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_pa
     vkm_status s = vkm_model_src_open(base, &src, &ctx->err);
     if (s == VKM_OK) {
         m->hp = src.hp;
-        if (m->hp.n_experts > 0)
-            s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: a mixture-of-experts file (%u experts) "
-                         "is not a dense model", path, m->hp.n_experts);
+        if (m->hp.n_experts > 0 && m->man)
+            s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: the base of a manifest must be a dense model, "
+                         "not a mixture of %u experts", base, m->hp.n_experts);
         else if (m->hp.qkv_bias)
             s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: q/k/v projection biases (qwen2) are "
                          "not supported yet", path);
     }
     if (s == VKM_OK) s = load_weights(&(loader_ctx){.m = m, .src = &src, .p = params});
     if (s == VKM_OK) s = load_tokenizer(m, &src);
-    vkm_model_src_close(&src);
     if (s == VKM_OK) s = alloc_runtime(m, params);
+    if (s == VKM_OK && m->hp.n_experts) s = vkm_ffn_load_file(m, &src); /* Mixtral-style file */
+    vkm_model_src_close(&src);
     if (s == VKM_OK && m->man) s = load_moe(m);
     if (s != VKM_OK) {
         vkm_model_free(m);
@@ -440,6 +460,7 @@ void vkm_model_free(vkm_model *m)
     vkm_dev *d = m->d;
     if (d->device) vkDeviceWaitIdle(d->device);
     vkm_moe_free(m);
+    vkm_ffn_free(m);
     if (m->cmd) vkFreeCommandBuffers(d->device, d->cmd_pool, 1, &m->cmd);
     vkm_rec_destroy(&m->rec);
     vkm_buf_destroy(d, &m->step_buf);
@@ -481,7 +502,12 @@ vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *o)
     o->weight_type = m->wtype;
     o->weight_bytes = m->weight_bytes + (m->bank ? m->bank->bytes : 0);
     o->bytes_per_token = m->token_bytes;
-    if (m->bank && m->n_routers) { /* + the experts a token reads under router 0 */
+    if (m->ffn && m->n_routers) { /* + the FFN experts a token reads under router 0 */
+        const vkm_router *r = m->routers[0];
+        double k = r->top_k && r->top_k < r->n_exp ? (double)r->top_k + (r->always_on >= 0) : (double)r->n_exp;
+        o->weight_bytes += m->ffn->bytes;
+        o->bytes_per_token += (uint64_t)((double)m->ffn->bytes / m->ffn->n_exp * k);
+    } else if (m->bank && m->n_routers) { /* + the experts a token reads under router 0 */
         const vkm_bank *b = m->bank;
         const vkm_router *r = m->routers[0];
         double real = 0;
@@ -545,4 +571,31 @@ vkm_status vkm_model_add_router(vkm_model *m, const char *manifest, uint32_t *ro
     vkm_manifest_free(man);
     free(man);
     return s;
+}
+
+vkm_status vkm_model_replace_weight(vkm_model *m, const char *name, const float *v, uint64_t n)
+{
+    uint32_t l = 0;
+    int len = 0;
+    vkm_range *vec = NULL;
+    vkm_tensor *mat = NULL;
+    if (!strcmp(name, "token_embd.weight")) mat = &m->tok_embd;
+    else if (!strcmp(name, "output.weight")) mat = &m->output;
+    else if (!strcmp(name, "output_norm.weight")) vec = &m->output_norm;
+    else if (sscanf(name, "blk.%u.%n", &l, &len) == 1 && l < m->hp.n_layers) {
+        vkm_layer *ly = &m->layers[l];
+        const char *leaf = name + len;
+        if (!strcmp(leaf, "attn_norm.weight")) vec = &ly->attn_norm;
+        else if (!strcmp(leaf, "ffn_norm.weight")) vec = &ly->ffn_norm;
+        else if (!strcmp(leaf, "attn_q.weight")) mat = &ly->wq;
+        else if (!strcmp(leaf, "attn_k.weight")) mat = &ly->wk;
+        else if (!strcmp(leaf, "attn_v.weight")) mat = &ly->wv;
+        else if (!strcmp(leaf, "attn_output.weight")) mat = &ly->wo;
+        else if (!strcmp(leaf, "ffn_gate.weight")) mat = &ly->w_gate;
+        else if (!strcmp(leaf, "ffn_up.weight")) mat = &ly->w_up;
+        else if (!strcmp(leaf, "ffn_down.weight")) mat = &ly->w_down;
+    }
+    if (vec) return vkm_upload(m->d, *vec, v, n * 4);
+    if (mat && (uint64_t)mat->rows * mat->cols == n) return vkm_tensor_upload(m->d, mat, VKM_F32, v, NULL);
+    return vkm_fail(m->d->err, VKM_ERR_NOT_FOUND, "%s: no model weight %s to replace", m->path, name);
 }

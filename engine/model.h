@@ -7,6 +7,7 @@
 #define VKM_MODEL_H
 
 #include "bank.h"
+#include "ffn.h"
 #include "loader.h"
 #include "ops.h"
 #include "ops_lora.h"
@@ -47,6 +48,7 @@ struct vkm_model {
     char path[1024];
     vkm_hparams hp;
     vkm_dtype wtype;              /* device type of the matrices                                */
+    int weight_type_param;        /* vkm_model_params.weight_type                               */
     vkm_arena weights;
     vkm_tensor tok_embd;          /* [vocab][dim]                                               */
     vkm_tensor output;            /* [vocab][dim] (a copy of tok_embd's layout when tied)       */
@@ -71,9 +73,10 @@ struct vkm_model {
     vkm_prof_entry prof[64];      /* per-kernel profile of the last step                         */
     uint32_t n_prof;
 
-    /* MoErging (bank.h): NULL / 0 for a plain model */
+    /* MoErging (bank.h, ffn.h): NULL / 0 for a plain model */
     vkm_manifest *man;            /* the manifest the model was loaded from                      */
-    vkm_bank *bank;
+    vkm_bank *bank;               /* LoRA experts, or (no LoRA) the routing state of FFN experts */
+    vkm_ffn *ffn;                 /* FFN experts                                                 */
     vkm_router *routers[VKM_MAX_ROUTERS];
     uint32_t n_routers;
     uint32_t route_rows;          /* n_batch + n_seq + 1                                         */
@@ -164,6 +167,13 @@ void vkm_moe_free(vkm_model *m);
 vkm_status vkm_moe_set_row(vkm_model *m, uint32_t slot, const uint32_t *ids, const float *w, uint32_t n);
 /* Records: the router decisions of sequence `slot` from its pooled inputs (count tokens). */
 void vkm_moe_route_pooled(vkm_model *m, uint32_t router, uint32_t slot, uint32_t count);
+/* model.c: a matrix from a file tensor into a device tensor of the model's weight type (device
+ * row r from file row row_map[r]; NULL: the same row); the f32 values of a model weight (by
+ * internal name) written over it (shared-weight averaging). */
+vkm_status vkm_model_upload_matrix(vkm_model *m, vkm_arena *arena, const vkm_tensor_src *t,
+                                   const char *name, const uint32_t *row_map, vkm_tensor *out);
+vkm_status vkm_model_replace_weight(vkm_model *m, const char *name, const float *values, uint64_t n);
+
 /* moe_bake.c: task-level exact merging into the base weights at load. */
 vkm_status vkm_moe_bake_task(vkm_model *m, const vkm_manifest *man);
 /* Records: pool[slot] = 0. */

@@ -26,7 +26,7 @@ vkm_status vkm_moe_alloc(vkm_model *m)
         m->pool_len += b->sites[s].in;
     }
     uint64_t route = 4ull * b->n_sites * m->route_rows * b->n_exp;
-    uint64_t t = 4ull * m->n_batch * b->n_exp * vkm_lora_rank_pad(b->rmax);
+    uint64_t t = 4ull * m->n_batch * b->n_exp * (b->rmax ? vkm_lora_rank_pad(b->rmax) : 1);
     uint64_t pool = 4ull * m->n_seq * m->pool_len;
     vkm_status s = vkm_arena_alloc(&m->moe_arena, route, 16, &m->route_ids);
     if (s == VKM_OK) s = vkm_arena_alloc(&m->moe_arena, route, 16, &m->route_wts);
@@ -45,6 +45,7 @@ vkm_status vkm_moe_alloc(vkm_model *m)
     vkm_status e = vkm_rec_end(&m->rec);
     if (s == VKM_OK) s = e;
     if (s == VKM_OK) s = vkm_dev_submit_wait(d, m->cmd);
+    if (s == VKM_OK && m->ffn && m->ffn->has_base) s = vkm_moe_set_row(m, m->n_seq, NULL, NULL, 0); /* the empty row */
     return s;
 }
 
@@ -64,7 +65,13 @@ void vkm_moe_free(vkm_model *m)
 vkm_status vkm_moe_set_row(vkm_model *m, uint32_t slot, const uint32_t *ids, const float *w, uint32_t n)
 {
     vkm_bank *b = m->bank;
-    const uint32_t E = b->n_exp;
+    const uint32_t E = b->n_exp, base = E;
+    const float one = 1.0f;
+    if (n == 0 && m->ffn && m->ffn->has_base) { /* FFN experts: no expert is the base's own FFN */
+        ids = &base;
+        w = &one;
+        n = 1;
+    }
     if (n > E) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "a routing row of %u experts (at most %u)", n, E);
     uint32_t *ri = malloc(E * 4);
     float *rw = malloc(E * 4);
@@ -104,11 +111,10 @@ void vkm_moe_route_pooled(vkm_model *m, uint32_t ri, uint32_t slot, uint32_t cou
     uint32_t *list = m->step_buf.map;
     const uint32_t lo = vkm_step_seqlist(m);
     list[lo] = vkm_seq_row(m, slot);
-    const uint32_t copies = r->depth == VKM_DEPTH_MODULE ? 1 : r->depth == VKM_DEPTH_LAYER ? VKM_N_MODULES : b->n_sites;
     for (uint32_t p = 0; p < b->n_sites; p++) {
-        bool point = r->depth == VKM_DEPTH_MODULE ? b->sites[p].used
-                   : r->depth == VKM_DEPTH_LAYER ? p % VKM_N_MODULES == 0 : p == 0;
+        bool point = vkm_router_is_point(m, r, p) && (m->ffn || r->depth != VKM_DEPTH_MODULE || b->sites[p].used);
         if (!point) continue;
+        const uint32_t copies = vkm_router_copies(m, r, p);
         uint32_t in = r->depth == VKM_DEPTH_MODULE ? b->sites[p].in : m->hp.dim;
         vkm_router_call c = {
             .x = {m->pool, slot * m->pool_len + m->pool_off[p], 0}, .in_dim = in, .n = 1,
@@ -144,34 +150,32 @@ static vkm_status clear_pool0(vkm_model *m)
     return s;
 }
 
-static vkm_status pool_windows(vkm_model *m, const char *path, uint32_t *count, window_fn each, void *user)
+/* Feeds a text (windows of n_ctx tokens from position 0, steps of n_batch) through the base
+ * model, pooling the router inputs of `depth` into slot 0 (position 0 of each window left out). */
+static vkm_status pool_text_buf(vkm_model *m, const char *text, size_t len, vkm_depth depth, uint32_t *count,
+                                window_fn each, void *user)
 {
     vkm_err *err = m->d->err;
-    if (!m->tok) return vkm_fail(err, VKM_ERR_STATE, "%s: calibration texts need the model's tokenizer", path);
-    char *text = NULL;
-    uint64_t len = 0;
-    vkm_status s = vkm_read_text(path, 64u << 20, &text, &len, err);
-    if (s != VKM_OK) return s;
+    if (!m->tok) return vkm_fail(err, VKM_ERR_STATE, "calibration texts and prompts need the model's tokenizer");
     size_t n = 0;
     vkm_tokenize(m->tok, text, len, true, false, NULL, 0, &n);
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     uint32_t *pos = malloc(m->n_batch * 4), *slot = calloc(m->n_batch, 4);
-    if (!ids || !pos || !slot) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    vkm_status s = ids && pos && slot ? VKM_OK : vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     if (s == VKM_OK) s = vkm_tokenize(m->tok, text, len, vkm_tokenizer_adds_bos(m->tok), false, ids, n, &n);
-    /* windows of the context length, each from position 0, fed in steps of n_batch */
     float *mean = each ? malloc(4ull * m->hp.dim) : NULL;
     if (each && !mean) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (size_t w0 = 0; w0 < n && s == VKM_OK; w0 += m->n_ctx) {
         size_t wn = n - w0 < m->n_ctx ? n - w0 : m->n_ctx;
-        if (wn < 8) break; /* too short to describe anything */
+        if (each && wn < 8) break; /* too short to describe anything */
         if (each) s = clear_pool0(m);
         for (size_t c0 = 0; c0 < wn && s == VKM_OK; c0 += m->n_batch) {
             uint32_t T = (uint32_t)(wn - c0 < m->n_batch ? wn - c0 : m->n_batch);
             for (uint32_t i = 0; i < T; i++) pos[i] = (uint32_t)(c0 + i);
             vkm_step st = {.n_tok = T, .tokens = ids + w0 + c0, .pos = pos, .slot = slot,
-                           .pool_slot = 0, .pool_depth = VKM_DEPTH_MODEL, .pool_skip_first = true};
+                           .pool_slot = 0, .pool_depth = depth, .pool_skip_first = wn > 1};
             s = vkm_model_run_step(m, &st, 0);
-            *count += c0 == 0 ? T - 1 : T;
+            *count += c0 == 0 && wn > 1 ? T - 1 : T;
         }
         if (each && s == VKM_OK) {
             s = vkm_download(m->d, vkm_range_sub(m->pool, 4ull * m->pool_off[0], 4ull * m->hp.dim), mean, 4ull * m->hp.dim);
@@ -180,10 +184,77 @@ static vkm_status pool_windows(vkm_model *m, const char *path, uint32_t *count, 
         }
     }
     free(mean);
-    free(text);
     free(ids);
     free(pos);
     free(slot);
+    return s;
+}
+
+static vkm_status pool_windows(vkm_model *m, const char *path, uint32_t *count, window_fn each, void *user)
+{
+    char *text = NULL;
+    uint64_t len = 0;
+    vkm_status s = vkm_read_text(path, 64u << 20, &text, &len, m->d->err);
+    if (s == VKM_OK) s = pool_text_buf(m, text, len, VKM_DEPTH_MODEL, count, each, user);
+    free(text);
+    return s;
+}
+
+/* ---- mergekit-moe's "hidden" gates -------------------------------------------------------------- */
+/* The mean pooled router input at each point of router r over some prompts (dim floats each). */
+static vkm_status mean_over_prompts(vkm_model *m, const vkm_router *r, char **prompts, uint32_t n, float *out)
+{
+    const uint32_t D = m->hp.dim, P = m->bank->n_sites;
+    memset(out, 0, 4ull * P * D);
+    if (!n) return VKM_OK;
+    vkm_status s = clear_pool0(m);
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < n && s == VKM_OK; i++) s = pool_text_buf(m, prompts[i], strlen(prompts[i]), VKM_DEPTH_LAYER, &count, NULL, NULL);
+    for (uint32_t p = 0; p < P && s == VKM_OK; p++) {
+        if (!vkm_router_is_point(m, r, p)) continue;
+        s = vkm_download(m->d, vkm_range_sub(m->pool, 4ull * m->pool_off[p], 4ull * D), out + (size_t)p * D, 4ull * D);
+        for (uint32_t k = 0; k < D; k++) out[(size_t)p * D + k] /= (float)(count ? count : 1);
+    }
+    return s;
+}
+
+vkm_status vkm_router_hidden(vkm_model *m, vkm_router *r, const vkm_manifest *man)
+{
+    vkm_err *err = m->d->err;
+    const uint32_t D = m->hp.dim, P = m->bank->n_sites;
+    float *pos = malloc(4ull * P * D), *neg = malloc(4ull * P * D), *rows = calloc((size_t)P * r->n_exp * D, 4);
+    vkm_status s = pos && neg && rows ? VKM_OK : vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t i = 0, j = 0; i < man->n_experts && s == VKM_OK; i++) {
+        const vkm_manifest_expert *me = &man->experts[i];
+        if (!me->lora[0] && !me->model[0]) continue;
+        if (!me->n_positive) {
+            s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: experts[%u].positive: the hidden policy needs "
+                         "positive prompts for every expert", man->path, i);
+            break;
+        }
+        s = mean_over_prompts(m, r, me->positive, me->n_positive, pos);
+        if (s == VKM_OK) s = mean_over_prompts(m, r, me->negative, me->n_negative, neg);
+        for (uint32_t p = 0; p < P && s == VKM_OK; p++) {
+            if (!vkm_router_is_point(m, r, p)) continue;
+            double ss = 0;
+            float *g = rows + ((size_t)p * r->n_exp + j) * D;
+            for (uint32_t k = 0; k < D; k++) {
+                g[k] = pos[(size_t)p * D + k] - neg[(size_t)p * D + k];
+                ss += (double)g[k] * g[k];
+            }
+            for (uint32_t k = 0; k < D; k++) g[k] = (float)(g[k] / (ss > 0 ? sqrt(ss) : 1.0));
+        }
+        j++;
+    }
+    for (uint32_t p = 0; p < P && s == VKM_OK; p++) {
+        if (!vkm_router_is_point(m, r, p)) continue;
+        s = vkm_arena_alloc(&r->arena, 4ull * r->n_exp * D, 16, &r->r[p]);
+        if (s == VKM_OK) s = vkm_upload(m->d, r->r[p], rows + (size_t)p * r->n_exp * D, 4ull * r->n_exp * D);
+    }
+    free(pos);
+    free(neg);
+    free(rows);
+    if (s == VKM_OK) s = clear_pool0(m);
     return s;
 }
 

@@ -94,6 +94,22 @@ typedef struct vkm_push_mix {
     uint32_t n_vocab, n_mix, table_off, record;
 } vkm_push_mix;
 
+typedef struct vkm_push_moe {
+    uint32_t rows, cols, row0, w_stride, scale_off, x_stride, x_off, y_stride, y_off, x_per_entry,
+        n_tok, t0, expert, route_off, row_stride, row_list_off, n_grp;
+} vkm_push_moe;
+
+typedef struct vkm_push_group {
+    uint32_t n_tok, n_exp, route_off, row_stride, row_list_off;
+} vkm_push_group;
+
+typedef struct vkm_push_combine {
+    uint32_t n_tok, dim, y_stride, y_off, d_off, route_off, row_stride, row_list_off, accumulate;
+} vkm_push_combine;
+
+_Static_assert(sizeof(vkm_push_moe) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_group) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_combine) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_mix) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_compose) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_router) <= 128, "push constants over 128 bytes");

@@ -23,14 +23,36 @@
 static const char *module_names[VKM_N_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                   "gate_proj", "up_proj", "down_proj"};
 
-/* The routing points a router of this depth computes. */
-static bool is_point(const vkm_router *r, uint32_t site)
+/* The routing points a router decides at. LoRA banks: module depth every site, layer depth
+ * site l*7, model depth site 0. FFN experts: module depth the mixed matrices (gate, up, down;
+ * q, k, v with attention mixing), layer depth the FFN input (site l*7 + gate, for the whole
+ * FFN) and, with attention mixing, q, k and v each (moetify routes them one by one); model
+ * depth site 0. */
+bool vkm_router_is_point(const vkm_model *m, const vkm_router *r, uint32_t site)
 {
+    const uint32_t mod = site % VKM_N_MODULES;
+    const bool attn = m->ffn && m->ffn->route_attn && mod < VKM_MOD_O;
     switch (r->depth) {
-    case VKM_DEPTH_MODULE: return true;
-    case VKM_DEPTH_LAYER: return site % VKM_N_MODULES == 0;
+    case VKM_DEPTH_MODULE: return !m->ffn || mod >= VKM_MOD_GATE || attn;
+    case VKM_DEPTH_LAYER: return m->ffn ? mod == VKM_MOD_GATE || attn : mod == 0;
     default: return site == 0;
     }
+}
+
+uint32_t vkm_router_copies(const vkm_model *m, const vkm_router *r, uint32_t site)
+{
+    switch (r->depth) {
+    case VKM_DEPTH_MODULE: return 1;
+    case VKM_DEPTH_LAYER:
+        if (!m->ffn) return VKM_N_MODULES;
+        return site % VKM_N_MODULES == VKM_MOD_GATE ? 3 : 1; /* gate, up, down / q, k or v alone */
+    default: return m->bank->n_sites;
+    }
+}
+
+static bool is_point(const vkm_model *m, const vkm_router *r, uint32_t site)
+{
+    return vkm_router_is_point(m, r, site);
 }
 
 /* Input length of a routing point: a site's input (module depth) or the model dim. */
@@ -54,10 +76,11 @@ static double gauss(uint64_t *s)
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-/* The router-file tensor name of a routing point. */
+/* The router-file tensor name of a routing point (with FFN experts and attention mixing, the
+ * layer-depth routers of q, k and v are named as module-depth ones). */
 static void point_name(const vkm_router *r, uint32_t site, char *out, size_t cap)
 {
-    if (r->depth == VKM_DEPTH_MODULE)
+    if (r->depth == VKM_DEPTH_MODULE || (r->depth == VKM_DEPTH_LAYER && r->ffn_attn_point && site % VKM_N_MODULES < VKM_MOD_O))
         snprintf(out, cap, "layers.%u.%s.router.weight", site / VKM_N_MODULES, module_names[site % VKM_N_MODULES]);
     else if (r->depth == VKM_DEPTH_LAYER)
         snprintf(out, cap, "layers.%u.router.weight", site / VKM_N_MODULES);
@@ -100,13 +123,13 @@ static vkm_status load_file(vkm_model *m, vkm_router *r, const char *path)
         return vkm_fail(err, VKM_ERR_FORMAT, "%s: a centroid router has no biases (use policy learned)", path);
     }
     for (uint32_t site = 0; site < m->bank->n_sites && s == VKM_OK; site++) {
-        if (!is_point(r, site)) continue;
+        if (!is_point(m, r, site)) continue;
         char name[128];
         point_name(r, site, name, sizeof name);
         const vkm_tensor_src *t = vkm_st_tensor(&st, name);
         uint32_t in = point_in(m, r, site);
         if (!t) {
-            if (r->depth == VKM_DEPTH_MODULE && !m->bank->sites[site].used) continue; /* nothing routed there */
+            if (r->depth == VKM_DEPTH_MODULE && !m->ffn && !m->bank->sites[site].used) continue; /* nothing routed there */
             s = vkm_fail(err, VKM_ERR_NOT_FOUND, "%s: tensor %s is missing (router.weights for policy %s, "
                          "depth %s)", path, name, vkm_policy_name(r->policy),
                          r->depth == VKM_DEPTH_MODULE ? "module" : r->depth == VKM_DEPTH_LAYER ? "layer" : "model");
@@ -144,7 +167,7 @@ static vkm_status make_noisy(vkm_model *m, vkm_router *r, float std, uint64_t se
 {
     vkm_status s = VKM_OK;
     for (uint32_t site = 0; site < m->bank->n_sites && s == VKM_OK; site++) {
-        if (!is_point(r, site)) continue;
+        if (!is_point(m, r, site)) continue;
         uint32_t in = point_in(m, r, site);
         float *w = malloc(4ull * r->n_exp * in);
         if (!w) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
@@ -182,21 +205,29 @@ static vkm_status make_arrow(vkm_model *m, vkm_router *r, uint32_t map_off)
     return s;
 }
 
+/* An empty router (path: where it comes from), or NULL when out of memory. */
+static vkm_router *router_new(vkm_model *m, const char *path)
+{
+    vkm_router *r = calloc(1, sizeof *r);
+    if (r) r->r = calloc(m->bank->n_sites, sizeof *r->r);
+    if (!r || !r->r) {
+        free(r);
+        vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+        return NULL;
+    }
+    vkm_arena_init(&r->arena, m->d, VKM_MEM_DEVICE, 4u << 20);
+    snprintf(r->path, sizeof r->path, "%s", path);
+    return r;
+}
+
 vkm_status vkm_router_create(vkm_model *m, const vkm_manifest *man, vkm_router **out)
 {
     vkm_err *err = m->d->err;
     *out = NULL;
     if (m->n_routers == VKM_MAX_ROUTERS)
         return vkm_fail(err, VKM_ERR_LIMIT, "a model holds at most %d routers", VKM_MAX_ROUTERS);
-    vkm_router *r = calloc(1, sizeof *r);
-    if (!r) return vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    r->r = calloc(m->bank->n_sites, sizeof *r->r);
-    if (!r->r) {
-        free(r);
-        return vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    }
-    vkm_arena_init(&r->arena, m->d, VKM_MEM_DEVICE, 4u << 20);
-    snprintf(r->path, sizeof r->path, "%s", man->path);
+    vkm_router *r = router_new(m, man->path);
+    if (!r) return VKM_ERR_OUT_OF_HOST_MEMORY;
     r->policy = man->router.policy;
     r->gran = man->router.granularity;
     r->depth = man->router.depth;
@@ -206,9 +237,10 @@ vkm_status vkm_router_create(vkm_model *m, const vkm_manifest *man, vkm_router *
     r->top_k = man->router.top_k;
     r->temperature = man->router.temperature;
     r->always_on = -1;
+    r->ffn_attn_point = m->ffn && m->ffn->route_attn;
     vkm_status s = VKM_OK;
     for (uint32_t i = 0; i < man->n_experts && s == VKM_OK; i++) {
-        if (!man->experts[i].lora[0]) continue;
+        if (!man->experts[i].lora[0] && !man->experts[i].model[0]) continue;
         int e = vkm_bank_find(m->bank, &man->experts[i]);
         if (e < 0)
             s = vkm_fail(err, VKM_ERR_NOT_FOUND, "%s: experts[%u] (%s) is not in the model's bank: a "
@@ -258,9 +290,17 @@ vkm_status vkm_router_create(vkm_model *m, const vkm_manifest *man, vkm_router *
             if (man->router.weights[0]) s = load_file(m, r, man->router.weights);
             else s = vkm_router_calibrate(m, r, man, m->n_routers);
             break;
+        case VKM_POLICY_HIDDEN:
+            r->has_matrix = true;
+            if (r->depth != VKM_DEPTH_LAYER)
+                s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: router.depth: the hidden policy's gates belong "
+                             "to each layer (depth layer)", man->path);
+            else
+                s = vkm_router_hidden(m, r, man);
+            break;
         default:
-            s = vkm_fail(err, VKM_ERR_UNSUPPORTED, "%s: router.policy %s applies to FFN experts, not to a "
-                         "LoRA bank", man->path, vkm_policy_name(r->policy));
+            s = vkm_fail(err, VKM_ERR_UNSUPPORTED, "%s: router.policy %s is not known", man->path,
+                         vkm_policy_name(r->policy));
         }
     if (s == VKM_OK && !r->has_matrix && r->gran == VKM_GRAN_TOKEN) r->gran = VKM_GRAN_TASK; /* same every token */
     if (s == VKM_OK && r->has_matrix && r->gran == VKM_GRAN_TASK)
@@ -304,7 +344,7 @@ vkm_status vkm_model_save_router(vkm_model *m, uint32_t ri, const char *path)
     char name[128], bname[128];
     const bool bias = r->flags & VKM_ROUTER_BIAS;
     for (uint32_t p = 0; p < m->bank->n_sites && s == VKM_OK; p++)
-        if (is_point(r, p) && r->r[p].buf) {
+        if (is_point(m, r, p) && r->r[p].buf) {
             point_name(r, p, name, sizeof name);
             int64_t ne[2] = {point_in(m, r, p), r->n_exp}, nb[1] = {r->n_exp};
             s = vkm_st_writer_add_tensor(w, name, VKM_F32, 2, ne);
@@ -313,7 +353,7 @@ vkm_status vkm_model_save_router(vkm_model *m, uint32_t ri, const char *path)
         }
     if (s == VKM_OK) s = vkm_st_writer_begin(w);
     for (uint32_t p = 0; p < m->bank->n_sites && s == VKM_OK; p++)
-        if (is_point(r, p) && r->r[p].buf) {
+        if (is_point(m, r, p) && r->r[p].buf) {
             point_name(r, p, name, sizeof name);
             uint64_t bytes = 4ull * point_in(m, r, p) * r->n_exp;
             float *h = malloc(bytes + 4ull * point_in(m, r, p));
@@ -344,5 +384,51 @@ vkm_status vkm_model_router_info(const vkm_model *m, uint32_t ri, vkm_router_inf
     o->n_experts = r->n_exp;
     o->top_k = r->top_k;
     snprintf(o->manifest, sizeof o->manifest, "%s", r->path);
+    return VKM_OK;
+}
+
+vkm_status vkm_router_from_gates(vkm_model *m, const vkm_model_src *src, vkm_router **out)
+{
+    vkm_err *err = m->d->err;
+    *out = NULL;
+    vkm_router *r = router_new(m, src->path);
+    if (!r) return VKM_ERR_OUT_OF_HOST_MEMORY;
+    r->policy = VKM_POLICY_LEARNED;
+    r->gran = VKM_GRAN_TOKEN;
+    r->depth = VKM_DEPTH_LAYER;
+    r->agg = VKM_AGG_OUTPUT;
+    r->norm = VKM_NORM_SOFTMAX;
+    r->flags = VKM_ROUTER_SOFTMAX;
+    r->n_exp = m->bank->n_exp;
+    r->top_k = m->hp.n_experts_used;
+    r->temperature = 1.0f;
+    r->always_on = -1;
+    r->has_matrix = true;
+    uint32_t *maps = (uint32_t *)m->step_buf.map + vkm_step_maps(m) + 64 * m->n_routers;
+    for (uint32_t e = 0; e < r->n_exp; e++) maps[e] = r->map[e] = e;
+    vkm_status s = VKM_OK;
+    const uint32_t D = m->hp.dim;
+    float *w = malloc(4ull * r->n_exp * D);
+    if (!w) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t l = 0; l < m->hp.n_layers && s == VKM_OK; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%u.ffn_gate_inp.weight", l);
+        const vkm_tensor_src *t = vkm_model_src_tensor(src, name);
+        if (!t || vkm_tensor_nelem(t) != (int64_t)r->n_exp * D) {
+            s = vkm_fail(err, VKM_ERR_NOT_FOUND, "%s: %s (the router, [%u, %u]) is missing or misshapen", src->path,
+                         name, r->n_exp, D);
+            break;
+        }
+        const uint32_t p = vkm_site_index(l, VKM_MOD_GATE);
+        s = vkm_to_f32(t->dtype, t->data, (uint64_t)r->n_exp * D, w);
+        if (s == VKM_OK) s = alloc_point(m, r, p, &r->r[p]);
+        if (s == VKM_OK) s = vkm_upload(m->d, r->r[p], w, 4ull * r->n_exp * D);
+    }
+    free(w);
+    if (s != VKM_OK) {
+        vkm_router_free(m, r);
+        return s;
+    }
+    *out = r;
     return VKM_OK;
 }

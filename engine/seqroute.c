@@ -77,6 +77,9 @@ vkm_status vkm_seqroute_init(vkm_session *s, const vkm_session_params *p)
     }
     switch (s->mode) {
     case VKM_ROUTE_BASE:
+        if (m->ffn && !m->ffn->has_base)
+            return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: a mixture-of-experts file has no base FFN to run "
+                            "without experts", m->path);
         return vkm_moe_set_row(m, s->slot, NULL, NULL, 0);
     case VKM_ROUTE_FIXED:
         if (!p->expert_weights)

@@ -17,7 +17,8 @@
  *   router                     {}         (null = all defaults)
  *     policy                   "uniform"  uniform|noisy|learned|arrow|centroid|phatgoose|hidden|fixed
  *     granularity              "token"    token|sequence|task
- *     depth                    "module"   module|layer|model
+ *     depth                    "module"   module|layer|model ("layer" with FFN experts; module
+ *                                         there means one router per FFN matrix)
  *     top_k                    0          0 = dense; at most the number of experts (minus one
  *                                         with always_on)
  *     normalize                "softmax"  softmax|sigmoid|none
@@ -31,8 +32,8 @@
  *     fixed                    null       task weights: [w per expert, in expert order] or
  *                                         {"name": w} (experts not named get 0); required by
  *                                         policy fixed and refused by the others
- *     route_attention          false      FFN experts: also mix the attention projections
- *     fine_grained             false      FFN experts: one router per FFN matrix
+ *     route_attention          false      FFN experts: also mix q, k and v, each routed (moetify)
+ *     fine_grained             false      FFN experts: one router per FFN matrix (= depth module)
  *   aggregate                  "output"   output|parameter|logits (parameter needs granularity
  *                                         sequence or task)
  *   merge                      "average"  average|exact (parameter aggregation)
@@ -352,7 +353,7 @@ static vkm_status parse_router(mctx *c, const cJSON *root)
     const cJSON *r = get(root, "router");
     if (!r) return VKM_OK;
     if (!cJSON_IsObject(r)) return fail_at(c, VKM_ERR_FORMAT, "router", "expected an object, got %s", vkm_json_type_name(r));
-    int pol = 0, gran = 0, depth = 0, norm = 0;
+    int pol = 0, gran = 0, depth = -1, norm = 0;
     int64_t top_k = 0, seed = 0;
     vkm_status s;
     if ((s = check_keys(c, r, "router", router_keys)) ||
@@ -370,6 +371,11 @@ static vkm_status parse_router(mctx *c, const cJSON *root)
         return s;
     m->router.policy = (vkm_policy)pol;
     m->router.granularity = (vkm_granularity)gran;
+    if (depth < 0) { /* LoRA experts: each adapted matrix; FFN experts: one router per layer */
+        bool any_model = false;
+        for (uint32_t i = 0; i < m->n_experts; i++) any_model |= m->experts[i].model[0] != 0;
+        depth = any_model ? VKM_DEPTH_LAYER : VKM_DEPTH_MODULE;
+    }
     m->router.depth = (vkm_depth)depth;
     m->router.normalize = (vkm_normalize)norm;
     m->router.top_k = (uint32_t)top_k;

@@ -4,8 +4,15 @@
 // BK = 32 columns at a time through shared memory, weights dequantized on the way in; each
 // invocation accumulates a TM x TN micro-tile. Workgroups: x = row tiles, y = vector tiles.
 // Spec constants: 0 WG, 1 BM, 2 BN, 3 TM, 4 TN with (BM/TM) * (BN/TN) == WG.
+// MOE: the FFN-expert prefill variant — W is one expert's matrix and the vectors are the items
+// (token, entry) that chose it, gathered through the expert's item list (route_group.comp):
+// tiles past the expert's item count exit at once, so only chosen experts' weights are read.
 #include "types.glsl"
+#ifdef MOE
+#define VKM_PUSH_MOE
+#else
 #define VKM_PUSH_MATMUL
+#endif
 #include "push.glsl"
 #include "weights.glsl"
 
@@ -17,6 +24,17 @@ const uint BK = 32;
 
 layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) buffer Y { float y[]; };
+#ifdef MOE
+layout(binding = 3) readonly buffer G { uint grp[]; };
+uint n_vec() { return grp[pc.expert]; }
+uint item(uint m) { return grp[2 * pc.n_grp + grp[pc.n_grp + pc.expert] + m]; }
+uint x_row(uint m) { return pc.x_per_entry != 0u ? item(m) : item(m) / pc.row_stride; }
+uint y_index(uint m, uint row) { return pc.y_off + item(m) * pc.y_stride + pc.row0 + row; }
+#else
+uint n_vec() { return pc.n_tok; }
+uint x_row(uint m) { return m; }
+uint y_index(uint m, uint row) { return pc.y_off + m * pc.y_stride + pc.row0 + row; }
+#endif
 
 shared float xs[BK * BM];
 shared float ws[BK * BN];
@@ -24,7 +42,8 @@ shared float ws[BK * BN];
 void main()
 {
     const uint lid = gl_LocalInvocationID.x;
-    const uint n0 = gl_WorkGroupID.x * BN, m0 = gl_WorkGroupID.y * BM;
+    const uint n0 = gl_WorkGroupID.x * BN, m0 = gl_WorkGroupID.y * BM, nv = n_vec();
+    if (m0 >= nv) return;
     const uint tx = lid % (BN / TN), ty = lid / (BN / TN);
     float acc[TM * TN];
     [[unroll]] for (uint i = 0; i < TM * TN; i++) acc[i] = 0.0;
@@ -36,7 +55,7 @@ void main()
         for (uint e = lid; e < BM * BK; e += WG) {
             const uint m = e / BK, k = e % BK;
             const uint t = m0 + m, c = k0 + k;
-            xs[k * BM + m] = (t < pc.n_tok && c < pc.cols) ? x[pc.x_off + t * pc.x_stride + c] : 0.0;
+            xs[k * BM + m] = (t < nv && c < pc.cols) ? x[pc.x_off + x_row(t) * pc.x_stride + c] : 0.0;
         }
         // weights: BN rows x (BK / W_STEP) steps, dequantized, zero outside
         for (uint e = lid; e < BN * steps_per_k; e += WG) {
@@ -63,12 +82,16 @@ void main()
     }
     [[unroll]] for (uint i = 0; i < TM; i++) {
         const uint t = m0 + ty * TM + i;
-        if (t >= pc.n_tok) continue;
+        if (t >= nv) continue;
         [[unroll]] for (uint j = 0; j < TN; j++) {
             const uint row = n0 + tx * TN + j;
             if (row >= pc.rows) continue;
-            const uint yi = pc.y_off + t * pc.y_stride + pc.row0 + row;
+            const uint yi = y_index(t, row);
+#ifdef MOE
+            y[yi] = acc[i * TN + j];
+#else
             y[yi] = pc.accumulate != 0u ? y[yi] + acc[i * TN + j] : acc[i * TN + j];
+#endif
         }
     }
 }

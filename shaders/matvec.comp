@@ -4,8 +4,15 @@
 // the decode-time matrix kernel. Each workgroup computes NR rows of one row chunk of W;
 // invocations stride over the steps of a row, then one reduction per (row, vector).
 // Spec constants: 0 WG (workgroup size), 1 NR (rows per workgroup), 2 NT (vectors, 1..8).
+// MOE: the FFN-expert variant — W is one expert's matrix; of the NT tokens from pc.t0, those
+// whose routing row (read on the GPU) holds the expert are computed, the others skipped; a
+// workgroup none of whose tokens chose the expert reads no weights at all.
 #include "types.glsl"
+#ifdef MOE
+#define VKM_PUSH_MOE
+#else
 #define VKM_PUSH_MATVEC
+#endif
 #include "push.glsl"
 #include "weights.glsl"
 
@@ -15,6 +22,20 @@ layout(constant_id = 2) const uint NT = 1;
 layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(binding = 2) buffer Y { float y[]; };
+#ifdef MOE
+layout(binding = 3) readonly buffer Ids { uint ids[]; };
+layout(binding = 4) readonly buffer Lst { uint lst[]; };
+#endif
+
+// Where vector t's x row starts and y row starts; sel[t] < 0: vector t is skipped.
+int sel[NT];
+#ifdef MOE
+uint x_base(uint t) { return pc.x_off + (pc.x_per_entry != 0u ? (pc.t0 + t) * pc.row_stride + uint(sel[t]) : pc.t0 + t) * pc.x_stride; }
+uint y_base(uint t) { return pc.y_off + ((pc.t0 + t) * pc.row_stride + uint(sel[t])) * pc.y_stride; }
+#else
+uint x_base(uint t) { return pc.x_off + t * pc.x_stride; }
+uint y_base(uint t) { return pc.y_off + t * pc.y_stride; }
+#endif
 
 shared float part[NR * NT * WG];
 
@@ -22,7 +43,7 @@ shared float part[NR * NT * WG];
 // and stride are multiples of 4 (`aligned`, uniform), else four.
 vec4 load_x(uint t, uint s, uint k, bool tail, bool aligned)
 {
-    uint c = s * W_STEP + 4 * k, b = pc.x_off + t * pc.x_stride + c;
+    uint c = s * W_STEP + 4 * k, b = x_base(t) + c;
     if (!tail && aligned) return x4[b >> 2];
     if (!tail) return vec4(x[b], x[b + 1], x[b + 2], x[b + 3]);
     vec4 v = vec4(0.0);
@@ -42,6 +63,25 @@ void main()
 
     const uint nsteps = w_steps(pc.cols), nfull = w_full_steps(pc.cols);
     const bool aligned = ((pc.x_off | pc.x_stride) & 3u) == 0u;
+    bool any = false;
+    [[unroll]] for (uint t = 0; t < NT; t++) {
+#ifdef MOE
+        sel[t] = -1;
+        const uint tt = pc.t0 + t;
+        if (tt < pc.n_tok) {
+            const uint rb = pc.route_off + lst[pc.row_list_off + tt] * pc.row_stride;
+            for (uint j = 0; j < pc.row_stride; j++) {
+                const uint e = ids[rb + j];
+                if (e == 0xffffffffu) break;
+                if (e == pc.expert) { sel[t] = int(j); break; }
+            }
+        }
+#else
+        sel[t] = 0;
+#endif
+        any = any || sel[t] >= 0;
+    }
+    if (!any) return; // no vector of this workgroup chose the expert: no weight is read
     for (uint s = lid; s < nsteps; s += WG) {
         const bool tail = s >= nfull;
         vec4 wv[NR * W_K];
@@ -51,6 +91,7 @@ void main()
             [[unroll]] for (uint k = 0; k < W_K; k++) wv[r * W_K + k] = v[k];
         }
         [[unroll]] for (uint t = 0; t < NT; t++) {
+            if (sel[t] < 0) continue;
             [[unroll]] for (uint k = 0; k < W_K; k++) {
                 vec4 xv = load_x(t, s, k, tail, aligned);
                 [[unroll]] for (uint r = 0; r < NR; r++) acc[r * NT + t] += dot(wv[r * W_K + k], xv);
@@ -73,9 +114,13 @@ void main()
         float sum = 0.0;
         for (uint j = 0; j < nsub; j++) sum += part[i * nsub + j];
         const uint r = i / NT, t = i % NT, row = rbase + r;
-        if (row < pc.rows) {
-            const uint yi = pc.y_off + t * pc.y_stride + pc.row0 + row;
+        if (row < pc.rows && sel[t] >= 0) {
+            const uint yi = y_base(t) + pc.row0 + row;
+#ifdef MOE
+            y[yi] = sum;
+#else
             y[yi] = pc.accumulate != 0u ? y[yi] + sum : sum;
+#endif
         }
     }
 }

@@ -26,26 +26,6 @@ static vkm_context *config_context(const config *c)
     return test_context_with(p);
 }
 
-/* The weights the device really holds: f16 rounding or q8_0/q4_0 quantization of each row. */
-static void device_weights(vkm_dtype dt, const float *w, uint32_t rows, uint32_t cols, float *out)
-{
-    uint8_t *blk = test_alloc((size_t)cols * 2 + 64);
-    for (uint32_t r = 0; r < rows; r++) {
-        const float *src = w + (size_t)r * cols;
-        float *dst = out + (size_t)r * cols;
-        if (dt == VKM_F16) {
-            for (uint32_t c = 0; c < cols; c++) dst[c] = vkm_f16_to_f32(vkm_f32_to_f16(src[c]));
-        } else if (dt == VKM_Q8_0 || dt == VKM_Q4_0) {
-            if (dt == VKM_Q8_0) vkm_quantize_q8_0(src, cols, blk);
-            else vkm_quantize_q4_0(src, cols, blk);
-            assert_int_equal(vkm_to_f32(dt, blk, cols, dst), VKM_OK);
-        } else {
-            memcpy(dst, src, (size_t)cols * 4);
-        }
-    }
-    free(blk);
-}
-
 /* One matvec case: W rows x cols of dt, n_t vectors at awkward offsets and strides. */
 static void matvec_case(test_gpu *g, vkm_dtype dt, uint32_t rows, uint32_t cols, uint32_t n_t,
                         bool acc, uint64_t max_chunk, uint64_t seed)
@@ -59,7 +39,7 @@ static void matvec_case(test_gpu *g, vkm_dtype dt, uint32_t rows, uint32_t cols,
     test_fill(&rng, w, (size_t)rows * cols, 0.5f);
     test_fill(&rng, x, (size_t)n_t * xs + xo, 1.0f);
     test_fill(&rng, y0, (size_t)n_t * ys + yo, 1.0f);
-    device_weights(dt, w, rows, cols, wd);
+    test_device_weights(dt, w, rows, cols, wd);
     for (uint32_t t = 0; t < n_t; t++) {
         memcpy(xc + (size_t)t * cols, x + xo + (size_t)t * xs, (size_t)cols * 4);
         for (uint32_t r = 0; r < rows; r++) ref[(size_t)t * rows + r] = y0[yo + (size_t)t * ys + r];

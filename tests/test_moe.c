@@ -157,13 +157,8 @@ static void check(const char *what, const float *got, const float *ref, size_t n
 /* Reference logits of ids at every position with the moe hooks. */
 static float *ref_logits(ref_moe *x, const int32_t *ids, uint32_t n)
 {
-    ref_model m = *x->m;
-    m.hooks = &x->hooks;
-    float *out = test_alloc((size_t)n * m.vocab * 4);
-    ref_seq s;
-    ref_seq_init(&s, &m);
-    for (uint32_t i = 0; i < n; i++) ref_forward_token(&m, &s, ids[i], out + (size_t)i * m.vocab);
-    ref_seq_free(&s);
+    float *out = test_alloc((size_t)n * x->m->vocab * 4);
+    ref_forward_logits(x->m, &x->hooks, ids, n, out);
     return out;
 }
 
@@ -566,31 +561,6 @@ static void test_logits_aggregation(void **state)
 }
 
 /* ---- noisy and Arrow ------------------------------------------------------------------------ */
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* The noisy router's matrices as the manifest's seed defines them (shared/DESIGN.md: a seeded
- * N(0, noise_std^2) router): stream (seed * golden ratio + point), Box-Muller. */
-static void noisy_matrices(const ref_model *m, ref_router *rr, uint64_t seed, float std)
-{
-    rr->r = calloc(m->n_layers * 7, sizeof *rr->r);
-    for (uint32_t p = 0; p < m->n_layers * 7; p++) {
-        uint32_t mod = p % 7, in = mod == 3 ? m->n_heads * m->head_dim : mod == 6 ? m->ffn : m->dim;
-        rr->r[p] = malloc(4ull * N_EXP * in);
-        uint64_t st = seed * 0x9e3779b97f4a7c15ull + p;
-        for (uint64_t i = 0; i < (uint64_t)N_EXP * in; i++) {
-            double u1 = ((double)(splitmix(&st) >> 11) + 1.0) / 9007199254740993.0;
-            double u2 = (double)(splitmix(&st) >> 11) / 9007199254740992.0;
-            rr->r[p][i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2) * std);
-        }
-    }
-}
-
 /* Arrow's prototypes by plain power iteration on (BA)^T (BA), in double. */
 static void arrow_matrices(const fixture *f, ref_router *rr)
 {
@@ -664,7 +634,7 @@ static void test_noisy_and_arrow(void **state)
     fixture_init(&f, "na", false);
     vkm_context *ctx = test_context();
     ref_router rr = {0, 2, 0, 1.0f, -1, false, false, NULL};
-    noisy_matrices(&f.rm, &rr, 17, 0.5f);
+    ref_router_noisy(&f.rm, &rr, N_EXP, 17, 0.5f);
     matrix_case(ctx, &f, "noisy top-2 (seed 17, noise_std 0.5)",
                 "\"policy\": \"noisy\", \"top_k\": 2, \"noise_std\": 0.5, \"seed\": 17", &rr, 1e-8);
     router_free(&f.rm, &rr);

@@ -64,4 +64,24 @@ static inline void test_gpu_run(test_gpu *g)
     test_gpu_check(g, vkm_dev_submit_wait(g->d, g->cmd));
 }
 
+/* The weights the device really holds: f16 rounding or q8_0/q4_0 quantization of each row. */
+static inline void test_device_weights(vkm_dtype dt, const float *w, uint32_t rows, uint32_t cols, float *out)
+{
+    uint8_t *blk = test_alloc((size_t)cols * 2 + 64);
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *src = w + (size_t)r * cols;
+        float *dst = out + (size_t)r * cols;
+        if (dt == VKM_F16) {
+            for (uint32_t c = 0; c < cols; c++) dst[c] = vkm_f16_to_f32(vkm_f32_to_f16(src[c]));
+        } else if (dt == VKM_Q8_0 || dt == VKM_Q4_0) {
+            if (dt == VKM_Q8_0) vkm_quantize_q8_0(src, cols, blk);
+            else vkm_quantize_q4_0(src, cols, blk);
+            assert_int_equal(vkm_to_f32(dt, blk, cols, dst), VKM_OK);
+        } else {
+            memcpy(dst, src, (size_t)cols * 4);
+        }
+    }
+    free(blk);
+}
+
 #endif

@@ -210,3 +210,35 @@ layout(push_constant) uniform Push {
     uint record;      // words per record: [dst row, k, (src row, weight bits) x k ...]
 } pc;
 #endif
+
+#ifdef VKM_PUSH_MOE
+// Expert-selected matrix products (FFN experts): tokens t < n_tok whose routing row holds
+// expert `expert` at entry j read x (per token, or per (token, entry)) and write y per
+// (token, entry): y[(t * row_stride + j) * y_stride + row0 + r].
+layout(push_constant) uniform Push {
+    uint rows, cols, row0, w_stride, scale_off;
+    uint x_stride, x_off, y_stride, y_off;
+    uint x_per_entry;   // 1: x row (t * row_stride + j); 0: x row t
+    uint n_tok, t0;     // tokens; first token of this dispatch (matvec)
+    uint expert;
+    uint route_off, row_stride, row_list_off; // routing rows (list: routing row of each token)
+    uint n_grp;         // matmul: experts in the group buffer [count][offset][items] (route_group)
+} pc;
+#endif
+
+#ifdef VKM_PUSH_GROUP
+layout(push_constant) uniform Push {
+    uint n_tok, n_exp;
+    uint route_off, row_stride, row_list_off;
+} pc;
+#endif
+
+#ifdef VKM_PUSH_COMBINE
+layout(push_constant) uniform Push {
+    uint n_tok, dim;
+    uint y_stride, y_off;      // y[t] (+)= sum_j w_tj d[t][j]
+    uint d_off;                // d[(t * row_stride + j) * dim + c]
+    uint route_off, row_stride, row_list_off;
+    uint accumulate;
+} pc;
+#endif

@@ -62,14 +62,16 @@ void ref_forward_token(const ref_model *m, ref_seq *s, int32_t token, float *log
     const ref_hooks *H = m->hooks;
 #define HOOK(mod, xin, nin, yout, nout) \
     if (H && H->site) H->site(H->user, l, mod, xin, nin, yout, nout)
+#define LINEAR(mod, w, xin, nin, yout, nout) \
+    if (!(H && H->linear && H->linear(H->user, l, mod, xin, nin, yout, nout))) matvec(w, xin, yout, nout, nin)
     for (uint32_t l = 0; l < m->n_layers; l++) {
         rmsnorm(x, m->attn_norm[l], xn, D, m->eps);
         if (H && H->layer) H->layer(H->user, l, xn, D);
-        matvec(m->wq[l], xn, q, qd, D);
+        LINEAR(0, m->wq[l], xn, D, q, qd);
         HOOK(0, xn, D, q, qd);
-        matvec(m->wk[l], xn, k, kvd, D);
+        LINEAR(1, m->wk[l], xn, D, k, kvd);
         HOOK(1, xn, D, k, kvd);
-        matvec(m->wv[l], xn, v, kvd, D);
+        LINEAR(2, m->wv[l], xn, D, v, kvd);
         HOOK(2, xn, D, v, kvd);
         rope(q, m->n_heads, hd, pos, m->theta, m->rope_half);
         rope(k, m->n_kv_heads, hd, pos, m->theta, m->rope_half);
@@ -92,25 +94,24 @@ void ref_forward_token(const ref_model *m, ref_seq *s, int32_t token, float *log
                 att[h * hd + e] = a / sum;
             }
         }
-        matvec(m->wo[l], att, o, D, qd);
+        LINEAR(3, m->wo[l], att, qd, o, D);
         HOOK(3, att, qd, o, D);
         for (uint32_t i = 0; i < D; i++) x[i] += o[i];
         rmsnorm(x, m->ffn_norm[l], xn, D, m->eps);
-        matvec(m->w_gate[l], xn, g, m->ffn, D);
-        HOOK(4, xn, D, g, m->ffn);
-        matvec(m->w_up[l], xn, u, m->ffn, D);
-        HOOK(5, xn, D, u, m->ffn);
-        for (uint32_t i = 0; i < m->ffn; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
         double *dn = calloc(D, 8);
-        for (uint32_t r = 0; r < D; r++) {
-            double acc = 0;
-            for (uint32_t c = 0; c < m->ffn; c++) acc += (double)m->w_down[l][(size_t)r * m->ffn + c] * g[c];
-            dn[r] = acc;
+        if (!(H && H->ffn && H->ffn(H->user, l, xn, D, dn))) {
+            LINEAR(4, m->w_gate[l], xn, D, g, m->ffn);
+            HOOK(4, xn, D, g, m->ffn);
+            LINEAR(5, m->w_up[l], xn, D, u, m->ffn);
+            HOOK(5, xn, D, u, m->ffn);
+            for (uint32_t i = 0; i < m->ffn; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+            LINEAR(6, m->w_down[l], g, m->ffn, dn, D);
+            HOOK(6, g, m->ffn, dn, D);
         }
-        HOOK(6, g, m->ffn, dn, D);
         for (uint32_t i = 0; i < D; i++) x[i] += dn[i];
         free(dn);
     }
+#undef LINEAR
 #undef HOOK
     s->n++;
     rmsnorm(x, m->output_norm, xn, D, m->eps);
@@ -182,4 +183,14 @@ void ref_model_free(ref_model *m)
         free(all[i]);
     }
     memset(m, 0, sizeof *m);
+}
+
+void ref_forward_logits(const ref_model *base, const ref_hooks *h, const int32_t *ids, uint32_t n, float *out)
+{
+    ref_model m = *base;
+    m.hooks = h;
+    ref_seq s;
+    ref_seq_init(&s, &m);
+    for (uint32_t i = 0; i < n; i++) ref_forward_token(&m, &s, ids[i], out + (size_t)i * m.vocab);
+    ref_seq_free(&s);
 }

@@ -11,12 +11,16 @@
 
 /* Hooks for the routed-LoRA reference (ref_moe.h): called with each adapted module's input
  * and output (module 0..6: q, k, v, o, gate, up, down), each layer's normed input, and the
- * final normed state. */
+ * final normed state. For the FFN-expert reference (ref_ffn.h): `linear` may compute a
+ * module's product itself (returns true) instead of the model's matrix, and `ffn` the whole
+ * FFN block's output from its normed input. Any hook may be NULL. */
 typedef struct ref_hooks {
     void *user;
     void (*site)(void *user, uint32_t layer, uint32_t module, const double *x, uint32_t in, double *y, uint32_t out);
     void (*layer)(void *user, uint32_t layer, const double *xn, uint32_t dim);
     void (*final)(void *user, const double *xn, uint32_t dim);
+    bool (*linear)(void *user, uint32_t layer, uint32_t module, const double *x, uint32_t in, double *y, uint32_t out);
+    bool (*ffn)(void *user, uint32_t layer, const double *xn, uint32_t dim, double *y);
 } ref_hooks;
 
 typedef struct ref_model {
@@ -40,6 +44,9 @@ void ref_seq_init(ref_seq *s, const ref_model *m);
 void ref_seq_free(ref_seq *s);
 /* Feeds one token at position s->n; writes the logits (vocab floats) if logits != NULL. */
 void ref_forward_token(const ref_model *m, ref_seq *s, int32_t token, float *logits);
+
+/* The logits (n x vocab) of ids fed one by one from position 0 with the hooks h (may be NULL). */
+void ref_forward_logits(const ref_model *m, const ref_hooks *h, const int32_t *ids, uint32_t n, float *out);
 
 /* A random model with the given shape (weights ~ U(-a, a) scaled per fan-in), fixed seed. */
 void ref_model_random(ref_model *m, uint64_t seed, bool tied);

@@ -267,3 +267,26 @@ void ref_bank_free(ref_bank *b)
     }
     free(b->l);
 }
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void ref_router_noisy(const ref_model *m, ref_router *rr, uint32_t n_exp, uint64_t seed, float std)
+{
+    rr->r = calloc(m->n_layers * REF_MOD, sizeof *rr->r);
+    for (uint32_t p = 0; p < m->n_layers * REF_MOD; p++) {
+        uint32_t mod = p % REF_MOD, in = mod == 3 ? m->n_heads * m->head_dim : mod == 6 ? m->ffn : m->dim;
+        rr->r[p] = malloc(4ull * n_exp * in);
+        uint64_t st = seed * 0x9e3779b97f4a7c15ull + p;
+        for (uint64_t i = 0; i < (uint64_t)n_exp * in; i++) {
+            double u1 = ((double)(splitmix(&st) >> 11) + 1.0) / 9007199254740993.0;
+            double u2 = (double)(splitmix(&st) >> 11) / 9007199254740992.0;
+            rr->r[p][i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2) * std);
+        }
+    }
+}

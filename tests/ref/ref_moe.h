@@ -78,6 +78,11 @@ void ref_moe_decide_pooled(ref_moe *x, const ref_router *r);
 /* Points governed by a decision at point p of depth d (copies). */
 void ref_moe_copy_decision(ref_moe *x, int depth, uint32_t p);
 
+/* The noisy router's matrices as the manifest's seed defines them (shared/DESIGN.md: a seeded
+ * Gaussian per routing point; the engine's generator: splitmix64 from seed * golden + point,
+ * Box-Muller), for every point. */
+void ref_router_noisy(const ref_model *m, ref_router *rr, uint32_t n_exp, uint64_t seed, float std);
+
 /* A random bank: ranks[e] per expert (0 skips modules by mask bit), fixed seed. */
 void ref_bank_random(ref_bank *b, const ref_model *m, uint32_t n_exp, const uint32_t *ranks,
                      const uint32_t *module_mask, const float *scales, uint64_t seed);

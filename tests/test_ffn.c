@@ -1,0 +1,554 @@
+/*
+ * test_ffn.c — FFN experts (whole fine-tunes mixed per layer) against the plain-C reference
+ * (tests/ref/ref_ffn.c) on a random base and three random "fine-tunes" of its shape: gate-less
+ * (uniform), learned routers at layer, module (fine-grained) and model depth with top-1, top-2,
+ * all and an always-on expert, seeded noisy routers, attention mixing, shared weights averaged
+ * across the experts, sequence-level decisions from pooled inputs, the bare base, each through
+ * the prefill (gathered matmul) and the decode (expert-selected matvec) paths; a heterogeneous
+ * batch equal to each sequence alone; a Hugging Face Mixtral checkpoint written here.
+ */
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ref_ffn.h"
+#include "ref_files.h"
+#include "vkm_test.h"
+#include "writer.h"
+
+#define N_EXP 3
+#define N_TOK 13
+
+typedef struct fixture {
+    ref_model base, ex[N_EXP];
+    char dir[512];
+} fixture;
+
+static vkm_context *cur_ctx; /* for error messages */
+
+static const char *mod_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+static void shape(ref_model *m)
+{
+    m->vocab = 97; m->dim = 44; m->n_layers = 2; m->n_heads = 4; m->n_kv_heads = 2; m->head_dim = 12;
+    m->ffn = 70; m->ctx = 96; m->eps = 1e-5f; m->theta = 10000.0f;
+}
+
+static void fixture_init(fixture *f, const char *tag)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "%s/%d-ffn-%s", VKM_TEST_TMPDIR, (int)getpid(), tag);
+    mkdir(f->dir, 0755);
+    vkm_err e;
+    char path[700];
+    shape(&f->base);
+    ref_model_random(&f->base, 77, false);
+    snprintf(path, sizeof path, "%s/base.gguf", f->dir);
+    if (ref_write_gguf(&f->base, path, VKM_F32, &e)) fail_msg("%s", e.msg);
+    for (uint32_t x = 0; x < N_EXP; x++) {
+        shape(&f->ex[x]);
+        ref_model_random(&f->ex[x], 101 + x, false);
+        snprintf(path, sizeof path, "%s/x%u.gguf", f->dir, x);
+        if (ref_write_gguf(&f->ex[x], path, VKM_F32, &e)) fail_msg("%s", e.msg);
+    }
+}
+
+static void fixture_free(fixture *f)
+{
+    ref_model_free(&f->base);
+    for (uint32_t x = 0; x < N_EXP; x++) ref_model_free(&f->ex[x]);
+}
+
+static const char *manifest(fixture *f, const char *name, const char *router_json, const char *extra)
+{
+    static char path[700];
+    snprintf(path, sizeof path, "%s/%s.json", f->dir, name);
+    FILE *o = fopen(path, "w");
+    assert_non_null(o);
+    fprintf(o, "{\"base\": \"base.gguf\", \"experts\": [{\"name\": \"x0\", \"model\": \"x0.gguf\"}, "
+               "{\"name\": \"x1\", \"model\": \"x1.gguf\"}, {\"name\": \"x2\", \"model\": \"x2.gguf\"}], "
+               "\"router\": {%s}%s%s}\n", router_json, extra ? ", " : "", extra ? extra : "");
+    fclose(o);
+    return path;
+}
+
+/* The input length of routing point p. */
+static uint32_t point_in(const ref_model *m, uint32_t p)
+{
+    const uint32_t mod = p % 7;
+    return mod == 3 ? m->n_heads * m->head_dim : mod == 6 ? m->ffn : m->dim;
+}
+
+/* Whether point p has a router of this depth with FFN experts (attn: q, k, v routed too). */
+static bool is_point(uint32_t p, int depth, bool attn)
+{
+    const uint32_t mod = p % 7;
+    if (depth == 2) return p == 0;
+    if (attn && mod < 3) return true;
+    return depth == 1 ? mod == 4 : mod >= 4;
+}
+
+/* Random router matrices at the points of a depth, written as a router file; ref rows too. */
+static void router_file(const fixture *f, const char *path, int depth, bool attn, ref_router *rr, uint64_t seed)
+{
+    const ref_model *m = &f->base;
+    const uint32_t P = m->n_layers * 7;
+    rr->r = calloc(P, sizeof *rr->r);
+    test_rng rng = {seed};
+    vkm_err e;
+    vkm_st_writer *w = NULL;
+    if (vkm_st_writer_create(path, &w, &e)) fail_msg("%s", e.msg);
+    char name[128];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && vkm_st_writer_begin(w)) fail_msg("%s", e.msg);
+        for (uint32_t p = 0; p < P; p++) {
+            if (!is_point(p, depth, attn)) continue;
+            const uint32_t l = p / 7, mod = p % 7, in = point_in(m, p);
+            if (depth == 2) snprintf(name, sizeof name, "router.weight");
+            else if (depth == 1 && mod == 4) snprintf(name, sizeof name, "layers.%u.router.weight", l);
+            else snprintf(name, sizeof name, "layers.%u.%s.router.weight", l, mod_names[mod]);
+            if (pass == 0) {
+                int64_t ne[2] = {in, N_EXP};
+                vkm_st_writer_add_tensor(w, name, VKM_F32, 2, ne);
+                rr->r[p] = malloc(4ull * N_EXP * in);
+                test_fill(&rng, rr->r[p], (size_t)N_EXP * in, 0.7f);
+            } else if (vkm_st_writer_write_tensor(w, name, rr->r[p], 4ull * N_EXP * in)) {
+                fail_msg("%s", e.msg);
+            }
+        }
+    }
+    if (vkm_st_writer_finish(w)) fail_msg("%s", e.msg);
+    vkm_st_writer_free(w);
+}
+
+static void router_free(const ref_model *m, ref_router *rr)
+{
+    for (uint32_t p = 0; p < m->n_layers * 7; p++) free(rr->r[p]);
+    free(rr->r);
+}
+
+static vkm_model *load(vkm_context *ctx, const char *path)
+{
+    vkm_model_params p = vkm_model_default_params();
+    p.n_seq = 4;
+    p.n_batch = 32;
+    vkm_model *m = NULL;
+    cur_ctx = ctx;
+    if (vkm_model_load(ctx, path, &p, &m)) fail_msg("load %s: %s", path, vkm_context_errmsg(ctx));
+    return m;
+}
+
+static void check(const char *what, const float *got, const float *ref, size_t n, double tol)
+{
+    double e = test_nmse(got, ref, n);
+    printf("%-66s nmse %.3g\n", what, e);
+    if (!(e <= tol)) fail_msg("%s: nmse %.3g > %.3g", what, e, tol);
+}
+
+static float *ref_logits(const ref_model *base, const ref_hooks *h, const int32_t *ids, uint32_t n)
+{
+    float *out = test_alloc((size_t)n * base->vocab * 4);
+    ref_forward_logits(base, h, ids, n, out);
+    return out;
+}
+
+static void random_ids(int32_t *ids, uint32_t n, uint32_t vocab, uint64_t seed)
+{
+    test_rng r = {seed};
+    for (uint32_t i = 0; i < n; i++) ids[i] = (int32_t)(test_rng_next(&r) % vocab);
+}
+
+/* The engine's logits of ids: all at once (prefill: the gathered matmul) and, in a second
+ * session, one token per step (decode: the expert-selected matvec). */
+static void engine_logits(vkm_model *m, const vkm_session_params *sp, const int32_t *ids, uint32_t n, float *all,
+                          float *one)
+{
+    vkm_session *s;
+    if (vkm_session_create(m, sp, &s)) fail_msg("%s", vkm_context_errmsg(cur_ctx));
+    if (vkm_session_eval(s, ids, n, all)) fail_msg("%s", vkm_context_errmsg(cur_ctx));
+    vkm_session_free(s);
+    if (!one) return;
+    vkm_model_info info;
+    assert_int_equal(vkm_model_get_info(m, &info), VKM_OK);
+    assert_int_equal(vkm_session_create(m, sp, &s), VKM_OK);
+    for (uint32_t i = 0; i < n; i++)
+        if (vkm_session_eval(s, ids + i, 1, one + (size_t)i * info.n_vocab)) fail_msg("%s", vkm_context_errmsg(cur_ctx));
+    vkm_session_free(s);
+}
+
+static const ref_model *const *experts(const fixture *f)
+{
+    static const ref_model *x[N_EXP];
+    for (uint32_t e = 0; e < N_EXP; e++) x[e] = &f->ex[e];
+    return x;
+}
+
+/* One token-level (or task-level) case against the reference with router rr (NULL: fixed w). */
+static void token_case(vkm_context *ctx, fixture *f, const char *what, const char *router_json, const char *extra,
+                       const ref_router *rr, const float *fixed, bool attn, bool fine, const ref_model *base)
+{
+    vkm_model *m = load(ctx, manifest(f, "case", router_json, extra));
+    int32_t ids[N_TOK];
+    random_ids(ids, N_TOK, f->base.vocab, 5);
+    const size_t nv = (size_t)N_TOK * f->base.vocab;
+    float *all = test_alloc(nv * 4), *one = test_alloc(nv * 4);
+    engine_logits(m, NULL, ids, N_TOK, all, one);
+    ref_ffn x;
+    ref_ffn_init(&x, base ? base : &f->base, experts(f), N_EXP, attn, fine);
+    if (rr) {
+        x.moe.mode = REF_TOKEN;
+        x.moe.router = rr;
+    } else {
+        ref_moe_set_fixed(&x.moe, fixed);
+    }
+    float *ref = ref_logits(base ? base : &f->base, &x.hooks, ids, N_TOK);
+    char w[160];
+    snprintf(w, sizeof w, "%s (prefill)", what);
+    check(w, all, ref, nv, 1e-8);
+    snprintf(w, sizeof w, "%s (decode)", what);
+    check(w, one, ref, nv, 1e-8);
+    ref_ffn_free(&x);
+    free(all);
+    free(one);
+    free(ref);
+    vkm_model_free(m);
+}
+
+static void test_gateless_and_learned(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "tok");
+    vkm_context *ctx = test_context();
+    static const float third[N_EXP] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
+    token_case(ctx, &f, "gate-less (uniform, all experts)", "\"policy\": \"uniform\", \"top_k\": 0", NULL, NULL,
+               third, false, false, NULL);
+    static const float fixed[N_EXP] = {0.25f, 0, 0.75f};
+    token_case(ctx, &f, "fixed weights 0.25 / 0 / 0.75",
+               "\"policy\": \"fixed\", \"granularity\": \"task\", \"fixed\": [0.25, 0, 0.75]", NULL, NULL, fixed,
+               false, false, NULL);
+    char path[700], json[512];
+    static const char *depths[3] = {"module", "layer", "model"};
+    for (int depth = 0; depth < 3; depth++) {
+        snprintf(path, sizeof path, "%s/r%d.safetensors", f.dir, depth);
+        ref_router rr = {depth, 2, 0, 1.0f, -1, false, false, NULL};
+        router_file(&f, path, depth, false, &rr, 900 + (uint64_t)depth);
+        for (uint32_t k = 0; k <= 2; k++) {
+            rr.top_k = k;
+            snprintf(json, sizeof json, "\"policy\": \"learned\", \"depth\": \"%s\", \"top_k\": %u, "
+                     "\"weights\": \"r%d.safetensors\"", depths[depth], k, depth);
+            char what[128];
+            snprintf(what, sizeof what, "learned, %s depth%s, top-%u", depths[depth], depth ? "" : " (fine-grained)", k);
+            token_case(ctx, &f, what, json, NULL, &rr, NULL, false, depth == 0, NULL);
+        }
+        if (depth == 1) { /* an always-on expert and top-1 over the others */
+            rr.top_k = 1;
+            rr.always_on = 1;
+            snprintf(json, sizeof json, "\"policy\": \"learned\", \"depth\": \"layer\", \"top_k\": 1, "
+                     "\"always_on\": \"x1\", \"weights\": \"r1.safetensors\"");
+            token_case(ctx, &f, "learned, layer depth, top-1 + always-on x1", json, NULL, &rr, NULL, false, false, NULL);
+        }
+        router_free(&f.base, &rr);
+    }
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+static void test_noisy_attention_average(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "naa");
+    vkm_context *ctx = test_context();
+    ref_router rn = {1, 2, 0, 1.0f, -1, false, false, NULL};
+    ref_router_noisy(&f.base, &rn, N_EXP, 23, 0.8f);
+    token_case(ctx, &f, "noisy top-2 (seed 23, noise_std 0.8)",
+               "\"policy\": \"noisy\", \"top_k\": 2, \"noise_std\": 0.8, \"seed\": 23", NULL, &rn, NULL, false,
+               false, NULL);
+    token_case(ctx, &f, "noisy top-2 with attention mixing (q, k, v routed)",
+               "\"policy\": \"noisy\", \"top_k\": 2, \"noise_std\": 0.8, \"seed\": 23, \"route_attention\": true",
+               NULL, &rn, NULL, true, false, NULL);
+    router_free(&f.base, &rn);
+    char path[700];
+    snprintf(path, sizeof path, "%s/ra.safetensors", f.dir);
+    ref_router ra = {1, 1, 0, 1.0f, -1, false, false, NULL};
+    router_file(&f, path, 1, true, &ra, 77);
+    token_case(ctx, &f, "learned top-1 with attention mixing",
+               "\"policy\": \"learned\", \"top_k\": 1, \"route_attention\": true, \"weights\": \"ra.safetensors\"",
+               NULL, &ra, NULL, true, false, NULL);
+    router_free(&f.base, &ra);
+
+    /* "shared": "average": every weight that is not mixed is the experts' mean */
+    ref_model avg = f.base;
+    const uint32_t L = f.base.n_layers, D = f.base.dim, qd = f.base.n_heads * f.base.head_dim;
+    const uint32_t kvd = f.base.n_kv_heads * f.base.head_dim;
+    float **lists[7] = {NULL};
+    float ***srcs[7] = {&avg.attn_norm, &avg.wq, &avg.wk, &avg.wv, &avg.wo, &avg.ffn_norm, NULL};
+    const size_t sizes[6] = {D, (size_t)qd * D, (size_t)kvd * D, (size_t)kvd * D, (size_t)D * qd, D};
+    for (int k = 0; k < 6; k++) {
+        lists[k] = calloc(L, sizeof(float *));
+        for (uint32_t l = 0; l < L; l++) {
+            lists[k][l] = calloc(sizes[k], 4);
+            for (uint32_t e = 0; e < N_EXP; e++) {
+                float **ex_list[6] = {f.ex[e].attn_norm, f.ex[e].wq, f.ex[e].wk, f.ex[e].wv, f.ex[e].wo, f.ex[e].ffn_norm};
+                for (size_t i = 0; i < sizes[k]; i++) lists[k][l][i] += ex_list[k][l][i] / N_EXP;
+            }
+        }
+        *srcs[k] = lists[k];
+    }
+    const size_t vd = (size_t)f.base.vocab * D;
+    float *emb = calloc(vd, 4), *out = calloc(vd, 4), *onorm = calloc(D, 4);
+    for (uint32_t e = 0; e < N_EXP; e++) {
+        for (size_t i = 0; i < vd; i++) {
+            emb[i] += f.ex[e].tok_embd[i] / N_EXP;
+            out[i] += f.ex[e].output[i] / N_EXP;
+        }
+        for (uint32_t i = 0; i < D; i++) onorm[i] += f.ex[e].output_norm[i] / N_EXP;
+    }
+    avg.tok_embd = emb;
+    avg.output = out;
+    avg.output_norm = onorm;
+    static const float third[N_EXP] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
+    token_case(ctx, &f, "gate-less, shared weights averaged across the experts", "\"policy\": \"uniform\"",
+               "\"shared\": \"average\"", NULL, third, false, false, &avg);
+    for (int k = 0; k < 6; k++) {
+        for (uint32_t l = 0; l < L; l++) free(lists[k][l]);
+        free(lists[k]);
+    }
+    free(emb);
+    free(out);
+    free(onorm);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+static void test_sequence_and_base(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "seq");
+    vkm_context *ctx = test_context();
+    char path[700], json[512];
+    static const char *depths[3] = {"module", "layer", "model"};
+    for (int depth = 0; depth < 3; depth++) {
+        snprintf(path, sizeof path, "%s/s%d.safetensors", f.dir, depth);
+        ref_router rr = {depth, 1 + (depth == 1), 0, 1.0f, -1, false, false, NULL};
+        router_file(&f, path, depth, false, &rr, 4000 + (uint64_t)depth);
+        snprintf(json, sizeof json, "\"policy\": \"learned\", \"granularity\": \"sequence\", \"depth\": \"%s\", "
+                 "\"top_k\": %u, \"weights\": \"s%d.safetensors\"", depths[depth], rr.top_k, depth);
+        vkm_model *m = load(ctx, manifest(&f, "seq", json, NULL));
+        int32_t ids[N_TOK];
+        random_ids(ids, N_TOK, f.base.vocab, 8);
+        const size_t nv = (size_t)N_TOK * f.base.vocab;
+        float *got = test_alloc(nv * 4);
+        engine_logits(m, NULL, ids, N_TOK, got, NULL);
+        /* pass 1: the bare base pools the router inputs; the decision; pass 2 */
+        ref_ffn x;
+        ref_ffn_init(&x, &f.base, experts(&f), N_EXP, false, depth == 0);
+        x.moe.pooling = true;
+        x.moe.pool_depth = depth;
+        x.moe.pool_skip_first = true;
+        free(ref_logits(&f.base, &x.hooks, ids, N_TOK));
+        x.moe.pooling = false;
+        ref_ffn_decide_pooled(&x, &rr);
+        float *ref = ref_logits(&f.base, &x.hooks, ids, N_TOK);
+        char what[128];
+        snprintf(what, sizeof what, "sequence-level learned, %s depth, top-%u", depths[depth], rr.top_k);
+        check(what, got, ref, nv, 1e-8);
+        free(got);
+        free(ref);
+        ref_ffn_free(&x);
+        router_free(&f.base, &rr);
+        vkm_model_free(m);
+    }
+    /* the bare base: no expert anywhere, the base's own FFNs */
+    snprintf(json, sizeof json, "\"policy\": \"uniform\"");
+    vkm_model *m = load(ctx, manifest(&f, "bare", json, NULL));
+    vkm_session_params sp = vkm_session_default_params();
+    sp.route = VKM_ROUTE_BASE;
+    int32_t ids[N_TOK];
+    random_ids(ids, N_TOK, f.base.vocab, 9);
+    const size_t nv = (size_t)N_TOK * f.base.vocab;
+    float *all = test_alloc(nv * 4), *one = test_alloc(nv * 4);
+    engine_logits(m, &sp, ids, N_TOK, all, one);
+    float *ref = ref_logits(&f.base, NULL, ids, N_TOK);
+    check("the bare base (VKM_ROUTE_BASE) (prefill)", all, ref, nv, 1e-8);
+    check("the bare base (VKM_ROUTE_BASE) (decode)", one, ref, nv, 1e-8);
+    free(all);
+    free(one);
+    free(ref);
+    vkm_model_free(m);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+/* Three sessions in one decode step: a token-level router, the bare base, fixed weights; each
+ * must give what it gives alone. */
+static void test_heterogeneous_batch(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "het");
+    vkm_context *ctx = test_context();
+    char path[700];
+    snprintf(path, sizeof path, "%s/h.safetensors", f.dir);
+    ref_router rr = {1, 2, 0, 1.0f, -1, false, false, NULL};
+    router_file(&f, path, 1, false, &rr, 55);
+    router_free(&f.base, &rr);
+    vkm_model *m = load(ctx, manifest(&f, "het", "\"policy\": \"learned\", \"top_k\": 2, \"weights\": \"h.safetensors\"", NULL));
+    const uint32_t V = f.base.vocab;
+    static const float w2[N_EXP] = {0, 0, 1};
+    vkm_session_params sp[3];
+    for (int i = 0; i < 3; i++) {
+        sp[i] = vkm_session_default_params();
+        sp[i].keep_logits = true;
+        sp[i].sampling.temperature = 0;
+    }
+    sp[1].route = VKM_ROUTE_BASE;
+    sp[2].route = VKM_ROUTE_FIXED;
+    sp[2].expert_weights = w2;
+    int32_t ids[3][12];
+    for (int i = 0; i < 3; i++) random_ids(ids[i], 12, V, 60 + (uint64_t)i);
+    float *alone = test_alloc((size_t)3 * 3 * V * 4), *batch = test_alloc((size_t)3 * 3 * V * 4);
+    for (int pass = 0; pass < 2; pass++) {
+        vkm_session *ss[3];
+        int32_t next[3];
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(vkm_session_create(m, &sp[i], &ss[i]), VKM_OK);
+            assert_int_equal(vkm_session_prompt(ss[i], ids[i], 9, &next[i]), VKM_OK);
+        }
+        for (int step = 0; step < 3; step++) {
+            int32_t tok[3] = {ids[0][9 + step], ids[1][9 + step], ids[2][9 + step]}, nx[3];
+            if (pass == 1) assert_int_equal(vkm_batch_decode(ss, 3, tok, nx), VKM_OK);
+            for (int i = 0; i < 3; i++) {
+                if (pass == 0) assert_int_equal(vkm_session_decode(ss[i], tok[i], &nx[i]), VKM_OK);
+                const float *lg;
+                assert_int_equal(vkm_session_logits(ss[i], &lg, NULL), VKM_OK);
+                memcpy((pass ? batch : alone) + ((size_t)step * 3 + i) * V, lg, V * 4);
+            }
+        }
+        for (int i = 0; i < 3; i++) vkm_session_free(ss[i]);
+    }
+    check("heterogeneous batch (router, bare base, fixed) vs each alone", batch, alone, (size_t)9 * V, 1e-12);
+    free(alone);
+    free(batch);
+    vkm_model_free(m);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+/* A Hugging Face Mixtral checkpoint (block_sparse_moe.*, rotate_half q/k rows as written):
+ * the base's attention, the three experts' FFNs, a random router; top-2 softmax. */
+static void test_hf_mixtral(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "mix");
+    const ref_model *b = &f.base;
+    char dir[700], path[800];
+    snprintf(dir, sizeof dir, "%s/mixtral", f.dir);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *o = fopen(path, "w");
+    assert_non_null(o);
+    fprintf(o, "{\"architectures\": [\"MixtralForCausalLM\"], \"model_type\": \"mixtral\", \"hidden_size\": %u, "
+               "\"intermediate_size\": %u, \"num_hidden_layers\": %u, \"num_attention_heads\": %u, "
+               "\"num_key_value_heads\": %u, \"head_dim\": %u, \"vocab_size\": %u, \"max_position_embeddings\": %u, "
+               "\"rms_norm_eps\": %g, \"rope_theta\": %g, \"num_local_experts\": %u, \"num_experts_per_tok\": 2, "
+               "\"tie_word_embeddings\": false}\n",
+            b->dim, b->ffn, b->n_layers, b->n_heads, b->n_kv_heads, b->head_dim, b->vocab, b->ctx, (double)b->eps,
+            (double)b->theta, N_EXP);
+    fclose(o);
+    ref_router rr = {1, 2, 0, 1.0f, -1, false, false, NULL};
+    rr.r = calloc(b->n_layers * 7, sizeof *rr.r);
+    test_rng rng = {314};
+    for (uint32_t l = 0; l < b->n_layers; l++) {
+        rr.r[l * 7 + 4] = malloc(4ull * N_EXP * b->dim);
+        test_fill(&rng, rr.r[l * 7 + 4], (size_t)N_EXP * b->dim, 0.7f);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    vkm_err e;
+    vkm_st_writer *w = NULL;
+    if (vkm_st_writer_create(path, &w, &e)) fail_msg("%s", e.msg);
+    const uint32_t D = b->dim, F = b->ffn, qd = b->n_heads * b->head_dim, kvd = b->n_kv_heads * b->head_dim;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && vkm_st_writer_begin(w)) fail_msg("%s", e.msg);
+#define PUT(nm, ptr, rows, cols)                                                                   \
+    do {                                                                                           \
+        int64_t ne[2] = {(cols), (rows)};                                                          \
+        if (pass == 0) vkm_st_writer_add_tensor(w, nm, VKM_F32, (rows) == 1 ? 1 : 2, ne);          \
+        else if (vkm_st_writer_write_tensor(w, nm, ptr, 4ull * (rows) * (cols))) fail_msg("%s", e.msg); \
+    } while (0)
+        PUT("model.embed_tokens.weight", b->tok_embd, b->vocab, D);
+        PUT("model.norm.weight", b->output_norm, 1, D);
+        PUT("lm_head.weight", b->output, b->vocab, D);
+        char nm[128];
+        for (uint32_t l = 0; l < b->n_layers; l++) {
+            snprintf(nm, sizeof nm, "model.layers.%u.input_layernorm.weight", l); PUT(nm, b->attn_norm[l], 1, D);
+            snprintf(nm, sizeof nm, "model.layers.%u.post_attention_layernorm.weight", l); PUT(nm, b->ffn_norm[l], 1, D);
+            snprintf(nm, sizeof nm, "model.layers.%u.self_attn.q_proj.weight", l); PUT(nm, b->wq[l], qd, D);
+            snprintf(nm, sizeof nm, "model.layers.%u.self_attn.k_proj.weight", l); PUT(nm, b->wk[l], kvd, D);
+            snprintf(nm, sizeof nm, "model.layers.%u.self_attn.v_proj.weight", l); PUT(nm, b->wv[l], kvd, D);
+            snprintf(nm, sizeof nm, "model.layers.%u.self_attn.o_proj.weight", l); PUT(nm, b->wo[l], D, qd);
+            snprintf(nm, sizeof nm, "model.layers.%u.block_sparse_moe.gate.weight", l); PUT(nm, rr.r[l * 7 + 4], N_EXP, D);
+            for (uint32_t x = 0; x < N_EXP; x++) {
+                snprintf(nm, sizeof nm, "model.layers.%u.block_sparse_moe.experts.%u.w1.weight", l, x);
+                PUT(nm, f.ex[x].w_gate[l], F, D);
+                snprintf(nm, sizeof nm, "model.layers.%u.block_sparse_moe.experts.%u.w3.weight", l, x);
+                PUT(nm, f.ex[x].w_up[l], F, D);
+                snprintf(nm, sizeof nm, "model.layers.%u.block_sparse_moe.experts.%u.w2.weight", l, x);
+                PUT(nm, f.ex[x].w_down[l], D, F);
+            }
+        }
+#undef PUT
+    }
+    if (vkm_st_writer_finish(w)) fail_msg("%s", e.msg);
+    vkm_st_writer_free(w);
+
+    vkm_context *ctx = test_context();
+    vkm_model_params p = vkm_model_default_params();
+    p.n_batch = 32;
+    vkm_model *m = NULL;
+    cur_ctx = ctx;
+    if (vkm_model_load(ctx, dir, &p, &m)) fail_msg("%s", vkm_context_errmsg(ctx));
+    assert_int_equal(vkm_model_n_experts(m), N_EXP);
+    int32_t ids[N_TOK];
+    random_ids(ids, N_TOK, b->vocab, 12);
+    const size_t nv = (size_t)N_TOK * b->vocab;
+    float *all = test_alloc(nv * 4), *one = test_alloc(nv * 4);
+    engine_logits(m, NULL, ids, N_TOK, all, one);
+    ref_model half = *b;
+    half.rope_half = true; /* the q/k rows as a Hugging Face file holds them */
+    ref_ffn x;
+    ref_ffn_init(&x, &half, experts(&f), N_EXP, false, false);
+    x.moe.mode = REF_TOKEN;
+    x.moe.router = &rr;
+    float *ref = ref_logits(&half, &x.hooks, ids, N_TOK);
+    check("Hugging Face Mixtral safetensors, top-2 (prefill)", all, ref, nv, 1e-8);
+    check("Hugging Face Mixtral safetensors, top-2 (decode)", one, ref, nv, 1e-8);
+    /* no base FFN in a MoE file: the bare base is refused */
+    vkm_session_params sp = vkm_session_default_params();
+    sp.route = VKM_ROUTE_BASE;
+    vkm_session *s = NULL;
+    assert_int_not_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+    ref_ffn_free(&x);
+    router_free(b, &rr);
+    free(all);
+    free(one);
+    free(ref);
+    vkm_model_free(m);
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gateless_and_learned),
+        cmocka_unit_test(test_noisy_attention_average),
+        cmocka_unit_test(test_sequence_and_base),
+        cmocka_unit_test(test_heterogeneous_batch),
+        cmocka_unit_test(test_hf_mixtral),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

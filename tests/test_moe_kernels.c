@@ -1,0 +1,222 @@
+/*
+ * test_moe_kernels.c — the FFN-expert kernels against a plain-C reference: the router kernel
+ * (softmax, top-k with lowest-index ties, renormalisation, always-on expert), the grouping of
+ * routed items by expert, the expert-selected matvec (decode) and gathered matmul (prefill),
+ * per token and per item inputs, and the weighted combination; 2, 3, 8 and 31 experts, top-k
+ * 1, 2 and all, every weight type. Expert ids must match exactly, outputs within tolerance.
+ */
+#include <math.h>
+
+#include "ops_lora.h"
+#include "ops_moe.h"
+#include "vkm_test_engine.h"
+
+#define MAXE 32
+
+/* The reference decision of one token: softmax over the experts, top-k over those other than
+ * the always-on one (lowest index on ties), renormalised, the always-on expert with weight 1. */
+static uint32_t ref_decide(const float *r, const float *x, uint32_t E, uint32_t D, uint32_t k, int always,
+                           uint32_t *ids, double *w)
+{
+    double lg[MAXE], mx = -INFINITY, z = 0;
+    for (uint32_t e = 0; e < E; e++) {
+        double s = 0;
+        for (uint32_t c = 0; c < D; c++) s += (double)r[(size_t)e * D + c] * x[c];
+        lg[e] = s;
+        mx = fmax(mx, s);
+    }
+    for (uint32_t e = 0; e < E; e++) z += lg[e] = exp(lg[e] - mx);
+    const uint32_t n_other = E - (always >= 0), kk = k == 0 || k > n_other ? n_other : k;
+    bool used[MAXE] = {false};
+    double tot = 0;
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < kk; s++) {
+        int best = -1;
+        for (uint32_t e = 0; e < E; e++)
+            if ((int)e != always && !used[e] && (best < 0 || lg[e] > lg[best])) best = (int)e;
+        used[best] = true;
+        ids[n] = (uint32_t)best;
+        w[n++] = lg[best] / z;
+        tot += lg[best] / z;
+    }
+    for (uint32_t j = 0; j < n; j++) w[j] /= tot;
+    if (always >= 0) {
+        ids[n] = (uint32_t)always;
+        w[n++] = 1.0;
+    }
+    return n;
+}
+
+typedef struct moe_case {
+    uint32_t E, k, T, D, F;
+    int always;
+    vkm_dtype dt;
+} moe_case;
+
+/* uint32 words through a float range (the buffers are untyped) */
+static vkm_range gpu_words(test_gpu *g, const uint32_t *w, size_t n)
+{
+    return test_gpu_floats(g, (const float *)(const void *)w, n);
+}
+
+static void run_case(test_gpu *g, const moe_case *c, uint64_t seed)
+{
+    test_rng rng = {seed};
+    const uint32_t E = c->E, T = c->T, D = c->D, F = c->F;
+    const uint32_t xo = 3, xs = D + 5, rows = T + 2; /* routing rows: tokens in reverse, two spare */
+    float *x = test_alloc(((size_t)T * xs + xo) * 4), *rm = test_alloc((size_t)E * D * 4);
+    float *w1 = test_alloc((size_t)E * F * D * 4), *w2 = test_alloc((size_t)E * D * F * 4);
+    float *w1d = test_alloc((size_t)E * F * D * 4), *w2d = test_alloc((size_t)E * D * F * 4);
+    test_fill(&rng, x, (size_t)T * xs + xo, 1.0f);
+    test_fill(&rng, rm, (size_t)E * D, 0.6f);
+    test_fill(&rng, w1, (size_t)E * F * D, 0.3f);
+    test_fill(&rng, w2, (size_t)E * D * F, 0.3f);
+    for (uint32_t e = 0; e < E; e++) {
+        test_device_weights(c->dt, w1 + (size_t)e * F * D, F, D, w1d + (size_t)e * F * D);
+        test_device_weights(c->dt, w2 + (size_t)e * D * F, D, F, w2d + (size_t)e * D * F);
+    }
+    /* the list buffer: [routing row of each token][map: identity][router's token list] */
+    const uint32_t row_off = 0, map_off = T, tok_off = T + 64;
+    uint32_t *lst = test_alloc((T + 64 + T) * 4);
+    for (uint32_t t = 0; t < T; t++) {
+        lst[row_off + t] = T - 1 - t;
+        lst[tok_off + t] = t;
+    }
+    for (uint32_t e = 0; e < 64; e++) lst[map_off + e] = e;
+
+    vkm_tensor wt1[MAXE], wt2[MAXE];
+    for (uint32_t e = 0; e < E; e++) {
+        test_gpu_check(g, vkm_tensor_alloc(&g->arena, c->dt, F, D, 0, &wt1[e]));
+        test_gpu_check(g, vkm_tensor_upload(g->d, &wt1[e], VKM_F32, w1 + (size_t)e * F * D, NULL));
+        test_gpu_check(g, vkm_tensor_alloc(&g->arena, c->dt, D, F, 0, &wt2[e]));
+        test_gpu_check(g, vkm_tensor_upload(g->d, &wt2[e], VKM_F32, w2 + (size_t)e * D * F, NULL));
+    }
+    vkm_range xr = test_gpu_floats(g, x, (size_t)T * xs + xo), rr = test_gpu_floats(g, rm, (size_t)E * D);
+    vkm_range lr = gpu_words(g, lst, T + 64 + T);
+    vkm_range ids = test_gpu_floats(g, NULL, (size_t)rows * E), wts = test_gpu_floats(g, NULL, (size_t)rows * E);
+    vkm_range grp = test_gpu_floats(g, NULL, 2 * E + (size_t)T * E);
+    vkm_range h = test_gpu_floats(g, NULL, (size_t)T * E * F);   /* items' first products  */
+    vkm_range hc = test_gpu_floats(g, NULL, (size_t)T * F);      /* combined per token      */
+    vkm_range z = test_gpu_floats(g, NULL, (size_t)T * E * D);   /* items' second products  */
+    float *y0 = test_alloc((size_t)T * D * 4);
+    test_fill(&rng, y0, (size_t)T * D, 1.0f);
+    vkm_range yr = test_gpu_floats(g, y0, (size_t)T * D);
+
+    vkm_rec *r = test_gpu_begin(g);
+    vkm_rec_fill(r, ids, 0xffffffffu);
+    vkm_router_call rc = {.x = {xr, xo, xs}, .in_dim = D, .n = T, .list_off = tok_off, .out_row_off = row_off,
+                          .matrix = rr, .list = lr, .ids = ids, .wts = wts, .route_off = 0, .row_stride = E,
+                          .n_copies = 1, .n_exp = E, .top_k = c->k, .flags = VKM_ROUTER_SOFTMAX,
+                          .map_off = map_off, .inv_temp = 1.0f, .x_scale = 1.0f, .always_on = c->always};
+    vkm_op_router(r, &rc);
+    const vkm_route_ref rt = {ids, wts, lr, 0, E, row_off, E};
+    if (T > VKM_MOE_MATVEC_MAX_T) vkm_op_route_group(r, &rt, T, grp);
+    for (uint32_t e = 0; e < E; e++) vkm_op_moe_linear(r, &wt1[e], e, (vkm_act){xr, xo, xs}, false, (vkm_act){h, 0, F}, T, &rt, grp);
+    vkm_op_moe_combine(r, h, F, (vkm_act){hc, 0, F}, T, &rt, false);
+    for (uint32_t e = 0; e < E; e++) vkm_op_moe_linear(r, &wt2[e], e, (vkm_act){h, 0, F}, true, (vkm_act){z, 0, D}, T, &rt, grp);
+    vkm_op_moe_combine(r, z, D, (vkm_act){yr, 0, D}, T, &rt, true);
+    test_gpu_run(g);
+
+    uint32_t *gid = test_alloc((size_t)rows * E * 4), *gg = test_alloc((2 * E + (size_t)T * E) * 4);
+    float *gw = test_alloc((size_t)rows * E * 4), *ghc = test_alloc((size_t)T * F * 4), *gy = test_alloc((size_t)T * D * 4);
+    float *rhc = test_alloc((size_t)T * F * 4), *ry = test_alloc((size_t)T * D * 4);
+    test_gpu_read(g, ids, (float *)(void *)gid, (size_t)rows * E);
+    test_gpu_read(g, wts, gw, (size_t)rows * E);
+    test_gpu_read(g, hc, ghc, (size_t)T * F);
+    test_gpu_read(g, yr, gy, (size_t)T * D);
+    if (T > VKM_MOE_MATVEC_MAX_T) test_gpu_read(g, grp, (float *)(void *)gg, 2 * E + (size_t)T * E);
+
+    uint32_t count[MAXE] = {0};
+    double *hi = test_alloc((size_t)E * F * 8);
+    for (uint32_t t = 0; t < T; t++) {
+        uint32_t sel[MAXE];
+        double w[MAXE];
+        const float *xt = x + xo + (size_t)t * xs;
+        const uint32_t n = ref_decide(rm, xt, E, D, c->k, c->always, sel, w), row = T - 1 - t;
+        for (uint32_t j = 0; j < E; j++) {
+            const uint32_t got = gid[(size_t)row * E + j];
+            if (j < n && got != sel[j])
+                fail_msg("E=%u k=%u always=%d T=%u: token %u entry %u: expert %u, reference %u", E, c->k, c->always,
+                         T, t, j, got, sel[j]);
+            if (j >= n && got != 0xffffffffu) fail_msg("E=%u k=%u: token %u entry %u should be empty", E, c->k, t, j);
+            if (j < n && fabs(gw[(size_t)row * E + j] - w[j]) > 1e-5)
+                fail_msg("E=%u k=%u: token %u entry %u weight %g, reference %g", E, c->k, t, j,
+                         (double)gw[(size_t)row * E + j], w[j]);
+        }
+        /* h_j = W1_{e_j} x (device weights), combined; y += sum_j w_j W2_{e_j} h_j */
+        for (uint32_t j = 0; j < n; j++) {
+            count[sel[j]]++;
+            for (uint32_t o = 0; o < F; o++) {
+                double s = 0;
+                for (uint32_t i = 0; i < D; i++) s += (double)w1d[((size_t)sel[j] * F + o) * D + i] * xt[i];
+                hi[(size_t)j * F + o] = s;
+            }
+        }
+        for (uint32_t o = 0; o < F; o++) {
+            double s = 0;
+            for (uint32_t j = 0; j < n; j++) s += (double)(float)w[j] * hi[(size_t)j * F + o];
+            rhc[(size_t)t * F + o] = (float)s;
+        }
+        for (uint32_t o = 0; o < D; o++) {
+            double s = y0[(size_t)t * D + o];
+            for (uint32_t j = 0; j < n; j++) {
+                double d = 0;
+                for (uint32_t i = 0; i < F; i++) d += (double)w2d[((size_t)sel[j] * D + o) * F + i] * (float)hi[(size_t)j * F + i];
+                s += (double)(float)w[j] * d;
+            }
+            ry[(size_t)t * D + o] = (float)s;
+        }
+    }
+    double e1 = test_nmse(ghc, rhc, (size_t)T * F), e2 = test_nmse(gy, ry, (size_t)T * D);
+    const double tol = c->dt == VKM_F32 ? 1e-10 : 1e-7; /* f16 input x: rounding of the products */
+    if (!(e1 <= tol) || !(e2 <= tol))
+        fail_msg("E=%u k=%u always=%d T=%u %s: nmse %.3g / %.3g > %.3g", E, c->k, c->always, T,
+                 vkm_dtype_name(c->dt), e1, e2, tol);
+    if (T > VKM_MOE_MATVEC_MAX_T) { /* groups: counts, offsets, each item under its expert */
+        uint32_t off = 0;
+        for (uint32_t e = 0; e < E; e++) {
+            assert_int_equal(gg[e], count[e]);
+            assert_int_equal(gg[E + e], off);
+            for (uint32_t i = 0; i < count[e]; i++) {
+                const uint32_t item = gg[2 * E + off + i], t_row = item / E, j = item % E;
+                assert_true(t_row < T);
+                assert_int_equal(gid[(size_t)lst[row_off + t_row] * E + j], e);
+            }
+            off += count[e];
+        }
+    }
+    free(x); free(rm); free(w1); free(w2); free(w1d); free(w2d); free(lst); free(y0); free(gid); free(gg);
+    free(gw); free(ghc); free(gy); free(rhc); free(ry); free(hi);
+}
+
+static void test_moe_kernels(void **state)
+{
+    (void)state;
+    vkm_context *ctx = test_context();
+    test_gpu g;
+    test_gpu_init(&g, ctx);
+    static const uint32_t experts[] = {2, 3, 8, 31}, tops[] = {1, 2, 0}, toks[] = {1, 3, 8, 9, 37};
+    static const vkm_dtype types[] = {VKM_F32, VKM_F16, VKM_Q8_0, VKM_Q4_0};
+    uint64_t seed = 11;
+    for (size_t ei = 0; ei < 4; ei++)
+        for (size_t ki = 0; ki < 3; ki++)
+            for (size_t ti = 0; ti < 5; ti++) {
+                const vkm_dtype dt = types[(ei + ki + ti) % 4];
+                const bool quant = dt == VKM_Q8_0 || dt == VKM_Q4_0;
+                moe_case c = {experts[ei], tops[ki], toks[ti], quant ? 64 : 37, quant ? 96 : 45,
+                              (ti % 2 && experts[ei] > 2) ? (int)(experts[ei] / 2) : -1, dt};
+                run_case(&g, &c, seed++);
+                vkm_arena_destroy(&g.arena); /* every case allocates afresh */
+                vkm_arena_init(&g.arena, g.d, VKM_MEM_DEVICE, 64ull << 20);
+            }
+    test_gpu_done(&g);
+    test_context_done(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_moe_kernels),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
