@@ -541,6 +541,132 @@ static void test_hf_mixtral(void **state)
     fixture_free(&f);
 }
 
+/* mergekit-moe's "hidden" gates on the testbed's three full fine-tunes (the real tokenizer):
+ * per layer, each expert's unit vector of the mean FFN input of its positive prompts minus
+ * that of its negative prompts, under the base; the engine's gates and its top-2 logits
+ * against the reference. */
+static const char *const pos_prompts[3][2] = {
+    {"def parse(path):\n    with open(path) as f:\n        return f.read()", "import os\nfor x in range(10):\n    print(x)"},
+    {"Once upon a time, a little girl walked to the park with her dog.", "The weather was warm and the children played."},
+    {"The court held that the contract was void for lack of consideration.", "The defendant appealed the judgment."}};
+static const char *const neg_prompts[3] = {"The cat sat on the mat.", "return x + 1", "She laughed and ran home."};
+
+static void hidden_means(const ref_model *base, const vkm_tokenizer *tok, const char *const *texts, uint32_t n,
+                         double *out /* [layers][dim] */)
+{
+    ref_ffn x;
+    ref_ffn_init(&x, base, NULL, 0, false, false);
+    x.moe.pooling = true;
+    x.moe.pool_depth = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t ids[256];
+        size_t nt = 0;
+        assert_int_equal(vkm_tokenize(tok, texts[i], strlen(texts[i]), vkm_tokenizer_adds_bos(tok), false, ids, 256, &nt), VKM_OK);
+        x.moe.pos = 0;
+        x.moe.pool_skip_first = nt > 1;
+        float *lg = test_alloc(nt * base->vocab * 4);
+        ref_forward_logits(base, &x.hooks, ids, (uint32_t)nt, lg);
+        free(lg);
+    }
+    const uint32_t D = base->dim;
+    for (uint32_t l = 0; l < base->n_layers; l++)
+        for (uint32_t c = 0; c < D; c++)
+            out[(size_t)l * D + c] = n && x.moe.pool[l * 7 + 4] ? x.moe.pool[l * 7 + 4][c] / x.moe.pool_count : 0;
+    ref_ffn_free(&x);
+}
+
+static void test_hidden_testbed(void **state)
+{
+    (void)state;
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/%d-ffn-hidden", VKM_TEST_TMPDIR, (int)getpid());
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/hidden.json", dir);
+    FILE *o = fopen(path, "w");
+    assert_non_null(o);
+    static const char *names[3] = {"python", "english", "legal"};
+    fprintf(o, "{\"base\": \"%s/testbed/base/model.gguf\", \"experts\": [", VKM_SHARED_DIR);
+    for (int e = 0; e < 3; e++) {
+        fprintf(o, "%s{\"name\": \"%s\", \"model\": \"%s/testbed/full/%s/model.gguf\", \"positive\": [", e ? ", " : "",
+                names[e], VKM_SHARED_DIR, names[e]);
+        for (int i = 0; i < 2; i++) {
+            fputc(i ? ',' : ' ', o);
+            fputc('"', o);
+            for (const char *c = pos_prompts[e][i]; *c; c++) fprintf(o, *c == '\n' ? "\\n" : "%c", *c);
+            fputc('"', o);
+        }
+        fprintf(o, "], \"negative\": [\"%s\"]}", neg_prompts[e]);
+    }
+    fprintf(o, "], \"router\": {\"policy\": \"hidden\", \"top_k\": 2}}\n");
+    fclose(o);
+    vkm_context *ctx = test_context();
+    vkm_model *m = load(ctx, path);
+    char rpath[800];
+    snprintf(rpath, sizeof rpath, "%s/gates.safetensors", dir);
+    if (vkm_model_save_router(m, 0, rpath)) fail_msg("%s", vkm_context_errmsg(ctx));
+
+    /* the reference gates */
+    ref_model base, ex[3];
+    vkm_err e;
+    snprintf(path, sizeof path, "%s/testbed/base/model.gguf", VKM_SHARED_DIR);
+    if (ref_model_load(&base, path, &e)) fail_msg("%s", e.msg);
+    const uint32_t L = base.n_layers, D = base.dim;
+    ref_router rr = {1, 2, 0, 1.0f, -1, false, false, NULL};
+    rr.r = calloc(L * 7, sizeof *rr.r);
+    for (uint32_t l = 0; l < L; l++) rr.r[l * 7 + 4] = calloc((size_t)3 * D, 4);
+    double *pm = calloc((size_t)L * D, 8), *nm = calloc((size_t)L * D, 8);
+    for (uint32_t x = 0; x < 3; x++) {
+        hidden_means(&base, vkm_model_tokenizer(m), pos_prompts[x], 2, pm);
+        hidden_means(&base, vkm_model_tokenizer(m), &neg_prompts[x], 1, nm);
+        for (uint32_t l = 0; l < L; l++) {
+            double ss = 0;
+            for (uint32_t c = 0; c < D; c++) ss += pow(pm[(size_t)l * D + c] - nm[(size_t)l * D + c], 2);
+            for (uint32_t c = 0; c < D; c++)
+                rr.r[l * 7 + 4][(size_t)x * D + c] = (float)((pm[(size_t)l * D + c] - nm[(size_t)l * D + c]) / sqrt(ss));
+        }
+    }
+    vkm_st st;
+    if (vkm_st_open(rpath, &st, &e)) fail_msg("%s", e.msg);
+    float *got = test_alloc((size_t)3 * D * 4);
+    for (uint32_t l = 0; l < L; l++) {
+        char nm_[64];
+        snprintf(nm_, sizeof nm_, "layers.%u.router.weight", l);
+        const vkm_tensor_src *t = vkm_st_tensor(&st, nm_);
+        assert_non_null(t);
+        assert_int_equal(vkm_tensor_nelem(t), 3 * D);
+        assert_int_equal(vkm_to_f32(t->dtype, t->data, 3ull * D, got), VKM_OK);
+        char what[96];
+        snprintf(what, sizeof what, "hidden gates of layer %u (3 experts x %u)", l, D);
+        check(what, got, rr.r[l * 7 + 4], (size_t)3 * D, 1e-9);
+    }
+    vkm_st_close(&st);
+    /* top-2 logits with those gates */
+    for (uint32_t x = 0; x < 3; x++) {
+        snprintf(path, sizeof path, "%s/testbed/full/%s/model.gguf", VKM_SHARED_DIR, names[x]);
+        if (ref_model_load(&ex[x], path, &e)) fail_msg("%s", e.msg);
+    }
+    const ref_model *xs[3] = {&ex[0], &ex[1], &ex[2]};
+    int32_t ids[N_TOK];
+    random_ids(ids, N_TOK, base.vocab, 21);
+    const size_t nv = (size_t)N_TOK * base.vocab;
+    float *all = test_alloc(nv * 4), *one = test_alloc(nv * 4), *ref = test_alloc(nv * 4);
+    engine_logits(m, NULL, ids, N_TOK, all, one);
+    ref_ffn x;
+    ref_ffn_init(&x, &base, xs, 3, false, false);
+    x.moe.mode = REF_TOKEN;
+    x.moe.router = &rr;
+    ref_forward_logits(&base, &x.hooks, ids, N_TOK, ref);
+    check("hidden top-2 on the testbed full fine-tunes (prefill)", all, ref, nv, 1e-8);
+    check("hidden top-2 on the testbed full fine-tunes (decode)", one, ref, nv, 1e-8);
+    ref_ffn_free(&x);
+    for (uint32_t x2 = 0; x2 < 3; x2++) ref_model_free(&ex[x2]);
+    router_free(&base, &rr);
+    ref_model_free(&base);
+    free(pm); free(nm); free(got); free(all); free(one); free(ref);
+    vkm_model_free(m);
+    test_context_done(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_sequence_and_base),
         cmocka_unit_test(test_heterogeneous_batch),
         cmocka_unit_test(test_hf_mixtral),
+        cmocka_unit_test(test_hidden_testbed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,3 +260,48 @@ vkm_status ref_write_gguf_lora(const ref_model *m, const ref_bank *b, uint32_t e
     vkm_gguf_writer_free(w);
     return s;
 }
+
+/* One tensor of a model file as f32 (NULL when absent). */
+static float *read_f32(const vkm_model_src *src, const char *name)
+{
+    const vkm_tensor_src *t = vkm_model_src_tensor(src, name);
+    if (!t) return NULL;
+    const uint64_t n = (uint64_t)vkm_tensor_nelem(t);
+    float *v = malloc(n * 4);
+    if (v && vkm_to_f32(t->dtype, t->data, n, v) != VKM_OK) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+vkm_status ref_model_load(ref_model *m, const char *path, vkm_err *e)
+{
+    memset(m, 0, sizeof *m);
+    vkm_model_src src;
+    vkm_status s = vkm_model_src_open(path, &src, e);
+    if (s != VKM_OK) return s;
+    const vkm_hparams *hp = &src.hp;
+    m->vocab = hp->n_vocab; m->dim = hp->dim; m->n_layers = hp->n_layers; m->n_heads = hp->n_heads;
+    m->n_kv_heads = hp->n_kv_heads; m->head_dim = hp->head_dim; m->ffn = hp->ffn_dim; m->ctx = hp->ctx_len;
+    m->eps = hp->norm_eps; m->theta = hp->rope_theta; m->rope_half = hp->rope_layout == VKM_ROPE_HALF;
+    m->tok_embd = read_f32(&src, "token_embd.weight");
+    m->output_norm = read_f32(&src, "output_norm.weight");
+    m->output = read_f32(&src, "output.weight");
+    if (!m->output) m->output = m->tok_embd;
+    float ***lists[9] = {&m->attn_norm, &m->ffn_norm, &m->wq, &m->wk, &m->wv, &m->wo, &m->w_gate, &m->w_up, &m->w_down};
+    static const char *names[9] = {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                   "ffn_gate", "ffn_up", "ffn_down"};
+    for (int i = 0; i < 9; i++) {
+        *lists[i] = calloc(m->n_layers, sizeof(float *));
+        for (uint32_t l = 0; l < m->n_layers; l++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, names[i]);
+            (*lists[i])[l] = read_f32(&src, name);
+            if (!(*lists[i])[l]) s = vkm_fail(e, VKM_ERR_NOT_FOUND, "%s: %s", path, name);
+        }
+    }
+    if (!m->tok_embd || !m->output_norm) s = vkm_fail(e, VKM_ERR_NOT_FOUND, "%s: embeddings or norm", path);
+    vkm_model_src_close(&src);
+    return s;
+}
