@@ -221,6 +221,12 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
     m->n_ctx = p->n_ctx ? p->n_ctx : hp->ctx_len;
     if (!m->n_ctx) m->n_ctx = 2048;
     m->n_seq = p->n_seq ? p->n_seq : 1;
+    if (m->man && m->man->aggregate == VKM_AGG_LOGITS) { /* a session runs its k experts in slots of their own */
+        const vkm_manifest *man = m->man;
+        uint32_t k = man->router.top_k ? man->router.top_k + (man->router.always_on >= 0) : man->n_experts;
+        if (k > man->n_experts) k = man->n_experts;
+        if (m->n_seq < 1 + k) m->n_seq = 1 + k;
+    }
     m->n_batch = p->n_batch ? p->n_batch : 256;
     if (m->n_batch > m->n_ctx * m->n_seq) m->n_batch = m->n_ctx * m->n_seq;
     const uint64_t qd = (uint64_t)hp->n_heads * hp->head_dim, kvd = (uint64_t)hp->n_kv_heads * hp->head_dim;

@@ -317,7 +317,8 @@ typedef struct vkm_model_params {
      * (quantize) every matrix at load. Norm weights are always F32. */
     int weight_type;
     uint32_t n_ctx;     /* positions per sequence; 0: the model's context length            */
-    uint32_t n_seq;     /* sequences alive at once (KV-cache slots); default 4               */
+    uint32_t n_seq;     /* sequences alive at once (KV-cache slots); default 4; at least 1 + k
+                         * for a manifest whose router mixes the logits of k experts         */
     uint32_t n_batch;   /* tokens per step at most (the prefill chunk); default 256          */
     vkm_progress_fn progress;
     void *progress_user;
