@@ -205,6 +205,9 @@ vkm_status vkm_dcache_get(vkm_dev *d, vkm_kernel *k, const vkm_range *binds, VkD
 void vkm_dcache_trim(vkm_dev *d);
 /* Descriptor sets allocated so far (tests: steady state allocates none). */
 uint32_t vkm_dcache_count(const vkm_dev *d);
+/* Drops the sets that bind buf (vkm_buf_destroy calls it): a later buffer may get the same
+ * handle value, and must not be given a set that points at the destroyed one. */
+void vkm_dcache_forget(vkm_dev *d, VkBuffer buf);
 void vkm_dcache_destroy(vkm_dev *d);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -55,6 +55,7 @@ void vkm_buf_destroy(vkm_dev *d, vkm_buf *b)
 {
     if (!b || !d->device) return;
     if (b->map) vkUnmapMemory(d->device, b->mem);
+    if (b->buf) vkm_dcache_forget(d, b->buf);
     if (b->buf) vkDestroyBuffer(d->device, b->buf, NULL);
     if (b->mem) vkFreeMemory(d->device, b->mem, NULL);
     memset(b, 0, sizeof *b);

@@ -500,6 +500,16 @@ void vkm_dcache_trim(vkm_dev *d)
 
 uint32_t vkm_dcache_count(const vkm_dev *d) { return d->dcache ? d->dcache->count : 0; }
 
+void vkm_dcache_forget(vkm_dev *d, VkBuffer buf)
+{
+    vkm_dcache *c = d->dcache;
+    for (uint32_t i = 0; c && buf && i < c->cap; i++) {
+        dc_entry *e = &c->e[i];
+        for (uint32_t k = 0; e->hash && e->layout && k < e->n; k++)
+            if (e->b[k].buf == buf) e->layout = VK_NULL_HANDLE; /* never found again */
+    }
+}
+
 void vkm_dcache_destroy(vkm_dev *d)
 {
     vkm_dcache *c = d->dcache;
