@@ -68,7 +68,7 @@ enum {
 #define VKM_MNONE 0xffffffffu
 
 /* The parameter block of merge.comp: input j at 8 j (weight, DARE threshold, DARE key x2,
- * rescale divisor, top slot, excluded slot), globals at VKM_MPARAM_G (div, outer, c_base,
+ * rescale divisor, top slot, excluded slot), globals at VKM_MPARAM_G (scale, -, c_base,
  * lambda). */
 #define VKM_MPARAM_G 128
 #define VKM_MPARAM_WORDS 132
@@ -86,6 +86,7 @@ typedef struct vkm_mslab {
     uint32_t dt[VKM_MERGE_MAX_IN];
     uint32_t n;               /* elements in this chunk                                         */
     uint32_t elem0;           /* index of its first element in the tensor                       */
+    bool hw_f16;              /* the device's f16 conversions are exact (merge.glsl HW_F16)     */
 } vkm_mslab;
 
 /* out = the op over the slab's elements (merge.comp), written as odt. */
@@ -186,6 +187,8 @@ vkm_status vkm_mstream_tensor(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mt
 vkm_status vkm_mstream_flush(vkm_mstream *ms);
 /* Selection thresholds of the last tensor's slots (tests): state records, VKM_MSLOT_WORDS each. */
 const uint32_t *vkm_mstream_slots(vkm_mstream *ms);
+/* Whether the kernels use the device's f16 conversions (found exact by a probe at creation). */
+bool vkm_mstream_hw_f16(const vkm_mstream *ms);
 void vkm_mstream_destroy(vkm_mstream *ms);
 
 #endif

@@ -32,17 +32,16 @@ static uint64_t stream_groups(uint32_t n, uint32_t wg, uint64_t cap)
 void vkm_mop_combine(vkm_rec *r, const vkm_mslab *s, vkm_mop op, uint32_t base, uint32_t flags,
                      uint32_t odt, vkm_range out, vkm_range params, vkm_range state)
 {
-    const vkm_dev *d = r->dev;
-    /* CPU devices run one workgroup per thread: a few large ones; GPUs: many */
-    uint32_t wg = vkm_ops_stream_wg(d);
-    uint32_t spec[7] = {wg, s->n_in, pack_dtypes(s), odt, (uint32_t)op, base, flags};
-    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_merge, spec, 7);
+    /* one 8-element group per invocation: a grid-stride loop costs llvmpipe half its speed */
+    uint32_t wg = vkm_ops_stream_wg(r->dev);
+    uint32_t spec[8] = {wg, s->n_in, pack_dtypes(s), odt, (uint32_t)op, base, flags, s->hw_f16};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_merge, spec, 8);
     if (!p) return;
     vkm_push_combine pc;
     SLAB_PUSH(pc, s);
     pc.elem0 = s->elem0;
     vkm_range b[4] = {s->r, out, params, state};
-    vkm_rec_dispatch_n(r, p, b, 4, &pc, sizeof pc, stream_groups(s->n, wg, vkm_ops_cpu_device(d) ? 64 : 4096));
+    vkm_rec_dispatch_n(r, p, b, 4, &pc, sizeof pc, stream_groups(s->n, wg, 1u << 30));
 }
 
 uint32_t vkm_mop_reduce_groups(const vkm_dev *d, uint32_t n)
@@ -54,8 +53,8 @@ void vkm_mop_reduce(vkm_rec *r, const vkm_mslab *s, uint32_t base, vkm_range par
                     uint32_t part_off)
 {
     const vkm_dev *d = r->dev;
-    uint32_t spec[4] = {vkm_ops_reduce_wg(d), s->n_in, pack_dtypes(s), base};
-    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_merge_reduce, spec, 4);
+    uint32_t spec[8] = {vkm_ops_reduce_wg(d), s->n_in, pack_dtypes(s), base, 0, 0, 0, s->hw_f16};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_merge_reduce, spec, 8);
     if (!p) return;
     vkm_push_reduce pc;
     SLAB_PUSH(pc, s);
@@ -70,8 +69,8 @@ void vkm_mop_select_hist(vkm_rec *r, const vkm_mslab *s, uint32_t pass, uint32_t
     const vkm_dev *d = r->dev;
     /* shared memory: n_slots histograms of 256 counts */
     uint32_t wg = vkm_ops_cpu_device(d) ? 64 : 256;
-    uint32_t spec[3] = {wg, n_slots, pack_dtypes(s)};
-    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_select_hist, spec, 3);
+    uint32_t spec[8] = {wg, n_slots, pack_dtypes(s), 0, 0, 0, 0, s->hw_f16};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_select_hist, spec, 8);
     if (!p) return;
     vkm_push_select pc;
     SLAB_PUSH(pc, s);

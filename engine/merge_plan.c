@@ -214,11 +214,10 @@ void vkm_mplan_task(const vkm_mplan *pl, const char *name, uint64_t n, vkm_mtask
             }
         }
     }
-    double div = 1.0;
+    double div = 1.0; /* the kernels multiply by its inverse */
     if (pl->op == VKM_MOP_LINEAR && pl->normalize) div = wsum;
     if (pl->op == VKM_MOP_TASK) div = fabs(wsum) < 1e-8 ? 1.0 : wsum;
-    prm[VKM_MPARAM_G] = f32_bits(div);
-    prm[VKM_MPARAM_G + 1] = f32_bits(1.0);
+    prm[VKM_MPARAM_G] = f32_bits(1.0 / div);
     prm[VKM_MPARAM_G + 2] = f32_bits(0.0);
     prm[VKM_MPARAM_G + 3] = f32_bits(pl->lambda);
 }
@@ -260,8 +259,7 @@ void vkm_mplan_coef(const vkm_mplan *pl, vkm_mtask *t, const double *gram)
     double c = cos_sum / (m * (m - 1) / 2.0), N = m;
     double tt = N * c / (1.0 + (N - 1.0) * c);
     for (uint32_t j = 0; j < m; j++) prm[8 * j] = f32_bits(1.0);
-    prm[VKM_MPARAM_G] = f32_bits(N);
-    prm[VKM_MPARAM_G + 1] = f32_bits(tt);
+    prm[VKM_MPARAM_G] = f32_bits(tt / N);
     prm[VKM_MPARAM_G + 2] = f32_bits(1.0 - tt);
 }
 

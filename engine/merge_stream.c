@@ -44,6 +44,7 @@ struct vkm_mstream {
     uint64_t serial;                 /* tensors seen                                          */
     vkm_msink_fn sink;
     void *sink_user;
+    bool hw_f16;                     /* the device's f16 conversions match the host's        */
     uint32_t slots[VKM_MAX_SLOTS * VKM_MSLOT_WORDS];
 };
 
@@ -59,6 +60,86 @@ typedef struct chunking {
 } chunking;
 
 /* ---- set-up ------------------------------------------------------------------------------- */
+/* Runs the merge kernel (linear, one input, coefficient 1: y = x) over n values of type in_dt
+ * with hw_f16 on, into out (n values of out_dt). */
+static vkm_status probe_run(vkm_mstream *ms, const void *in, uint32_t in_dt, uint32_t out_dt,
+                            uint32_t n, void *out)
+{
+    vkm_dev *d = ms->d;
+    uint64_t ib = (uint64_t)n * (in_dt == VKM_MDT_F32 ? 4 : 2), ob = (uint64_t)n * (out_dt == VKM_MDT_F32 ? 4 : 2);
+    uint32_t prm[VKM_MPARAM_WORDS] = {0};
+    float one = 1.0f;
+    memcpy(&prm[0], &one, 4);
+    memcpy(&prm[VKM_MPARAM_G], &one, 4);
+    vkm_arena a;
+    vkm_arena_init(&a, d, VKM_MEM_DEVICE, vkm_align_up(ib, 32) + vkm_align_up(ob, 32) + 4096);
+    vkm_range ri, ro, rp;
+    vkm_status s = vkm_arena_alloc(&a, vkm_align_up(ib, 32), 16, &ri);
+    if (!s) s = vkm_arena_alloc(&a, vkm_align_up(ob, 32), 16, &ro);
+    if (!s) s = vkm_arena_alloc(&a, sizeof prm, 16, &rp);
+    if (!s) s = vkm_upload(d, ri, in, ib);
+    if (!s) s = vkm_upload(d, rp, prm, sizeof prm);
+    if (!s) s = vkm_rec_begin(&ms->rec, ms->s[0].cmd);
+    if (!s) {
+        vkm_mslab v;
+        memset(&v, 0, sizeof v);
+        v.r = ri;
+        v.n_in = 1;
+        v.dt[0] = in_dt;
+        v.n = n;
+        v.hw_f16 = true;
+        vkm_mop_combine(&ms->rec, &v, VKM_MOP_LINEAR, 1, 0, out_dt, ro, rp, rp);
+        s = vkm_rec_end(&ms->rec);
+    }
+    if (!s) s = vkm_dev_submit_wait(d, ms->s[0].cmd);
+    if (!s) s = vkm_download(d, ro, out, ob);
+    vkm_arena_destroy(&a);
+    return s;
+}
+
+/* Whether the device's own f16 conversions give the host's results: every half decoded, and the
+ * f32 values at, around and between every pair of neighbouring halves (rounding ties, subnormals,
+ * overflow, inf, NaN) encoded. */
+static vkm_status probe_hw_f16(vkm_mstream *ms)
+{
+    ms->hw_f16 = false;
+    const uint32_t nh = 65536, ne = 4 * 65536;
+    uint16_t *h = malloc(nh * 2), *hout = malloc(ne * 2);
+    float *f = malloc(nh * 4), *e = malloc(ne * 4);
+    vkm_status s = h && hout && f && e ? VKM_OK : vkm_fail(ms->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t i = 0; i < nh && !s; i++) h[i] = (uint16_t)i;
+    if (!s) s = probe_run(ms, h, VKM_MDT_F16, VKM_MDT_F32, nh, f);
+    bool same = !s;
+    for (uint32_t i = 0; i < nh && same; i++) {
+        float want = vkm_f16_to_f32((uint16_t)i), got = f[i]; /* zeros: the kernel's 0 + x */
+        same = (want != want && got != got) || memcmp(&want, &got, 4) == 0 || (want == 0 && got == 0);
+    }
+    for (uint32_t i = 0; i < nh && same; i++) { /* each half, the midpoint to the next, +- 1 ulp */
+        float v = vkm_f16_to_f32((uint16_t)i), w = vkm_f16_to_f32((uint16_t)(i + 1 < nh ? i + 1 : i));
+        uint32_t b;
+        float mid = (v + w) / 2;
+        e[4 * i] = v;
+        e[4 * i + 1] = mid;
+        memcpy(&b, &mid, 4);
+        b++;
+        memcpy(&e[4 * i + 2], &b, 4);
+        b -= 2;
+        memcpy(&e[4 * i + 3], &b, 4);
+    }
+    if (same) s = probe_run(ms, e, VKM_MDT_F32, VKM_MDT_F16, ne, hout);
+    for (uint32_t i = 0; i < ne && same && !s; i++) {
+        uint16_t want = vkm_f32_to_f16(e[i]), got = hout[i];
+        bool wnan = (want & 0x7c00) == 0x7c00 && (want & 0x3ff), gnan = (got & 0x7c00) == 0x7c00 && (got & 0x3ff);
+        same = wnan ? gnan : got == want || ((want & 0x7fff) == 0 && (got & 0x7fff) == 0);
+    }
+    ms->hw_f16 = same && !s;
+    free(h);
+    free(hout);
+    free(f);
+    free(e);
+    return s;
+}
+
 static vkm_status alloc_view(vkm_mstream *ms, uint64_t bytes, bool out, vkm_range *dev, vkm_range *host)
 {
     vkm_status s = vkm_arena_alloc(&ms->dev_arena, bytes, 16, dev);
@@ -114,6 +195,7 @@ vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * VKM_MSLOT_WORDS * 4, 16, &ms->state);
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * 256 * 4, 16, &ms->hist);
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, (uint64_t)ms->n_slabs * 256 * MAXP * 4, 16, &ms->part);
+    if (!s) s = probe_hw_f16(ms);
     if (s) {
         vkm_mstream_destroy(ms);
         return s;
@@ -139,6 +221,8 @@ void vkm_mstream_destroy(vkm_mstream *ms)
 }
 
 const uint32_t *vkm_mstream_slots(vkm_mstream *ms) { return ms->slots; }
+
+bool vkm_mstream_hw_f16(const vkm_mstream *ms) { return ms->hw_f16; }
 
 /* ---- the ring ----------------------------------------------------------------------------- */
 /* Waits for slab i's submission and hands its output to the sink. */
@@ -248,6 +332,7 @@ static vkm_mslab chunk_slab(const vkm_mstream *ms, const chunking *c, uint32_t i
     uint64_t e0 = (uint64_t)k * c->per;
     v.elem0 = (uint32_t)e0;
     v.n = (uint32_t)(c->n - e0 < c->per ? c->n - e0 : c->per);
+    v.hw_f16 = ms->hw_f16;
     return v;
 }
 

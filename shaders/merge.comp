@@ -2,20 +2,20 @@
 #extension GL_GOOGLE_include_directive : require
 // merge.comp — one chunk of a merged tensor from the N inputs of the slab (merge.glsl), 8
 // elements per invocation, written as f32/f16/bf16. OP (specialization constant 4):
-//   0 LINEAR: y = (sum_{j != BASE} c_j x_j) / div * outer  [+ c_base x_BASE when BASE < N]
-//             linear (c = weights, div = sum of weights or 1), slerp (c = s0, s1 from the host),
-//             model_stock (c = 1, div = N - 1, outer = t, c_base = 1 - t).
+//   0 LINEAR: y = (sum_{j != BASE} c_j x_j) * scale  [+ c_base x_BASE when BASE < N]
+//             linear (c = weights, scale = 1 / sum of weights, or 1), slerp (c = s0, s1 from the
+//             host, scale 1), model_stock (c = 1, scale = t / (N - 1), c_base = 1 - t).
 //   1 TASK:   generalized task arithmetic (mergekit): per model delta_j = x_j - x_BASE,
 //             sparsified (FLAGS bits 0-1: 1 magnitude selection through the select.comp slots
 //             "top" (kept: among the k largest) and "excl" (dropped: among the n_top largest),
 //             2 DARE: kept when the keyed hash < density * 2^32, then divided by the density),
 //             weighted wd_j = w_j delta_j; sign consensus (bit 2): majority sign of sum wd_j,
-//             mixed = sum of the wd_j of that sign, divisor = sum of their w_j (0 -> 1); without
-//             it mixed = sum wd_j, divisor = the host's sum of w_j; normalize (bit 3): mixed /=
-//             divisor; then y = x_BASE + lambda * mixed.
+//             mixed = sum of the wd_j of that sign, divided with normalize (bit 3) by the sum of
+//             their w_j (0 -> 1); without it mixed = sum wd_j, times the host's 1 / sum of w_j
+//             with normalize; then y = x_BASE + lambda * mixed.
 // Params buffer (32-bit words): input j at 8 j: [0] weight / coefficient, [1] DARE threshold,
 // [2..3] DARE key, [4] rescale divisor (density, or 1), [5] top slot, [6] excl slot (or NONE);
-// globals at 128: [0] div, [1] outer, [2] c_base, [3] lambda.
+// globals at 128: [0] scale, [2] c_base, [3] lambda.
 #include "types.glsl"
 #define VKM_PUSH_COMBINE
 #include "merge_push.glsl"
@@ -81,7 +81,7 @@ void combine(uint g, out float y[8])
         }
         if (BASE < N) load_group(in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
         [[unroll]] for (uint k = 0; k < 8u; k++) {
-            precise float v = acc[k] / pf(G) * pf(G + 1u);
+            precise float v = acc[k] * pf(G);
             if (BASE < N) v += pf(G + 2u) * xb[k];
             y[k] = v;
         }
@@ -96,6 +96,7 @@ void combine(uint g, out float y[8])
         [[unroll]] for (uint k = 0; k < 8u; k++) sum[k] += weighted_delta(j, x[k], xb[k], idx0 + k);
     }
     precise float mixed[8], div[8];
+    const bool normalize = (FLAGS & 8u) != 0u;
     if ((FLAGS & 4u) != 0u) { // sign consensus by sum
         [[unroll]] for (uint k = 0; k < 8u; k++) mixed[k] = div[k] = 0.0;
         for (uint j = 0; j < N; j++) {
@@ -110,15 +111,15 @@ void combine(uint g, out float y[8])
                 }
             }
         }
-        [[unroll]] for (uint k = 0; k < 8u; k++) if (div[k] == 0.0) div[k] = 1.0;
-    } else {
         [[unroll]] for (uint k = 0; k < 8u; k++) {
-            mixed[k] = sum[k];
-            div[k] = pf(G);
+            if (div[k] == 0.0) div[k] = 1.0;
+            if (normalize) mixed[k] = mixed[k] / div[k];
         }
+    } else {
+        [[unroll]] for (uint k = 0; k < 8u; k++) mixed[k] = normalize ? sum[k] * pf(G) : sum[k];
     }
     [[unroll]] for (uint k = 0; k < 8u; k++) {
-        precise float m = (FLAGS & 8u) != 0u ? mixed[k] / div[k] : mixed[k];
+        precise float m = mixed[k];
         precise float v = xb[k] + pf(G + 3u) * m;
         y[k] = v;
     }

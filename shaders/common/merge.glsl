@@ -9,6 +9,11 @@
 //    is one exact set (ties in |x| go to the lower index).
 // A kernel reading a slab defines VKM_MERGE_SLAB and its binding as `in4` (uvec4 words) first.
 
+// HW_F16: 1 when the host found the device's own f16 conversions (unpackHalf2x16 /
+// packHalf2x16) bit-identical to the host's on a probe of tricky values (merge_stream.c); they
+// are several times cheaper on CPU devices. 0: the integer conversions below, exact everywhere.
+layout(constant_id = 7) const uint HW_F16 = 0;
+
 #define VKM_DT_F32 0u
 #define VKM_DT_F16 1u
 #define VKM_DT_BF16 2u
@@ -28,7 +33,8 @@ void load_group(uint dt, uint off, uint g, out float v[8])
         v[6] = uintBitsToFloat(b.z); v[7] = uintBitsToFloat(b.w);
     } else if (dt == VKM_DT_F16) {
         uvec4 q = in4[(off >> 2) + g];
-        vec4 lo = f16x4(q.xy), hi = f16x4(q.zw);
+        vec4 lo = HW_F16 != 0u ? vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y)) : f16x4(q.xy);
+        vec4 hi = HW_F16 != 0u ? vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w)) : f16x4(q.zw);
         v[0] = lo.x; v[1] = lo.y; v[2] = lo.z; v[3] = lo.w;
         v[4] = hi.x; v[5] = hi.y; v[6] = hi.z; v[7] = hi.w;
     } else {
@@ -74,6 +80,7 @@ uint f32_to_bf16_bits(float f)
 // Two elements packed into one 32-bit word of a 16-bit output type (odt: VKM_DT_F16 / BF16).
 uint pack2(uint odt, float a, float b)
 {
+    if (odt == VKM_DT_F16 && HW_F16 != 0u) return packHalf2x16(vec2(a, b));
     return odt == VKM_DT_F16 ? f32_to_f16_bits(a) | (f32_to_f16_bits(b) << 16)
                              : f32_to_bf16_bits(a) | (f32_to_bf16_bits(b) << 16);
 }

@@ -137,7 +137,7 @@ static void merge_task(const ref_merge_cfg *c, const float *const *x, uint64_t n
         wsum += c->weight[j];
     }
     bool consensus = c->method == TIES || c->method == DARE_TIES || c->method == BREADCRUMBS_TIES;
-    float gdiv = (float)(fabs(wsum) < 1e-8 ? 1.0 : wsum), lambda = (float)c->lambda;
+    float ginv = (float)(1.0 / (fabs(wsum) < 1e-8 ? 1.0 : wsum)), lambda = (float)c->lambda;
     for (uint64_t i = 0; i < n; i++) {
         float xb = x[c->base][i], wd[REF_MAX_IN], sum = 0.0f;
         for (uint32_t j = 0; j < c->n_in; j++) {
@@ -147,31 +147,31 @@ static void merge_task(const ref_merge_cfg *c, const float *const *x, uint64_t n
             wd[j] = (float)c->weight[j] * r;
             sum += wd[j];
         }
-        float mixed = sum, div = gdiv;
+        float m = c->normalize ? sum * ginv : sum; /* mergekit divides: within an ulp */
         if (consensus) {
-            mixed = 0.0f;
-            div = 0.0f;
+            float mixed = 0.0f, div = 0.0f;
             for (uint32_t j = 0; j < c->n_in; j++) {
                 if (j == c->base || wd[j] == 0.0f || (wd[j] > 0.0f) != (sum >= 0.0f)) continue;
                 mixed += wd[j];
                 div += (float)c->weight[j];
             }
             if (div == 0.0f) div = 1.0f;
+            m = c->normalize ? mixed / div : mixed;
         }
-        float m = c->normalize ? mixed / div : mixed;
         out[i] = xb + lambda * m;
     }
 }
 
-/* Linear combination sum_{j != base} coef_j x_j / div * outer (+ c_base x_base). */
+/* Linear combination sum_{j != base} coef_j x_j * scale (+ c_base x_base). */
 static void combine(const ref_merge_cfg *c, const float *const *x, uint64_t n, const float *coef,
-                    float div, float outer, float c_base, float *out)
+                    double scale, float c_base, float *out)
 {
+    const float sc = (float)scale;
     for (uint64_t i = 0; i < n; i++) {
         float acc = 0.0f;
         for (uint32_t j = 0; j < c->n_in; j++)
             if (j != c->base) acc += coef[j] * x[j][i];
-        float v = acc / div * outer;
+        float v = acc * sc;
         if (c->base < c->n_in) v += c_base * x[c->base][i];
         out[i] = v;
     }
@@ -197,7 +197,7 @@ void ref_merge(const ref_merge_cfg *c, const float *const *x, uint64_t n, float 
             coef[j] = (float)c->weight[j];
             wsum += c->weight[j];
         }
-        combine(c, x, n, coef, c->normalize ? (float)wsum : 1.0f, 1.0f, 0.0f, out);
+        combine(c, x, n, coef, c->normalize ? 1.0 / wsum : 1.0, 0.0f, out);
         return;
     }
     case SLERP: {
@@ -213,7 +213,7 @@ void ref_merge(const ref_merge_cfg *c, const float *const *x, uint64_t n, float 
         }
         coef[0] = (float)c0;
         coef[1] = (float)c1;
-        combine(c, x, n, coef, 1.0f, 1.0f, 0.0f, out);
+        combine(c, x, n, coef, 1.0, 0.0f, out);
         return;
     }
     case MODEL_STOCK: {
@@ -228,7 +228,7 @@ void ref_merge(const ref_merge_cfg *c, const float *const *x, uint64_t n, float 
             }
         double cosv = cs / pairs, t = m * cosv / (1.0 + (m - 1.0) * cosv);
         for (uint32_t j = 0; j < m; j++) coef[j] = 1.0f;
-        combine(c, x, n, coef, (float)m, (float)t, (float)(1.0 - t), out);
+        combine(c, x, n, coef, t / m, (float)(1.0 - t), out);
         return;
     }
     default: merge_task(c, x, n, out); return;
