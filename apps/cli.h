@@ -23,6 +23,7 @@ int cmd_run(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_route(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_merge_moe(int argc, char **argv); /* vkmoe merge --moe */
 
 /* Common options every device-using command accepts. */
 typedef struct cli_dev_opts {

@@ -19,6 +19,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: vkmoe merge CONFIG.yml -o OUT [options]\n"
             "       vkmoe merge --method M [--base B] --model P [--weight W] ... -o OUT [options]\n"
+            "       vkmoe merge --moe MANIFEST.json -o OUT.gguf   (FFN experts as a Mixtral-style GGUF)\n"
             "  -o, --out OUT      OUT.gguf, OUT.safetensors (config.json beside it), or a folder\n"
             "                     (model.safetensors, config.json, tokenizer); lora_linear / lora_cat:\n"
             "                     OUT.gguf (GGUF LoRA) or a folder (PEFT)\n"
@@ -173,6 +174,8 @@ static int parse(int argc, char **argv, vkm_merge_params *p, const char **out, c
 
 int cmd_merge(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--moe")) return cmd_merge_moe(argc, argv);
     vkm_merge_params p = vkm_merge_default_params();
     cli_dev_opts dev;
     cli_dev_opts_init(&dev);

@@ -667,6 +667,95 @@ static void test_hidden_testbed(void **state)
     test_context_done(ctx);
 }
 
+/* vkm_model_write_moe_gguf (`vkmoe merge --moe`): the Mixtral-style GGUF written from a
+ * manifest loads back and gives the manifest's logits bit for bit; what such a file cannot
+ * hold is refused. */
+static void moe_gguf_case(vkm_context *ctx, fixture *f, const char *what, const char *router_json, const char *extra)
+{
+    vkm_model *m = load(ctx, manifest(f, "w", router_json, extra));
+    char out[700];
+    snprintf(out, sizeof out, "%s/moe.gguf", f->dir);
+    if (vkm_model_write_moe_gguf(m, out)) fail_msg("%s: %s", what, vkm_context_errmsg(ctx));
+    vkm_model *g = load(ctx, out);
+    assert_int_equal(vkm_model_n_experts(g), N_EXP);
+    int32_t ids[N_TOK];
+    random_ids(ids, N_TOK, f->base.vocab, 41);
+    const size_t nv = (size_t)N_TOK * f->base.vocab;
+    float *a1 = test_alloc(nv * 4), *o1 = test_alloc(nv * 4), *a2 = test_alloc(nv * 4), *o2 = test_alloc(nv * 4);
+    engine_logits(m, NULL, ids, N_TOK, a1, o1);
+    engine_logits(g, NULL, ids, N_TOK, a2, o2);
+    printf("%-66s prefill %s, decode %s (nmse %.3g)\n", what, memcmp(a1, a2, nv * 4) ? "DIFFER" : "identical",
+           memcmp(o1, o2, nv * 4) ? "DIFFER" : "identical", test_nmse(a2, a1, nv));
+    assert_memory_equal(a1, a2, nv * 4);
+    assert_memory_equal(o1, o2, nv * 4);
+    free(a1); free(o1); free(a2); free(o2);
+    vkm_model_free(g);
+    vkm_model_free(m);
+}
+
+static void test_write_moe_gguf(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "wmoe");
+    vkm_context *ctx = test_context();
+    char path[700];
+    snprintf(path, sizeof path, "%s/g.safetensors", f.dir);
+    ref_router rr = {1, 2, 0, 1.0f, -1, false, false, NULL};
+    router_file(&f, path, 1, false, &rr, 808);
+    router_free(&f.base, &rr);
+    moe_gguf_case(ctx, &f, "GGUF from a learned top-2 manifest",
+                  "\"policy\": \"learned\", \"top_k\": 2, \"weights\": \"g.safetensors\"", NULL);
+    moe_gguf_case(ctx, &f, "GGUF from a gate-less manifest, shared weights averaged", "\"policy\": \"uniform\"",
+                  "\"shared\": \"average\"");
+    moe_gguf_case(ctx, &f, "GGUF from a noisy top-1 manifest (temperature 2)",
+                  "\"policy\": \"noisy\", \"top_k\": 1, \"noise_std\": 0.5, \"temperature\": 2", NULL);
+    /* a Hugging Face base (rotate_half q/k rows): the GGUF holds them interleaved */
+    char hf[700];
+    snprintf(hf, sizeof hf, "%s/hfbase", f.dir);
+    vkm_err e;
+    if (ref_write_hf(&f.base, hf, &e)) fail_msg("%s", e.msg);
+    snprintf(path, sizeof path, "%s/w.json", f.dir);
+    FILE *o = fopen(path, "w");
+    assert_non_null(o);
+    fprintf(o, "{\"base\": \"hfbase\", \"experts\": [{\"name\": \"x0\", \"model\": \"x0.gguf\"}, {\"name\": \"x1\", "
+               "\"model\": \"x1.gguf\"}, {\"name\": \"x2\", \"model\": \"x2.gguf\"}], \"router\": {\"policy\": \"noisy\", "
+               "\"top_k\": 2, \"noise_std\": 0.5}}\n");
+    fclose(o);
+    vkm_model *hm = load(ctx, path);
+    char out[700];
+    snprintf(out, sizeof out, "%s/hfmoe.gguf", f.dir);
+    if (vkm_model_write_moe_gguf(hm, out)) fail_msg("%s", vkm_context_errmsg(ctx));
+    vkm_model *hg = load(ctx, out);
+    int32_t ids[N_TOK];
+    random_ids(ids, N_TOK, f.base.vocab, 42);
+    const size_t nv = (size_t)N_TOK * f.base.vocab;
+    float *l1 = test_alloc(nv * 4), *l2 = test_alloc(nv * 4);
+    engine_logits(hm, NULL, ids, N_TOK, l1, NULL);
+    engine_logits(hg, NULL, ids, N_TOK, l2, NULL);
+    check("GGUF (interleaved RoPE rows) from a Hugging Face base", l2, l1, nv, 1e-10);
+    free(l1);
+    free(l2);
+    vkm_model_free(hg);
+    vkm_model_free(hm);
+    static const char *refused[] = {
+        "\"policy\": \"noisy\", \"top_k\": 1, \"always_on\": \"x0\"",
+        "\"policy\": \"noisy\", \"top_k\": 2, \"route_attention\": true",
+        "\"policy\": \"noisy\", \"top_k\": 2, \"depth\": \"module\"",
+        "\"policy\": \"noisy\", \"top_k\": 2, \"normalize\": \"sigmoid\"",
+        "\"policy\": \"learned\", \"granularity\": \"sequence\", \"top_k\": 2, \"weights\": \"g.safetensors\""};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        vkm_model *m = load(ctx, manifest(&f, "r", refused[i], NULL));
+        snprintf(out, sizeof out, "%s/refused.gguf", f.dir);
+        assert_int_equal(vkm_model_write_moe_gguf(m, out), VKM_ERR_UNSUPPORTED);
+        printf("refused: %s\n", vkm_context_errmsg(ctx));
+        assert_int_not_equal(access(out, F_OK), 0); /* nothing written */
+        vkm_model_free(m);
+    }
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -676,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_heterogeneous_batch),
         cmocka_unit_test(test_hf_mixtral),
         cmocka_unit_test(test_hidden_testbed),
+        cmocka_unit_test(test_write_moe_gguf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

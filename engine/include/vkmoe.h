@@ -392,6 +392,16 @@ vkm_status vkm_model_save_router(vkm_model *m, uint32_t router, const char *path
  * depth "model". Call before creating sessions. */
 vkm_status vkm_model_fit_router(vkm_model *m, const char *path);
 vkm_status vkm_model_add_router(vkm_model *m, const char *manifest, uint32_t *router);
+/* Writes a model whose experts are whole fine-tunes (a manifest with "model" experts) as a
+ * Mixtral-style GGUF other engines run: llama architecture with expert_count and
+ * expert_used_count, per layer ffn_gate_inp (router 0's gates) and ffn_{gate,up,down}_exps
+ * (the experts' FFNs, in their file type when they share one, else F32); the shared weights
+ * from the base as stored (or their F32 average with "shared": "average"), the base's GGUF
+ * metadata and tokenizer. Router 0 must be what such a file can hold: token level, one
+ * softmax gate per layer (learned, noisy, hidden; uniform as zero gates over all experts),
+ * no always-on expert, biases, normalised inputs, attention or per-matrix mixing
+ * (VKM_ERR_UNSUPPORTED, saying which). The file appears only when complete. */
+vkm_status vkm_model_write_moe_gguf(vkm_model *m, const char *path);
 
 /* One kernel's share of the last step, with the model loaded with params.profile. */
 typedef struct vkm_kernel_stat {
