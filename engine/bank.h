@@ -91,7 +91,8 @@ vkm_status vkm_router_calibrate(vkm_model *m, vkm_router *r, const vkm_manifest 
  * input of its positive prompts minus that of its negative prompts, under the base model. */
 vkm_status vkm_router_hidden(vkm_model *m, vkm_router *r, const vkm_manifest *man);
 /* The router of a Mixtral-style file (ffn_gate_inp per layer), router 0 of its model. */
-vkm_status vkm_router_from_gates(vkm_model *m, const vkm_model_src *src, vkm_router **out);
+vkm_status vkm_router_from_gates(vkm_model *m, const vkm_tensor_src *(*get)(void *, const char *), void *user,
+                                 const char *path, vkm_router **out);
 /* The routing points a router decides at, and how many points each decision governs. */
 bool vkm_router_is_point(const vkm_model *m, const vkm_router *r, uint32_t site);
 uint32_t vkm_router_copies(const vkm_model *m, const vkm_router *r, uint32_t site);

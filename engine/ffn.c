@@ -154,7 +154,7 @@ vkm_status vkm_ffn_load_manifest(vkm_model *m, const vkm_manifest *man)
     return s;
 }
 
-vkm_status vkm_ffn_load_file(vkm_model *m, const vkm_model_src *src)
+vkm_status vkm_ffn_load_file(vkm_model *m, vkm_tensor_get get, void *user, const char *path)
 {
     const vkm_hparams *hp = &m->hp;
     const uint32_t E = hp->n_experts;
@@ -166,7 +166,7 @@ vkm_status vkm_ffn_load_file(vkm_model *m, const vkm_model_src *src)
         for (uint32_t k = 0; k < 3 && s == VKM_OK; k++) {
             const uint32_t mod = VKM_MOD_GATE + k;
             snprintf(name, sizeof name, "blk.%u.%s.weight", l, stacks[k]);
-            const vkm_tensor_src *stack = vkm_model_src_tensor(src, name);
+            const vkm_tensor_src *stack = get(user, name);
             for (uint32_t e = 0; e < E && s == VKM_OK; e++) {
                 vkm_tensor_src one;
                 const vkm_tensor_src *t = NULL;
@@ -179,10 +179,10 @@ vkm_status vkm_ffn_load_file(vkm_model *m, const vkm_model_src *src)
                     t = &one;
                 } else {
                     snprintf(name, sizeof name, "blk.%u.%s.%u.weight", l, mod_names[mod], e);
-                    t = vkm_model_src_tensor(src, name);
+                    t = get(user, name);
                 }
                 if (!t) {
-                    s = vkm_fail(m->d->err, VKM_ERR_NOT_FOUND, "%s: layer %u expert %u: %s is missing", src->path, l,
+                    s = vkm_fail(m->d->err, VKM_ERR_NOT_FOUND, "%s: layer %u expert %u: %s is missing", path, l,
                                  e, mod_names[mod]);
                     break;
                 }
@@ -196,15 +196,15 @@ vkm_status vkm_ffn_load_file(vkm_model *m, const vkm_model_src *src)
     for (uint32_t e = 0; e < E && e < VKM_MAX_MOE_EXPERTS; e++) {
         snprintf(nm[e], sizeof nm[e], "expert%u", e);
         names[e] = nm[e];
-        paths[e] = src->path;
+        paths[e] = path;
     }
     if (s == VKM_OK && E > VKM_MAX_EXPERTS)
-        s = vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: %u experts (vkmoe routes up to %d)", src->path, E, VKM_MAX_EXPERTS);
+        s = vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: %u experts (vkmoe routes up to %d)", path, E, VKM_MAX_EXPERTS);
     if (s == VKM_OK) s = vkm_bank_init_ffn(m, E, names, paths);
     if (s == VKM_OK) s = ffn_scratch(m);
     if (s == VKM_OK) s = vkm_moe_alloc(m);
     vkm_router *r = NULL;
-    if (s == VKM_OK) s = vkm_router_from_gates(m, src, &r);
+    if (s == VKM_OK) s = vkm_router_from_gates(m, get, user, path, &r);
     if (s == VKM_OK) m->routers[m->n_routers++] = r;
     return s;
 }

@@ -41,8 +41,11 @@ typedef struct vkm_model vkm_model;
 /* Experts given as whole models in a manifest: their mixed matrices; with "shared": "average",
  * the other weights become the experts' averages. The minimal bank and routing state follow. */
 vkm_status vkm_ffn_load_manifest(vkm_model *m, const vkm_manifest *man);
-/* A Mixtral-style file (hp.n_experts > 0): its experts and its learned router (router 0). */
-vkm_status vkm_ffn_load_file(vkm_model *m, const vkm_model_src *src);
+/* The tensors of a model by internal name: a file's, or random ones (vkm_model_create_random). */
+typedef const vkm_tensor_src *(*vkm_tensor_get)(void *user, const char *name);
+/* A Mixtral-style model (hp.n_experts > 0): its experts (3-D stacks sliced per expert, or one
+ * tensor per expert) and its learned router from ffn_gate_inp (router 0); path for messages. */
+vkm_status vkm_ffn_load_file(vkm_model *m, vkm_tensor_get get, void *user, const char *path);
 void vkm_ffn_free(vkm_model *m);
 
 #endif

@@ -49,6 +49,18 @@ static bool random_shape(const vkm_hparams *hp, const char *name, int64_t *cols,
     const int64_t kvd = (int64_t)hp->n_kv_heads * hp->head_dim, F = hp->ffn_dim, V = hp->n_vocab;
     const char *dot = strchr(name, '.');
     const char *leaf = !strncmp(name, "blk.", 4) && dot ? strchr(dot + 1, '.') + 1 : name;
+    char one[40];
+    int plen = 0;
+    unsigned ex;
+    if (sscanf(leaf, "%31[a-z_].%u.weight%n", one, &ex, &plen) == 2 && !leaf[plen]) { /* expert ex's matrix */
+        strcat(one, ".weight");
+        leaf = one;
+    }
+    if (!strcmp(leaf, "ffn_gate_inp.weight")) { /* a MoE router */
+        *cols = hp->dim;
+        *rows = hp->n_experts;
+        return hp->n_experts > 0;
+    }
     static const struct { const char *n; int c, r; } tab[] = {
         /* c, r: 0 D, 1 qd, 2 kvd, 3 F, 4 V, 5 one */
         {"token_embd.weight", 0, 4}, {"output.weight", 0, 4}, {"output_norm.weight", 0, 5},
@@ -103,6 +115,9 @@ static vkm_status progress(loader_ctx *L, uint64_t bytes)
         return vkm_fail(L->m->d->err, VKM_ERR_CANCELLED, "loading %s: cancelled", L->m->path);
     return VKM_OK;
 }
+
+static const vkm_tensor_src *src_get(void *src, const char *name) { return vkm_model_src_tensor(src, name); }
+static const vkm_tensor_src *random_get(void *L, const char *name) { return random_tensor(L, name); }
 
 static const vkm_tensor_src *need(loader_ctx *L, const char *name)
 {
@@ -351,10 +366,14 @@ vkm_status vkm_model_create_random(vkm_context *ctx, const vkm_model_shape *sh, 
     hp->norm_eps = 1e-5f;
     hp->tied_embeddings = sh->tied_embeddings;
     hp->bos = hp->eos = -1;
+    hp->n_experts = sh->n_experts;
+    hp->n_experts_used = sh->n_experts_used ? sh->n_experts_used : (sh->n_experts ? 2 : 0);
+    if (hp->n_experts_used > hp->n_experts) hp->n_experts_used = hp->n_experts;
     loader_ctx L = {.m = m, .p = &p, .seed = seed ? seed : 1};
     s = load_weights(&L);
-    free(L.scratch);
     if (s == VKM_OK) s = alloc_runtime(m, &p);
+    if (s == VKM_OK && hp->n_experts) s = vkm_ffn_load_file(m, random_get, &L, "(random)");
+    free(L.scratch);
     if (s != VKM_OK) {
         vkm_model_free(m);
         return s;
@@ -449,7 +468,7 @@ vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_pa
     if (s == VKM_OK) s = load_weights(&(loader_ctx){.m = m, .src = &src, .p = params});
     if (s == VKM_OK) s = load_tokenizer(m, &src);
     if (s == VKM_OK) s = alloc_runtime(m, params);
-    if (s == VKM_OK && m->hp.n_experts) s = vkm_ffn_load_file(m, &src); /* Mixtral-style file */
+    if (s == VKM_OK && m->hp.n_experts) s = vkm_ffn_load_file(m, src_get, &src, path); /* Mixtral-style file */
     vkm_model_src_close(&src);
     if (s == VKM_OK && m->man) s = load_moe(m);
     if (s != VKM_OK) {

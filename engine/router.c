@@ -387,11 +387,12 @@ vkm_status vkm_model_router_info(const vkm_model *m, uint32_t ri, vkm_router_inf
     return VKM_OK;
 }
 
-vkm_status vkm_router_from_gates(vkm_model *m, const vkm_model_src *src, vkm_router **out)
+vkm_status vkm_router_from_gates(vkm_model *m, const vkm_tensor_src *(*get)(void *, const char *), void *user,
+                                 const char *path, vkm_router **out)
 {
     vkm_err *err = m->d->err;
     *out = NULL;
-    vkm_router *r = router_new(m, src->path);
+    vkm_router *r = router_new(m, path);
     if (!r) return VKM_ERR_OUT_OF_HOST_MEMORY;
     r->policy = VKM_POLICY_LEARNED;
     r->gran = VKM_GRAN_TOKEN;
@@ -413,9 +414,9 @@ vkm_status vkm_router_from_gates(vkm_model *m, const vkm_model_src *src, vkm_rou
     for (uint32_t l = 0; l < m->hp.n_layers && s == VKM_OK; l++) {
         char name[64];
         snprintf(name, sizeof name, "blk.%u.ffn_gate_inp.weight", l);
-        const vkm_tensor_src *t = vkm_model_src_tensor(src, name);
+        const vkm_tensor_src *t = get(user, name);
         if (!t || vkm_tensor_nelem(t) != (int64_t)r->n_exp * D) {
-            s = vkm_fail(err, VKM_ERR_NOT_FOUND, "%s: %s (the router, [%u, %u]) is missing or misshapen", src->path,
+            s = vkm_fail(err, VKM_ERR_NOT_FOUND, "%s: %s (the router, [%u, %u]) is missing or misshapen", path,
                          name, r->n_exp, D);
             break;
         }

@@ -8,6 +8,7 @@
  * batch equal to each sequence alone; a Hugging Face Mixtral checkpoint written here.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -756,6 +757,43 @@ static void test_write_moe_gguf(void **state)
     fixture_free(&f);
 }
 
+/* A random Mixtral-shape model (the benchmarks' kind): loads, routes top-2 of 5, decodes; a
+ * token reads two experts' FFNs, not five. */
+static void test_random_moe(void **state)
+{
+    (void)state;
+    vkm_context *ctx = test_context();
+    vkm_model_shape sh = {97, 44, 2, 4, 2, 12, 70, 96, 10000.0f, false, 5, 2};
+    vkm_model_params p = vkm_model_default_params();
+    p.weight_type = VKM_F32;
+    vkm_model *m = NULL, *dense = NULL;
+    if (vkm_model_create_random(ctx, &sh, 3, &p, &m)) fail_msg("%s", vkm_context_errmsg(ctx));
+    sh.n_experts = 0;
+    sh.ffn_dim = 2 * 70;
+    if (vkm_model_create_random(ctx, &sh, 3, &p, &dense)) fail_msg("%s", vkm_context_errmsg(ctx));
+    assert_int_equal(vkm_model_n_experts(m), 5);
+    vkm_model_info mi, di;
+    assert_int_equal(vkm_model_get_info(m, &mi), VKM_OK);
+    assert_int_equal(vkm_model_get_info(dense, &di), VKM_OK);
+    /* same active parameters: the bytes a token reads match the dense model's FFN twice as wide */
+    printf("random MoE: %llu bytes of weights, %llu read per token (dense equivalent %llu)\n",
+           (unsigned long long)mi.weight_bytes, (unsigned long long)mi.bytes_per_token,
+           (unsigned long long)di.bytes_per_token);
+    assert_true(mi.bytes_per_token < mi.weight_bytes);
+    assert_true(llabs((long long)mi.bytes_per_token - (long long)di.bytes_per_token) < (long long)di.bytes_per_token / 20);
+    int32_t ids[N_TOK], next = -1;
+    random_ids(ids, N_TOK, 97, 77);
+    vkm_session *s;
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    assert_int_equal(vkm_session_prompt(s, ids, N_TOK, &next), VKM_OK);
+    for (int i = 0; i < 4; i++) assert_int_equal(vkm_session_decode(s, next, &next), VKM_OK);
+    assert_true(next >= 0 && next < 97);
+    vkm_session_free(s);
+    vkm_model_free(dense);
+    vkm_model_free(m);
+    test_context_done(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -766,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_hf_mixtral),
         cmocka_unit_test(test_hidden_testbed),
         cmocka_unit_test(test_write_moe_gguf),
+        cmocka_unit_test(test_random_moe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,11 @@
  * roofline tok/s = copy bandwidth / weight bytes per token.
  *
  *   bench_model [--shape 1.1b|tiny] [--types f16,q8_0,q4_0] [--prefill N] [--decode N]
- *               [--batch B] [--json] [--profile] [--device D]
+ *               [--batch B] [--experts E [--top-k K]] [--layers L] [--json] [--profile] [--device D]
  * --batch B also times one decode step of B sequences at once (B tokens per step).
+ * --experts E: a Mixtral-style model whose E experts each have the shape's FFN, top-K routed
+ * (default 2), timed against the dense model with the same active parameters (one FFN K times
+ * as wide); "moe/dense" is the ratio of their decode times per token.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +35,7 @@ int main(int argc, char **argv)
 {
     vkm_model_shape sh = {32000, 2048, 22, 32, 4, 0, 5632, 2048, 10000.0f, false}; /* TinyLlama 1.1B */
     const char *types = "f16,q8_0,q4_0", *device = getenv("VKMOE_DEVICE"), *shape_name = "1.1b";
-    int prefill = 64, decode = 8, batch = 0;
+    int prefill = 64, decode = 8, batch = 0, experts = 0, top_k = 2, layers = 0;
     bool json = false, profile = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -49,8 +52,24 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--prefill")) prefill = atoi(v);
         else if (!strcmp(a, "--decode")) decode = atoi(v);
         else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--experts")) experts = atoi(v);
+        else if (!strcmp(a, "--top-k")) top_k = atoi(v);
+        else if (!strcmp(a, "--layers")) layers = atoi(v);
         else if (!strcmp(a, "--device")) device = v;
         else { fprintf(stderr, "bench_model: unknown option %s\n", a); return 2; }
+    }
+    if (layers > 0) sh.n_layers = (uint32_t)layers;
+    /* the models timed per type: the shape; with experts, the MoE and its dense equivalent */
+    vkm_model_shape shapes[2] = {sh, sh};
+    const char *labels[2] = {"", ""};
+    int n_shapes = 1;
+    if (experts > 0) {
+        shapes[0].n_experts = (uint32_t)experts;
+        shapes[0].n_experts_used = (uint32_t)top_k;
+        shapes[1].ffn_dim = sh.ffn_dim * (uint32_t)top_k;
+        labels[0] = "moe";
+        labels[1] = "dense";
+        n_shapes = 2;
     }
     vkm_context_params cp = vkm_context_default_params();
     cp.device = device;
@@ -67,7 +86,9 @@ int main(int argc, char **argv)
     char buf[256];
     snprintf(buf, sizeof buf, "%s", types);
     int first = 1;
-    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ","))
+    for (int si = 0; si < n_shapes; si++) {
+        static double moe_dec;
         vkm_dtype dt = !strcasecmp(t, "f32") ? VKM_F32 : !strcasecmp(t, "f16") ? VKM_F16
                      : !strcasecmp(t, "q8_0") ? VKM_Q8_0 : VKM_Q4_0;
         vkm_model_params mp = vkm_model_default_params();
@@ -78,7 +99,7 @@ int main(int argc, char **argv)
         mp.profile = profile;
         vkm_model *m = NULL;
         double t0 = now();
-        if (vkm_model_create_random(ctx, &sh, 42, &mp, &m) != VKM_OK) return fail(ctx, "random model");
+        if (vkm_model_create_random(ctx, &shapes[si], 42, &mp, &m) != VKM_OK) return fail(ctx, "random model");
         double load = now() - t0;
         vkm_model_info info;
         vkm_model_get_info(m, &info);
@@ -141,13 +162,15 @@ int main(int argc, char **argv)
             free(ss); free(tok); free(out);
         }
         if (json)
-            printf("%s{\"type\": \"%s\", \"bytes_per_token\": %llu, \"prefill_tps\": %.3f, \"decode_tps\": %.4f, "
-                   "\"roofline_tps\": %.4f, \"fraction\": %.4f, \"batch\": %d, \"batch_tps\": %.4f, \"load_s\": %.2f}",
-                   first ? "" : ", ", t, (unsigned long long)info.bytes_per_token, pre, dec, roof, dec / roof,
-                   batch, bdec, load);
+            printf("%s{\"type\": \"%s\", \"model\": \"%s\", \"bytes_per_token\": %llu, \"prefill_tps\": %.3f, "
+                   "\"decode_tps\": %.4f, \"roofline_tps\": %.4f, \"fraction\": %.4f, \"batch\": %d, \"batch_tps\": %.4f, "
+                   "\"load_s\": %.2f}", first ? "" : ", ", t, labels[si], (unsigned long long)info.bytes_per_token, pre,
+                   dec, roof, dec / roof, batch, bdec, load);
         else {
-            printf("%-6s %10.1f %12.2f %12.3f %12.3f %9.1f%% %10.1f\n", t, info.bytes_per_token / 1e6, pre, dec,
-                   roof, 100 * dec / roof, load);
+            printf("%-6s %10.1f %12.2f %12.3f %12.3f %9.1f%% %10.1f %s\n", t, info.bytes_per_token / 1e6, pre, dec,
+                   roof, 100 * dec / roof, load, labels[si]);
+            if (si == 0) moe_dec = dec;
+            if (si == 1) printf("       moe/dense decode time per token: %.3f (same active parameters)\n", dec > 0 ? dec / moe_dec : 0);
             if (batch > 1) printf("       batch of %d sequences per step: %.3f tokens/s in total\n", batch, bdec);
         }
         fflush(stdout);

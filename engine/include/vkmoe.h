@@ -343,6 +343,8 @@ typedef struct vkm_model_shape {
     uint32_t ffn_dim, ctx_len;
     float rope_theta;         /* 0: 10000                                                     */
     bool tied_embeddings;
+    uint32_t n_experts;       /* > 0: a Mixtral-style MoE (each expert an FFN of ffn_dim)      */
+    uint32_t n_experts_used;  /* top-k of its routers (0: 2)                                   */
 } vkm_model_shape;
 
 /* A model of the given shape with seeded random weights (benchmarks, tests), generated on the
