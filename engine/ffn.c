@@ -13,12 +13,9 @@
 
 static const char *mod_names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
-static bool mixed(const vkm_ffn *f, uint32_t mod)
-{
-    return mod >= VKM_MOD_GATE || (f->route_attn && mod < VKM_MOD_O);
-}
+static bool mixed(const vkm_ffn *f, uint32_t mod) { return vkm_ffn_mixed(f, mod); }
 
-static vkm_status ffn_new(vkm_model *m, uint32_t n_exp, bool route_attn, bool fine, bool has_base)
+static vkm_status ffn_new(vkm_model *m, uint32_t n_exp, uint32_t attn_mask, bool fine, bool has_base)
 {
     vkm_ffn *f = calloc(1, sizeof *f);
     if (!f) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
@@ -26,7 +23,7 @@ static vkm_status ffn_new(vkm_model *m, uint32_t n_exp, bool route_attn, bool fi
     f->n_exp = n_exp;
     f->has_base = has_base;
     f->n_slots = n_exp + has_base;
-    f->route_attn = route_attn;
+    f->attn_mask = attn_mask;
     f->fine = fine;
     f->w = calloc((size_t)m->hp.n_layers * f->n_slots * 7, sizeof *f->w);
     vkm_arena_init(&f->arena, m->d, VKM_MEM_DEVICE, 0);
@@ -138,7 +135,7 @@ vkm_status vkm_ffn_load_manifest(vkm_model *m, const vkm_manifest *man)
             paths[n++] = man->experts[i].model;
         }
     const bool fine = man->router.fine_grained || man->router.depth == VKM_DEPTH_MODULE;
-    vkm_status s = ffn_new(m, n, man->router.route_attention, fine, true);
+    vkm_status s = ffn_new(m, n, man->router.route_attention ? 7u : 0u, fine, true);
     vkm_model_src *srcs = calloc(n, sizeof *srcs);
     if (s == VKM_OK && !srcs) s = vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (uint32_t e = 0; e < n && s == VKM_OK; e++) {
@@ -158,15 +155,15 @@ vkm_status vkm_ffn_load_file(vkm_model *m, vkm_tensor_get get, void *user, const
 {
     const vkm_hparams *hp = &m->hp;
     const uint32_t E = hp->n_experts;
-    vkm_status s = ffn_new(m, E, false, false, false);
+    vkm_status s = ffn_new(m, E, hp->moe_attn, hp->moe_fine, false);
     vkm_ffn *f = m->ffn;
     char name[128];
-    static const char *stacks[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    static const char *stacks[7] = {"", "", "", "", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
     for (uint32_t l = 0; l < hp->n_layers && s == VKM_OK; l++)
-        for (uint32_t k = 0; k < 3 && s == VKM_OK; k++) {
-            const uint32_t mod = VKM_MOD_GATE + k;
-            snprintf(name, sizeof name, "blk.%u.%s.weight", l, stacks[k]);
-            const vkm_tensor_src *stack = get(user, name);
+        for (uint32_t mod = 0; mod < 7 && s == VKM_OK; mod++) {
+            if (!mixed(f, mod)) continue;
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, stacks[mod]);
+            const vkm_tensor_src *stack = stacks[mod][0] ? get(user, name) : NULL;
             for (uint32_t e = 0; e < E && s == VKM_OK; e++) {
                 vkm_tensor_src one;
                 const vkm_tensor_src *t = NULL;

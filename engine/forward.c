@@ -129,7 +129,7 @@ static void ffn_mixture(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm
 static void attn_linear(moe_ctx *c, uint32_t layer, uint32_t mod, const vkm_tensor *w, vkm_act x, vkm_act y, bool acc)
 {
     vkm_model *m = c->m;
-    if (!m->ffn || !m->ffn->route_attn || mod == VKM_MOD_O) {
+    if (!m->ffn || mod == VKM_MOD_O || !vkm_ffn_mixed(m->ffn, mod)) {
         vkm_op_linear(&m->rec, w, x, y, c->s->n_tok, acc);
         adapt(c, layer, mod, x, y);
         return;

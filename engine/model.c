@@ -205,7 +205,7 @@ static vkm_status load_weights(loader_ctx *L)
         snprintf(name, sizeof name, "blk.%u.ffn_norm.weight", l);
         if (s == VKM_OK) s = load_vector(L, name, hp->dim, &ly->ffn_norm);
         for (size_t k = 0; k < sizeof mats / sizeof mats[0] && s == VKM_OK; k++) {
-            if (hp->n_experts && k >= 4) continue; /* a MoE file's FFNs are its experts (ffn.c) */
+            if (hp->n_experts && (k >= 4 || (k < 3 && (hp->moe_attn >> k & 1)))) continue; /* experts (ffn.c) */
             snprintf(name, sizeof name, "blk.%u.%s.weight", l, mats[k].name);
             s = load_matrix(L, name, (vkm_tensor *)((char *)ly + mats[k].off));
         }

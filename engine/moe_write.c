@@ -21,7 +21,7 @@ static const char *not_mixtral(const vkm_model *m)
 {
     const vkm_ffn *f = m->ffn;
     if (!f || !f->has_base || !m->man) return "it has no FFN experts from a manifest";
-    if (f->route_attn) return "its attention projections are mixtures (route_attention)";
+    if (f->attn_mask) return "its attention projections are mixtures (route_attention)";
     if (f->fine) return "it routes each FFN matrix on its own (depth module / fine_grained)";
     const vkm_router *r = m->routers[0];
     if (r->policy == VKM_POLICY_UNIFORM) return r->top_k && r->top_k < r->n_exp ? "uniform routing over a top-k" : NULL;

@@ -31,7 +31,7 @@ static const char *module_names[VKM_N_MODULES] = {"q_proj", "k_proj", "v_proj", 
 bool vkm_router_is_point(const vkm_model *m, const vkm_router *r, uint32_t site)
 {
     const uint32_t mod = site % VKM_N_MODULES;
-    const bool attn = m->ffn && m->ffn->route_attn && mod < VKM_MOD_O;
+    const bool attn = m->ffn && mod < VKM_MOD_O && vkm_ffn_mixed(m->ffn, mod);
     switch (r->depth) {
     case VKM_DEPTH_MODULE: return !m->ffn || mod >= VKM_MOD_GATE || attn;
     case VKM_DEPTH_LAYER: return m->ffn ? mod == VKM_MOD_GATE || attn : mod == 0;
@@ -237,7 +237,7 @@ vkm_status vkm_router_create(vkm_model *m, const vkm_manifest *man, vkm_router *
     r->top_k = man->router.top_k;
     r->temperature = man->router.temperature;
     r->always_on = -1;
-    r->ffn_attn_point = m->ffn && m->ffn->route_attn;
+    r->ffn_attn_point = m->ffn && m->ffn->attn_mask;
     vkm_status s = VKM_OK;
     for (uint32_t i = 0; i < man->n_experts && s == VKM_OK; i++) {
         if (!man->experts[i].lora[0] && !man->experts[i].model[0]) continue;
@@ -391,41 +391,48 @@ vkm_status vkm_router_from_gates(vkm_model *m, const vkm_tensor_src *(*get)(void
                                  const char *path, vkm_router **out)
 {
     vkm_err *err = m->d->err;
+    const vkm_hparams *hp = &m->hp;
     *out = NULL;
     vkm_router *r = router_new(m, path);
     if (!r) return VKM_ERR_OUT_OF_HOST_MEMORY;
-    r->policy = VKM_POLICY_LEARNED;
-    r->gran = VKM_GRAN_TOKEN;
-    r->depth = VKM_DEPTH_LAYER;
+    r->policy = hp->moe_gateless ? VKM_POLICY_UNIFORM : VKM_POLICY_LEARNED;
+    r->gran = hp->moe_gateless ? VKM_GRAN_TASK : VKM_GRAN_TOKEN;
+    r->depth = hp->moe_fine ? VKM_DEPTH_MODULE : VKM_DEPTH_LAYER;
     r->agg = VKM_AGG_OUTPUT;
     r->norm = VKM_NORM_SOFTMAX;
     r->flags = VKM_ROUTER_SOFTMAX;
     r->n_exp = m->bank->n_exp;
-    r->top_k = m->hp.n_experts_used;
+    r->top_k = hp->moe_gateless ? 0 : hp->n_experts_used;
     r->temperature = 1.0f;
-    r->always_on = -1;
-    r->has_matrix = true;
+    r->always_on = hp->moe_always_on ? 0 : -1; /* moetify: expert 0, its router holds the others */
+    r->has_matrix = !hp->moe_gateless;
+    r->ffn_attn_point = hp->moe_attn != 0;
     uint32_t *maps = (uint32_t *)m->step_buf.map + vkm_step_maps(m) + 64 * m->n_routers;
-    for (uint32_t e = 0; e < r->n_exp; e++) maps[e] = r->map[e] = e;
+    for (uint32_t e = 0; e < r->n_exp; e++) {
+        maps[e] = r->map[e] = e;
+        r->fixed[e] = 1.0f / (float)r->n_exp;
+    }
     vkm_status s = VKM_OK;
-    const uint32_t D = m->hp.dim;
-    float *w = malloc(4ull * r->n_exp * D);
-    if (!w) s = vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    for (uint32_t l = 0; l < m->hp.n_layers && s == VKM_OK; l++) {
+    const uint32_t E = r->n_exp, skip = r->always_on >= 0 ? 1 : 0;
+    static const char *const inp[7] = {"attn_q", "attn_k", "attn_v", "", "ffn_gate", "ffn_up", "ffn_down"};
+    for (uint32_t p = 0; p < m->bank->n_sites && s == VKM_OK && r->has_matrix; p++) {
+        if (!vkm_router_is_point(m, r, p)) continue;
+        const uint32_t in = point_in(m, r, p);
         char name[64];
-        snprintf(name, sizeof name, "blk.%u.ffn_gate_inp.weight", l);
+        snprintf(name, sizeof name, "blk.%u.%s_inp.weight", p / VKM_N_MODULES, inp[p % VKM_N_MODULES]);
         const vkm_tensor_src *t = get(user, name);
-        if (!t || vkm_tensor_nelem(t) != (int64_t)r->n_exp * D) {
-            s = vkm_fail(err, VKM_ERR_NOT_FOUND, "%s: %s (the router, [%u, %u]) is missing or misshapen", path,
-                         name, r->n_exp, D);
+        if (!t || vkm_tensor_nelem(t) != (int64_t)(E - skip) * in) {
+            s = vkm_fail(err, VKM_ERR_NOT_FOUND, "%s: %s (a router, [%u, %u]) is missing or misshapen", path, name,
+                         E - skip, in);
             break;
         }
-        const uint32_t p = vkm_site_index(l, VKM_MOD_GATE);
-        s = vkm_to_f32(t->dtype, t->data, (uint64_t)r->n_exp * D, w);
+        float *w = calloc((size_t)E * in, 4); /* an always-on expert's row stays zero: it is never ranked */
+        s = w ? vkm_to_f32(t->dtype, t->data, (uint64_t)(E - skip) * in, w + (size_t)skip * in)
+              : vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
         if (s == VKM_OK) s = alloc_point(m, r, p, &r->r[p]);
-        if (s == VKM_OK) s = vkm_upload(m->d, r->r[p], w, 4ull * r->n_exp * D);
+        if (s == VKM_OK) s = vkm_upload(m->d, r->r[p], w, 4ull * E * in);
+        free(w);
     }
-    free(w);
     if (s != VKM_OK) {
         vkm_router_free(m, r);
         return s;

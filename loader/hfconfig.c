@@ -59,6 +59,44 @@ static bool parse_index(const char **p, uint32_t *out)
 
 static bool put(char *out, size_t cap, int n) { return n >= 0 && (size_t)n < cap; }
 
+/* moetify's names under "model.layers.L." (rest): experts and routers of the mixed modules.
+ * mlp.experts.E.{gate,up,down}_proj.weight, mlp.{gate,up,down}_proj.experts.E.weight ->
+ * blk.L.ffn_{gate,up,down}.E.weight; self_attn.{q,k,v}_proj.experts.E.weight ->
+ * blk.L.attn_{q,k,v}.E.weight; mlp.router.weight -> blk.L.ffn_gate_inp.weight;
+ * mlp.{gate,up,down}_proj.router.weight -> blk.L.ffn_{gate,up,down}_inp.weight (fine-grained);
+ * self_attn.{q,k,v}_proj.router.weight -> blk.L.attn_{q,k,v}_inp.weight; a gate-less
+ * checkpoint's router buffers (".router", equal weights) -> the same names ending ".gateless". */
+static bool moetify_name(const char *rest, uint32_t layer, char *out, size_t cap)
+{
+    static const struct { const char *hf, *in; } mods[] = {
+        {"gate_proj", "ffn_gate"}, {"up_proj", "ffn_up"}, {"down_proj", "ffn_down"},
+        {"q_proj", "attn_q"}, {"k_proj", "attn_k"}, {"v_proj", "attn_v"}};
+    char mod[16], tail[16];
+    uint32_t ex;
+    int n = 0;
+    if (sscanf(rest, "mlp.experts.%9u.%15[a-z_].%15[a-z]%n", &ex, mod, tail, &n) == 3 && !rest[n] &&
+        !strcmp(tail, "weight")) {
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(mod, mods[i].hf)) return put(out, cap, snprintf(out, cap, "blk.%u.%s.%u.weight", layer, mods[i].in, ex));
+        return false;
+    }
+    if (!strcmp(rest, "mlp.router.weight")) return put(out, cap, snprintf(out, cap, "blk.%u.ffn_gate_inp.weight", layer));
+    if (!strcmp(rest, "mlp.router")) return put(out, cap, snprintf(out, cap, "blk.%u.ffn_gate_inp.gateless", layer));
+    for (int i = 0; i < 6; i++) {
+        char pre[40];
+        snprintf(pre, sizeof pre, "%s.%s.", i < 3 ? "mlp" : "self_attn", mods[i].hf);
+        const size_t k = strlen(pre);
+        if (strncmp(rest, pre, k)) continue;
+        const char *q = rest + k;
+        if (!strcmp(q, "router.weight")) return put(out, cap, snprintf(out, cap, "blk.%u.%s_inp.weight", layer, mods[i].in));
+        if (!strcmp(q, "router")) return put(out, cap, snprintf(out, cap, "blk.%u.%s_inp.gateless", layer, mods[i].in));
+        n = 0;
+        if (sscanf(q, "experts.%9u.weight%n", &ex, &n) == 1 && !q[n])
+            return put(out, cap, snprintf(out, cap, "blk.%u.%s.%u.weight", layer, mods[i].in, ex));
+    }
+    return false;
+}
+
 /* Maps one name between the two conventions (layer prefix, per-layer table, experts). */
 static bool map_name(const char *in, char *out, size_t cap, bool to_internal)
 {
@@ -76,6 +114,7 @@ static bool map_name(const char *in, char *out, size_t cap, bool to_internal)
         if (!strcmp(p, to_internal ? layer_names[i].hf : layer_names[i].internal))
             return put(out, cap, snprintf(out, cap, "%s%u.%s", to_pre, layer,
                                           to_internal ? layer_names[i].internal : layer_names[i].hf));
+    if (to_internal && moetify_name(p, layer, out, cap)) return true;
     for (size_t i = 0; i < sizeof expert_names / sizeof expert_names[0]; i++) {
         const char *q = p;
         if (to_internal) {
@@ -161,6 +200,7 @@ static const struct {
     {"MistralForCausalLM", "mistral", "mistral", false, 10000.0f, 131072},
     {"Qwen2ForCausalLM", "qwen2", "qwen2", false, 10000.0f, 32768},
     {"MixtralForCausalLM", "mixtral", "llama", true, 1e6f, 131072},
+    {"MoeLlamaForCausalLM", "moellama", "llama", true, 10000.0f, 2048}, /* moetify */
 };
 
 typedef struct cfg {
@@ -258,7 +298,7 @@ static vkm_status get_arch(cfg *c, size_t *which)
         }
     return vkm_fail(c->e, VKM_ERR_UNSUPPORTED,
                     "%s: architecture '%.64s' is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                    "Qwen2ForCausalLM, MixtralForCausalLM are)",
+                    "Qwen2ForCausalLM, MixtralForCausalLM, MoeLlamaForCausalLM are)",
                     c->path, name);
 }
 
@@ -277,6 +317,58 @@ static vkm_status check_unsupported(cfg *c, size_t arch)
     if ((attn_bias && strcmp(hf_archs[arch].arch, "qwen2")) || mlp_bias)
         return vkm_fail(c->e, VKM_ERR_UNSUPPORTED, "%s: %s is not supported", c->path,
                         mlp_bias ? "mlp_bias" : "attention_bias");
+    return VKM_OK;
+}
+
+/* A moetify flag: "key" or its stored form "_key" (either true means true). */
+static vkm_status moetify_bool(cfg *c, const char *key, bool *out)
+{
+    char under[40];
+    snprintf(under, sizeof under, "_%s", key);
+    bool a = false, b = false;
+    vkm_status s = get_bool(c, key, false, &a);
+    if (!s) s = get_bool(c, under, false, &b);
+    *out = a || b;
+    return s;
+}
+
+/* moetify's MoeLlamaConfig: which modules are mixtures and how they are routed. */
+static vkm_status moetify_flags(cfg *c, vkm_hparams *hp)
+{
+    bool mlp = true, q = false, k = false, v = false, deep = false, global = false;
+    vkm_status s = get_bool(c, "moe_mlp", true, &mlp);
+    if (!s) s = get_bool(c, "moe_mlp_fg", false, &hp->moe_fine);
+    if (!s) s = get_bool(c, "moe_query", false, &q);
+    if (!s) s = get_bool(c, "moe_key", false, &k);
+    if (!s) s = get_bool(c, "moe_value", false, &v);
+    if (!s) s = moetify_bool(c, "always_on", &hp->moe_always_on);
+    if (!s) s = moetify_bool(c, "gateless", &hp->moe_gateless);
+    if (!s) s = moetify_bool(c, "deep_router", &deep);
+    if (!s) s = moetify_bool(c, "global_router", &global);
+    if (s) return s;
+    hp->moe_attn = (q ? 1u : 0u) | (k ? 2u : 0u) | (v ? 4u : 0u);
+    if (!mlp && !hp->moe_fine)
+        return vkm_fail(c->e, VKM_ERR_UNSUPPORTED, "%s: moe_mlp and moe_mlp_fg are both false (dense FFNs in a "
+                        "moetify checkpoint are not supported)", c->path);
+    if (deep || global)
+        return vkm_fail(c->e, VKM_ERR_UNSUPPORTED, "%s: moetify's %s router is not supported", c->path,
+                        deep ? "deep" : "global");
+    if (hp->moe_always_on && hp->moe_gateless)
+        return vkm_fail(c->e, VKM_ERR_FORMAT, "%s: always_on and gateless together", c->path);
+    if (hp->moe_always_on && hp->n_experts < 2)
+        return vkm_fail(c->e, VKM_ERR_FORMAT, "%s: always_on needs two experts or more", c->path);
+    const cJSON *idx = cJSON_GetObjectItemCaseSensitive(c->root, "moe_layer_idx");
+    if (idx && cJSON_IsArray(idx) && cJSON_GetArraySize(idx) > 0) {
+        uint32_t n = hp->n_layers;
+        bool all = (uint32_t)cJSON_GetArraySize(idx) == n;
+        for (uint32_t l = 0; l < n && all; l++) {
+            const cJSON *x = cJSON_GetArrayItem(idx, (int)l);
+            all = cJSON_IsNumber(x) && x->valuedouble == (double)l;
+        }
+        if (!all)
+            return vkm_fail(c->e, VKM_ERR_UNSUPPORTED, "%s: moe_layer_idx names only some layers (dense layers in a "
+                            "moetify checkpoint are not supported)", c->path);
+    }
     return VKM_OK;
 }
 
@@ -312,8 +404,10 @@ vkm_status vkm_hf_config_parse(const char *json, size_t len, const char *path, v
     if (!s) s = get_token(&c, "bos_token_id", -1, &hp->bos);
     if (!s) s = get_token(&c, "eos_token_id", -1, &hp->eos);
     if (!s && hf_archs[a].moe) {
-        s = get_u32(&c, "num_local_experts", 8, 1, VKM_MAX_MOE_EXPERTS, false, &hp->n_experts);
+        const bool moetify = !strcmp(hf_archs[a].model_type, "moellama");
+        s = get_u32(&c, "num_local_experts", moetify ? 4 : 8, 1, VKM_MAX_MOE_EXPERTS, false, &hp->n_experts);
         if (!s) s = get_u32(&c, "num_experts_per_tok", 2, 1, hp->n_experts, false, &hp->n_experts_used);
+        if (!s && moetify) s = moetify_flags(&c, hp);
     }
     if (!s) s = vkm_hparams_check(hp, path, e);
     cJSON_Delete(root);

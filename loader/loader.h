@@ -217,6 +217,11 @@ typedef struct vkm_hparams {
     float rope_theta, norm_eps;
     bool tied_embeddings;     /* no separate output.weight: the LM head is token_embd        */
     uint32_t n_experts, n_experts_used; /* Mixtral-style MoE; 0 for dense                    */
+    /* moetify checkpoints (MoeLlamaForCausalLM): q, k, v mixtures too (bits 0, 1, 2), gate /
+     * up / down routed one by one (moe_mlp_fg), expert 0 always on (its router has one row
+     * fewer), gate-less (equal weights, no router) */
+    uint32_t moe_attn;
+    bool moe_fine, moe_always_on, moe_gateless;
     int32_t bos, eos;         /* -1 when unknown                                             */
     vkm_rope_layout rope_layout;
     bool qkv_bias;            /* q/k/v projections carry biases (qwen2): blk.N.attn_q.bias ...*/

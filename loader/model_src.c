@@ -220,8 +220,14 @@ static vkm_status expect_ffn(const vkm_model_src *m, uint32_t l, vkm_err *e)
         if (!s) snprintf(n, sizeof n, "blk.%u.ffn_down.weight", l), s = expect(m, n, false, 2, f, d, 1, e);
         return s;
     }
-    snprintf(n, sizeof n, "blk.%u.ffn_gate_inp.weight", l);
-    s = expect(m, n, false, 2, d, x, 1, e);
+    /* the routers: one per layer, or per FFN matrix (fine-grained); a row fewer with an
+     * always-on expert; none gate-less (moetify) */
+    const int64_t rows = x - (hp->moe_always_on ? 1 : 0);
+    static const char *const fine[3] = {"ffn_gate", "ffn_up", "ffn_down"};
+    for (int k = 0; k < (hp->moe_fine ? 3 : 1) && !s && !hp->moe_gateless; k++) {
+        snprintf(n, sizeof n, "blk.%u.%s_inp.weight", l, fine[k]);
+        s = expect(m, n, false, 2, k == 2 ? f : d, rows, 1, e);
+    }
     snprintf(n, sizeof n, "blk.%u.ffn_gate_exps.weight", l);
     if (!s && find(m, n)) {
         s = expect(m, n, false, 3, d, f, x, e);
@@ -263,8 +269,16 @@ static vkm_status expect_all(vkm_model_src *m, bool config_tied, vkm_err *e)
                    {"attn_q.weight", 2, d, q},    {"attn_k.weight", 2, d, kv},
                    {"attn_v.weight", 2, d, kv},   {"attn_output.weight", 2, q, d}};
         for (size_t i = 0; i < sizeof att / sizeof att[0] && !s; i++) {
-            snprintf(n, sizeof n, "blk.%u.%s", l, att[i].what);
-            s = expect(m, n, false, att[i].n_dims, att[i].ne0, att[i].ne1, 1, e);
+            const bool mixed = i >= 2 && i < 5 && (hp->moe_attn >> (i - 2) & 1); /* moetify's q, k, v experts */
+            for (uint32_t x = 0; x < (mixed ? hp->n_experts : 1) && !s; x++) {
+                if (mixed) snprintf(n, sizeof n, "blk.%u.%.6s.%u.weight", l, att[i].what, x);
+                else snprintf(n, sizeof n, "blk.%u.%s", l, att[i].what);
+                s = expect(m, n, false, att[i].n_dims, att[i].ne0, att[i].ne1, 1, e);
+            }
+            if (mixed && !s && !hp->moe_gateless) {
+                snprintf(n, sizeof n, "blk.%u.%.6s_inp.weight", l, att[i].what);
+                s = expect(m, n, false, 2, d, hp->n_experts - (hp->moe_always_on ? 1 : 0), 1, e);
+            }
         }
         for (int i = 0; i < 3 && !s; i++) {
             snprintf(n, sizeof n, "blk.%u.%s.bias", l, bias[i]);

@@ -195,7 +195,7 @@ static void token_case(vkm_context *ctx, fixture *f, const char *what, const cha
     float *all = test_alloc(nv * 4), *one = test_alloc(nv * 4);
     engine_logits(m, NULL, ids, N_TOK, all, one);
     ref_ffn x;
-    ref_ffn_init(&x, base ? base : &f->base, experts(f), N_EXP, attn, fine);
+    ref_ffn_init(&x, base ? base : &f->base, experts(f), N_EXP, attn ? 7u : 0u, fine);
     if (rr) {
         x.moe.mode = REF_TOKEN;
         x.moe.router = rr;
@@ -794,6 +794,165 @@ static void test_random_moe(void **state)
     test_context_done(ctx);
 }
 
+/* ---- moetify checkpoints -------------------------------------------------------------------- */
+typedef struct moetify_cfg {
+    const char *what;
+    uint32_t attn;            /* moe_query / moe_key / moe_value bits                            */
+    bool fine, always_on, gateless;
+    uint32_t top_k;
+} moetify_cfg;
+
+typedef struct st_out {
+    vkm_st_writer *w;
+    int pass;
+    vkm_err e;
+} st_out;
+
+static void st_put(st_out *o, const char *name, const float *data, int64_t rows, int64_t cols)
+{
+    int64_t ne[2] = {cols, rows};
+    if (o->pass == 0) vkm_st_writer_add_tensor(o->w, name, VKM_F32, rows == 1 ? 1 : 2, ne);
+    else if (vkm_st_writer_write_tensor(o->w, name, data, 4ull * rows * cols)) fail_msg("%s", o->e.msg);
+}
+
+/* A moetify MoeLlamaForCausalLM folder: the base's shared weights, the three experts' mixed
+ * matrices, random routers (rr rows as the engine holds them: with always-on, row 0 stays zero
+ * and the file has the others). */
+static void write_moetify(const fixture *f, const char *dir, const moetify_cfg *c, ref_router *rr)
+{
+    const ref_model *b = &f->base;
+    const uint32_t D = b->dim, F = b->ffn, qd = b->n_heads * b->head_dim, kvd = b->n_kv_heads * b->head_dim;
+    char path[800], nm[160];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *o = fopen(path, "w");
+    assert_non_null(o);
+    fprintf(o, "{\"architectures\": [\"MoeLlamaForCausalLM\"], \"model_type\": \"moellama\", \"hidden_size\": %u, "
+               "\"intermediate_size\": %u, \"num_hidden_layers\": %u, \"num_attention_heads\": %u, "
+               "\"num_key_value_heads\": %u, \"head_dim\": %u, \"vocab_size\": %u, \"max_position_embeddings\": %u, "
+               "\"rms_norm_eps\": %g, \"rope_theta\": %g, \"num_local_experts\": %u, \"num_experts_per_tok\": %u, "
+               "\"moe_mlp\": %s, \"moe_mlp_fg\": %s, \"moe_query\": %s, \"moe_key\": %s, \"moe_value\": %s, "
+               "\"_always_on\": %s, \"_gateless\": %s, \"moe_layer_idx\": [0, 1], \"tie_word_embeddings\": false}\n",
+            D, F, b->n_layers, b->n_heads, b->n_kv_heads, b->head_dim, b->vocab, b->ctx, (double)b->eps,
+            (double)b->theta, N_EXP, c->top_k ? c->top_k : 1, c->fine ? "false" : "true", c->fine ? "true" : "false",
+            c->attn & 1 ? "true" : "false", c->attn & 2 ? "true" : "false", c->attn & 4 ? "true" : "false",
+            c->always_on ? "true" : "false", c->gateless ? "true" : "false");
+    fclose(o);
+    const uint32_t P = b->n_layers * 7, skip = c->always_on ? 1 : 0;
+    rr->r = calloc(P, sizeof *rr->r);
+    test_rng rng = {2024};
+    for (uint32_t p = 0; p < P; p++) {
+        const uint32_t mod = p % 7;
+        const bool routed = mod < 3 ? (c->attn >> mod & 1) : mod == 4 || (c->fine && mod > 4);
+        if (!routed || c->gateless) continue;
+        const uint32_t in = point_in(b, p);
+        rr->r[p] = calloc((size_t)N_EXP * in, 4);
+        test_fill(&rng, rr->r[p] + (size_t)skip * in, (size_t)(N_EXP - skip) * in, 0.7f);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_out so = {NULL, 0, {0}};
+    if (vkm_st_writer_create(path, &so.w, &so.e)) fail_msg("%s", so.e.msg);
+    static const char *hf[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    for (so.pass = 0; so.pass < 2; so.pass++) {
+        if (so.pass == 1 && vkm_st_writer_begin(so.w)) fail_msg("%s", so.e.msg);
+        st_put(&so, "model.embed_tokens.weight", b->tok_embd, b->vocab, D);
+        st_put(&so, "model.norm.weight", b->output_norm, 1, D);
+        st_put(&so, "lm_head.weight", b->output, b->vocab, D);
+        for (uint32_t l = 0; l < b->n_layers; l++) {
+            snprintf(nm, sizeof nm, "model.layers.%u.input_layernorm.weight", l);
+            st_put(&so, nm, b->attn_norm[l], 1, D);
+            snprintf(nm, sizeof nm, "model.layers.%u.post_attention_layernorm.weight", l);
+            st_put(&so, nm, b->ffn_norm[l], 1, D);
+            for (uint32_t mod = 0; mod < 7; mod++) {
+                const uint32_t rows = mod == 0 ? qd : mod < 3 ? kvd : mod == 3 || mod == 6 ? D : F;
+                const uint32_t cols = mod == 3 ? qd : mod == 6 ? F : D;
+                const bool mixed = mod < 3 ? (c->attn >> mod & 1) : mod >= 4;
+                if (!mixed) {
+                    float **w[4] = {b->wq, b->wk, b->wv, b->wo};
+                    snprintf(nm, sizeof nm, "model.layers.%u.%s.weight", l, hf[mod]);
+                    st_put(&so, nm, w[mod][l], rows, cols);
+                    continue;
+                }
+                for (uint32_t x = 0; x < N_EXP; x++) {
+                    const ref_model *ex = &f->ex[x];
+                    float **w[7] = {ex->wq, ex->wk, ex->wv, ex->wo, ex->w_gate, ex->w_up, ex->w_down};
+                    if (mod >= 4 && !c->fine)
+                        snprintf(nm, sizeof nm, "model.layers.%u.mlp.experts.%u.%s.weight", l, x, hf[mod] + 4);
+                    else
+                        snprintf(nm, sizeof nm, "model.layers.%u.%s.experts.%u.weight", l, hf[mod], x);
+                    st_put(&so, nm, w[mod][l], rows, cols);
+                }
+                const bool router_here = mod < 3 || c->fine || mod == 4;
+                if (!router_here) continue;
+                const char *owner = mod >= 4 && !c->fine ? "mlp" : hf[mod];
+                if (c->gateless) {
+                    static const float third[N_EXP] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
+                    snprintf(nm, sizeof nm, "model.layers.%u.%s.router", l, owner);
+                    st_put(&so, nm, third, 1, N_EXP);
+                } else {
+                    snprintf(nm, sizeof nm, "model.layers.%u.%s.router.weight", l, owner);
+                    st_put(&so, nm, rr->r[l * 7 + mod] + (size_t)skip * cols, N_EXP - skip, cols);
+                }
+            }
+        }
+    }
+    if (vkm_st_writer_finish(so.w)) fail_msg("%s", so.e.msg);
+    vkm_st_writer_free(so.w);
+}
+
+static void test_moetify(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "mtfy");
+    vkm_context *ctx = test_context();
+    static const moetify_cfg cases[] = {
+        {"moetify: mlp experts, router top-2", 0, false, false, false, 2},
+        {"moetify: always-on expert 0 + top-1 of the others", 0, false, true, false, 1},
+        {"moetify: gate-less", 0, false, false, true, 0},
+        {"moetify: fine-grained (moe_mlp_fg) + moe_query + moe_value, top-2", 5, true, false, false, 2},
+        {"moetify: moe_key, always-on + top-1", 2, false, true, false, 1},
+    };
+    ref_model half = f.base;
+    half.rope_half = true;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const moetify_cfg *c = &cases[i];
+        char dir[700];
+        snprintf(dir, sizeof dir, "%s/moetify%zu", f.dir, i);
+        ref_router rr = {c->fine ? 0 : 1, c->top_k, 0, 1.0f, c->always_on ? 0 : -1, false, false, NULL};
+        write_moetify(&f, dir, c, &rr);
+        vkm_model *m = load(ctx, dir);
+        assert_int_equal(vkm_model_n_experts(m), N_EXP);
+        int32_t ids[N_TOK];
+        random_ids(ids, N_TOK, f.base.vocab, 90 + i);
+        const size_t nv = (size_t)N_TOK * f.base.vocab;
+        float *all = test_alloc(nv * 4), *one = test_alloc(nv * 4), *ref = test_alloc(nv * 4);
+        engine_logits(m, NULL, ids, N_TOK, all, one);
+        ref_ffn x;
+        ref_ffn_init(&x, &half, experts(&f), N_EXP, c->attn, c->fine);
+        if (c->gateless) {
+            static const float third[N_EXP] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
+            ref_moe_set_fixed(&x.moe, third);
+        } else {
+            x.moe.mode = REF_TOKEN;
+            x.moe.router = &rr;
+        }
+        ref_forward_logits(&half, &x.hooks, ids, N_TOK, ref);
+        char w[160];
+        snprintf(w, sizeof w, "%s (prefill)", c->what);
+        check(w, all, ref, nv, 1e-8);
+        snprintf(w, sizeof w, "%s (decode)", c->what);
+        check(w, one, ref, nv, 1e-8);
+        ref_ffn_free(&x);
+        router_free(&f.base, &rr);
+        free(all); free(one); free(ref);
+        vkm_model_free(m);
+    }
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -805,6 +964,7 @@ int main(void)
         cmocka_unit_test(test_hidden_testbed),
         cmocka_unit_test(test_write_moe_gguf),
         cmocka_unit_test(test_random_moe),
+        cmocka_unit_test(test_moetify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

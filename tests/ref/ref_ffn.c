@@ -74,7 +74,7 @@ static void hook_layer(void *u, uint32_t layer, const double *xn, uint32_t dim)
 static bool hook_linear(void *u, uint32_t layer, uint32_t mod, const double *x, uint32_t in, double *y, uint32_t out)
 {
     ref_ffn *f = u;
-    const bool mixed = (f->attn && mod < 3) || (f->fine && mod >= 4);
+    const bool mixed = (mod < 3 && (f->attn >> mod & 1)) || (f->fine && mod >= 4);
     if (!mixed) return false;
     const uint32_t p = layer * REF_MOD + mod;
     if (f->moe.pooling) {
@@ -129,7 +129,7 @@ static void hook_final(void *u, const double *xn, uint32_t dim)
 }
 
 void ref_ffn_init(ref_ffn *f, const ref_model *base, const ref_model *const *experts, uint32_t n_exp,
-                  bool attn, bool fine)
+                  uint32_t attn, bool fine)
 {
     memset(f, 0, sizeof *f);
     f->base = base;

@@ -16,7 +16,8 @@ typedef struct ref_ffn {
     const ref_model *base;
     uint32_t n_exp;
     const ref_model *ex[REF_MAX_EXP];  /* the experts' models (their FFN and q, k, v matrices) */
-    bool attn, fine;
+    uint32_t attn;                      /* q, k, v (bits 0-2) are routed mixtures too           */
+    bool fine;
     ref_bank bank;                      /* n_exp experts, no LoRA: sizes ref_moe's decisions  */
     ref_moe moe;                        /* mode, router, decisions, pools                      */
     bool bare;                          /* the bare base: no expert anywhere                  */
@@ -24,7 +25,7 @@ typedef struct ref_ffn {
 } ref_ffn;
 
 void ref_ffn_init(ref_ffn *f, const ref_model *base, const ref_model *const *experts, uint32_t n_exp,
-                  bool attn, bool fine);
+                  uint32_t attn, bool fine);
 void ref_ffn_free(ref_ffn *f);
 /* Sequence level: decides every point of the router's depth from the pooled means (after a
  * pass with moe.pooling set), copying each FFN decision of layer depth to gate, up and down. */
