@@ -953,6 +953,61 @@ static void test_moetify(void **state)
     fixture_free(&f);
 }
 
+/* Malformed or unsupported MoE checkpoints are refused with a message naming the problem. */
+static void rewrite(const char *path, const char *from, const char *to)
+{
+    FILE *i = fopen(path, "rb");
+    assert_non_null(i);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, i);
+    fclose(i);
+    buf[n] = 0;
+    char *at = strstr(buf, from);
+    assert_non_null(at);
+    FILE *o = fopen(path, "wb");
+    assert_non_null(o);
+    fwrite(buf, 1, (size_t)(at - buf), o);
+    fputs(to, o);
+    fputs(at + strlen(from), o);
+    fclose(o);
+}
+
+static void test_bad_moe_files(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, "bad");
+    vkm_context *ctx = test_context();
+    static const struct { const char *from, *to, *expect; } bad[] = {
+        {"\"_gateless\": false", "\"_deep_router\": true", "deep"},
+        {"\"_gateless\": false", "\"_global_router\": true", "global"},
+        {"\"moe_layer_idx\": [0, 1]", "\"moe_layer_idx\": [1]", "moe_layer_idx"},
+        {"\"moe_mlp\": true", "\"moe_mlp\": false", "moe_mlp"},
+        {"\"_gateless\": false", "\"_gateless\": true", "always_on and gateless"},
+        {"\"num_local_experts\": 3", "\"num_local_experts\": 4", "expected shape"},
+        {"\"moe_query\": false", "\"moe_query\": true", "missing tensor 'blk.0.attn_q.0.weight'"},
+        {"\"num_local_experts\": 3", "\"num_local_experts\": 2", "expected shape"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char dir[700], cfg[760];
+        snprintf(dir, sizeof dir, "%s/bad%zu", f.dir, i);
+        moetify_cfg c = {"", 0, false, true, false, 1};
+        ref_router rr = {1, 1, 0, 1.0f, 0, false, false, NULL};
+        write_moetify(&f, dir, &c, &rr);
+        router_free(&f.base, &rr);
+        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+        rewrite(cfg, bad[i].from, bad[i].to);
+        vkm_model *m = NULL;
+        vkm_model_params p = vkm_model_default_params();
+        assert_int_not_equal(vkm_model_load(ctx, dir, &p, &m), VKM_OK);
+        printf("refused: %s\n", vkm_context_errmsg(ctx));
+        if (!strstr(vkm_context_errmsg(ctx), bad[i].expect))
+            fail_msg("case %zu: message without '%s': %s", i, bad[i].expect, vkm_context_errmsg(ctx));
+    }
+    test_context_done(ctx);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -965,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_write_moe_gguf),
         cmocka_unit_test(test_random_moe),
         cmocka_unit_test(test_moetify),
+        cmocka_unit_test(test_bad_moe_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
