@@ -90,7 +90,8 @@ static void adapt(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm_act y
         .bt = site->bt, .meta = b->meta, .meta_off = p * b->n_total * 4, .rank_total = site->rank_total,
         .rmax = b->rmax, .ids = m->route_ids, .wts = m->route_wts, .list = vkm_model_step_range(m),
         .t = m->lora_t, .route_off = vkm_route_word(m, p, 0), .row_stride = b->n_exp,
-        .row_list_off = vkm_step_region(m, VKM_STEP_ROW)};
+        .row_list_off = vkm_step_region(m, VKM_STEP_ROW), .meta_host = b->meta_host, .n_total = b->n_total,
+        .chunk = m->lora_chunk, .groups = m->lora_groups, .d = m->lora_d};
     vkm_op_lora(&m->rec, &lc);
 }
 
@@ -120,7 +121,7 @@ static void ffn_mixture(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm
     if (T > VKM_MOE_MATVEC_MAX_T) vkm_op_route_group(&m->rec, &rt, T, f->groups);
     const uint32_t out = vkm_ffn_w(f, layer, 0, mod)->rows;
     for (uint32_t e = 0; e < f->n_slots; e++)
-        vkm_op_moe_linear(&m->rec, vkm_ffn_w(f, layer, e, mod), e, x, false, (vkm_act){f->d, 0, out}, T, &rt, f->groups);
+        vkm_op_moe_linear(&m->rec, vkm_ffn_w(f, layer, e, mod), e, x, false, (vkm_act){f->d, 0, out}, T, &rt, f->groups, 1.0f);
     vkm_op_moe_combine(&m->rec, f->d, out, y, T, &rt, accumulate);
 }
 
@@ -168,12 +169,12 @@ static void ffn_block(moe_ctx *c, uint32_t l, vkm_act XN, vkm_act X)
     /* items (t, j): gate and up outputs [T][E][F], then down per item [T][E][D] */
     vkm_act GI = {f->g, 0, F}, UI = {f->u, 0, F}, DI = {f->d, 0, D};
     for (uint32_t e = 0; e < S; e++) {
-        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_GATE), e, XN, false, GI, T, &rt, f->groups);
-        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_UP), e, XN, false, UI, T, &rt, f->groups);
+        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_GATE), e, XN, false, GI, T, &rt, f->groups, 1.0f);
+        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_UP), e, XN, false, UI, T, &rt, f->groups, 1.0f);
     }
     vkm_op_eltwise(r, VKM_ELT_SILU_MUL, GI, UI, GI, T * E * F);
     for (uint32_t e = 0; e < S; e++)
-        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_DOWN), e, GI, true, DI, T, &rt, f->groups);
+        vkm_op_moe_linear(r, vkm_ffn_w(f, l, e, VKM_MOD_DOWN), e, GI, true, DI, T, &rt, f->groups, 1.0f);
     vkm_op_moe_combine(r, f->d, D, X, T, &rt, true);
 }
 

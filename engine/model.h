@@ -82,6 +82,8 @@ struct vkm_model {
     uint32_t route_rows;          /* n_batch + n_seq + 1                                         */
     vkm_range route_ids, route_wts; /* [n_sites][route_rows][n_exp]                              */
     vkm_range lora_t;             /* [n_batch][n_exp][rank_pad]                                  */
+    vkm_range lora_groups, lora_d;/* grouped prefill: items by expert; per-item outputs          */
+    uint32_t lora_chunk;          /*   [lora_chunk][n_exp][largest site output]                  */
     vkm_range pool;               /* [n_seq][pool_len] sums of router inputs                     */
     uint32_t pool_len;
     uint32_t *pool_off;           /* per routing point                                           */

@@ -31,6 +31,16 @@ vkm_status vkm_moe_alloc(vkm_model *m)
     vkm_status s = vkm_arena_alloc(&m->moe_arena, route, 16, &m->route_ids);
     if (s == VKM_OK) s = vkm_arena_alloc(&m->moe_arena, route, 16, &m->route_wts);
     if (s == VKM_OK) s = vkm_arena_alloc(&m->moe_arena, t, 16, &m->lora_t);
+    if (s == VKM_OK && b->rmax) { /* the grouped prefill path, in chunks of up to 64 tokens */
+        uint32_t wide = 0;
+        for (uint32_t p = 0; p < b->n_sites; p++)
+            if (b->sites[p].out > wide) wide = b->sites[p].out;
+        m->lora_chunk = m->n_batch < 64 ? m->n_batch : 64;
+        s = vkm_arena_alloc(&m->moe_arena, 4ull * m->lora_chunk * b->n_exp * wide, 16, &m->lora_d);
+        if (s == VKM_OK)
+            s = vkm_arena_alloc(&m->moe_arena, 4ull * (2ull * b->n_total + (uint64_t)m->lora_chunk * b->n_exp), 16,
+                                &m->lora_groups);
+    }
     if (s == VKM_OK) s = vkm_arena_alloc(&m->moe_arena, pool, 16, &m->pool);
     if (s != VKM_OK) {
         vkm_err_prefix(d->err, "the routing buffers (%u routing points x %u rows x %u experts)",

@@ -4,6 +4,10 @@
  */
 #include "ops_lora.h"
 
+#include <string.h>
+
+#include "ops_moe.h"
+
 #include "push.h"
 
 /* Router workgroup: one subgroup on CPU devices, 64 elsewhere (shared: EMAX x WG floats). */
@@ -37,9 +41,43 @@ void vkm_op_router(vkm_rec *r, const vkm_router_call *c)
     vkm_rec_dispatch_n(r, p, b, 5, &pc, sizeof pc, c->n);
 }
 
+/* Many tokens: per chunk, the items grouped by expert, shrink t = s_e A_e x as a gathered
+ * matmul per expert, expand d = Bt_e^T t per item (transposed-weight matmul), then the routing
+ * weights combine the items into y. */
+static void lora_grouped(vkm_rec *r, const vkm_lora_call *c)
+{
+    const uint32_t rmax = pow2_at_least(c->rmax, 4);
+    for (uint32_t t0 = 0; t0 < c->n_tok; t0 += c->chunk) {
+        const uint32_t n = c->n_tok - t0 < c->chunk ? c->n_tok - t0 : c->chunk;
+        const vkm_route_ref rt = {c->ids, c->wts, c->list, c->route_off, c->row_stride, c->row_list_off + t0, c->n_total};
+        vkm_act x = c->x, y = c->y;
+        x.off += t0 * x.stride;
+        y.off += t0 * y.stride;
+        vkm_op_route_group(r, &rt, n, c->groups);
+        for (uint32_t e = 0; e < c->n_total; e++) { /* t = s_e A_e x */
+            const uint32_t *me = c->meta_host + c->meta_off + 4 * e;
+            float scale;
+            memcpy(&scale, &me[2], 4);
+            const vkm_f32_view a = {c->a, me[0] * c->in_dim, me[1], c->in_dim, c->in_dim, 1};
+            vkm_op_moe_linear_f32(r, &a, e, x, false, (vkm_act){c->t, 0, rmax}, n, &rt, c->groups, scale);
+        }
+        for (uint32_t e = 0; e < c->n_total; e++) { /* d = B_e t (rank 0: d = 0 for its items) */
+            const uint32_t *me = c->meta_host + c->meta_off + 4 * e;
+            const vkm_f32_view b = {c->bt, me[0] * c->out_dim, c->out_dim, me[1], 1, c->out_dim};
+            vkm_op_moe_linear_f32(r, &b, e, (vkm_act){c->t, 0, rmax}, true, (vkm_act){c->d, 0, c->out_dim}, n, &rt,
+                                  c->groups, 1.0f);
+        }
+        vkm_op_moe_combine(r, c->d, c->out_dim, y, n, &rt, true);
+    }
+}
+
 void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c)
 {
     const vkm_dev *d = r->dev;
+    if (c->n_tok > VKM_MOE_MATVEC_MAX_T && c->meta_host && c->d.buf) {
+        lora_grouped(r, c);
+        return;
+    }
     uint32_t rmax = pow2_at_least(c->rmax, 4);
     vkm_push_lora pc = {c->n_tok, c->in_dim, c->out_dim, c->x.stride, c->x.off, c->y.stride,
                         c->y.off, c->route_off, c->row_stride, c->meta_off, c->rank_total,

@@ -36,9 +36,16 @@ typedef struct vkm_lora_call {
     uint32_t meta_off, rank_total, rmax;
     vkm_range ids, wts, list, t;/* routing buffers, step lists, shrink output [n][E][RMAX]  */
     uint32_t route_off, row_stride, row_list_off;
+    /* prefill (n_tok > VKM_MOE_MATVEC_MAX_T): tokens grouped by expert, each expert's A and B
+     * read once per tile of its tokens; the host's copy of the site's expert table (meta
+     * words from meta_off), the group buffer and per-item outputs [chunk][E][out] */
+    const uint32_t *meta_host;
+    uint32_t n_total, chunk;
+    vkm_range groups, d;
 } vkm_lora_call;
 
-/* y += sum over each token's routed experts of w * s * B (A x). */
+/* y += sum over each token's routed experts of w * s * B (A x): per token (BGMV) for a few
+ * tokens, grouped by expert (SGMV-like: gathered matmuls) for many. */
 void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c);
 /* dst[dst_off + c] += sum_i x[i][c] for i < n_tok, c < dim. */
 void vkm_op_pool(vkm_rec *r, vkm_act x, uint32_t n_tok, uint32_t dim, vkm_range dst, uint32_t dst_off);

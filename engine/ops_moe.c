@@ -9,7 +9,7 @@
 enum { MM_WG = 64, MM_BM = 32, MM_BN = 64, MM_TM = 4, MM_TN = 8 };
 
 void vkm_op_moe_linear(vkm_rec *r, const vkm_tensor *w, uint32_t expert, vkm_act x, bool x_per_entry,
-                       vkm_act y, uint32_t n_tok, const vkm_route_ref *rt, vkm_range groups)
+                       vkm_act y, uint32_t n_tok, const vkm_route_ref *rt, vkm_range groups, float scale)
 {
     const vkm_dev *d = r->dev;
     const bool mm = n_tok > VKM_MOE_MATVEC_MAX_T;
@@ -24,7 +24,7 @@ void vkm_op_moe_linear(vkm_rec *r, const vkm_tensor *w, uint32_t expert, vkm_act
             const vkm_chunk *ch = &w->chunks[c];
             vkm_push_moe pc = {ch->rows, w->cols, ch->row0, w->row_stride, ch->scale_off_words, x.stride,
                                x.off, y.stride, y.off, x_per_entry ? 1u : 0u, n_tok, t0, expert, rt->route_off,
-                               rt->row_stride, rt->row_list_off, rt->n_grp};
+                               rt->row_stride, rt->row_list_off, rt->n_grp, scale, 0, 0};
             vkm_range b[5] = {ch->r, x.r, y.r, mm ? groups : rt->ids, rt->list};
             vkm_rec_note_bytes(r, w->bytes * ch->rows / w->rows);
             if (mm) {
@@ -37,6 +37,20 @@ void vkm_op_moe_linear(vkm_rec *r, const vkm_tensor *w, uint32_t expert, vkm_act
             }
         }
     }
+}
+
+void vkm_op_moe_linear_f32(vkm_rec *r, const vkm_f32_view *w, uint32_t expert, vkm_act x, bool x_per_entry,
+                           vkm_act y, uint32_t n_tok, const vkm_route_ref *rt, vkm_range groups, float scale)
+{
+    uint32_t spec[5] = {MM_WG, MM_BM, MM_BN, MM_TM, MM_TN};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_matmul_moe_ws, spec, 5);
+    if (!p || !w->rows) return;
+    vkm_push_moe pc = {w->rows, w->cols, 0, w->rs, 0, x.stride, x.off, y.stride, y.off, x_per_entry ? 1u : 0u, n_tok,
+                       0, expert, rt->route_off, rt->row_stride, rt->row_list_off, rt->n_grp, scale, w->off, w->cs};
+    vkm_range b[4] = {w->w, x.r, y.r, groups};
+    vkm_rec_note_bytes(r, 4ull * w->rows * w->cols);
+    const uint64_t items = (uint64_t)n_tok * rt->row_stride;
+    vkm_rec_dispatch(r, p, b, 4, &pc, sizeof pc, (w->rows + MM_BN - 1) / MM_BN, (uint32_t)((items + MM_BM - 1) / MM_BM), 1);
 }
 
 void vkm_op_route_group(vkm_rec *r, const vkm_route_ref *rt, uint32_t n_tok, vkm_range groups)

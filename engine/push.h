@@ -97,6 +97,8 @@ typedef struct vkm_push_mix {
 typedef struct vkm_push_moe {
     uint32_t rows, cols, row0, w_stride, scale_off, x_stride, x_off, y_stride, y_off, x_per_entry,
         n_tok, t0, expert, route_off, row_stride, row_list_off, n_grp;
+    float scale;
+    uint32_t w_off, w_cstride; /* WS: W[row][col] = w[w_off + row * w_stride + col * w_cstride] */
 } vkm_push_moe;
 
 typedef struct vkm_push_group {

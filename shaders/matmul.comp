@@ -7,6 +7,9 @@
 // MOE: the FFN-expert prefill variant — W is one expert's matrix and the vectors are the items
 // (token, entry) that chose it, gathered through the expert's item list (route_group.comp):
 // tiles past the expert's item count exit at once, so only chosen experts' weights are read.
+// WS (with MOE, f32): W read element by element with any strides, W[row][col] =
+// w[w_off + row * w_stride + col * w_cstride]: a LoRA bank's A rows (unpadded) and its Bt
+// (W = Bt transposed) for the grouped prefill.
 #include "types.glsl"
 #ifdef MOE
 #define VKM_PUSH_MOE
@@ -23,6 +26,9 @@ layout(constant_id = 4) const uint TN = 8;
 const uint BK = 32;
 
 layout(binding = 1) readonly buffer X { float x[]; };
+#ifdef WS
+layout(binding = 0) readonly buffer Wf { float wf[]; };
+#endif
 layout(binding = 2) buffer Y { float y[]; };
 #ifdef MOE
 layout(binding = 3) readonly buffer G { uint grp[]; };
@@ -57,6 +63,12 @@ void main()
             const uint t = m0 + m, c = k0 + k;
             xs[k * BM + m] = (t < nv && c < pc.cols) ? x[pc.x_off + x_row(t) * pc.x_stride + c] : 0.0;
         }
+#ifdef WS
+        for (uint e = lid; e < BN * BK; e += WG) {
+            const uint n = e % BN, k = e / BN, row = n0 + n, c = k0 + k;
+            ws[k * BN + n] = row < pc.rows && c < pc.cols ? wf[pc.w_off + row * pc.w_stride + c * pc.w_cstride] : 0.0;
+        }
+#else
         // weights: BN rows x (BK / W_STEP) steps, dequantized, zero outside
         for (uint e = lid; e < BN * steps_per_k; e += WG) {
             const uint n = e / steps_per_k, sk = e % steps_per_k;
@@ -70,6 +82,7 @@ void main()
             [[unroll]] for (uint k = 0; k < W_K; k++)
                 [[unroll]] for (uint c = 0; c < 4; c++) ws[(sk * W_STEP + 4 * k + c) * BN + n] = v[k][c];
         }
+#endif
         barrier();
         [[unroll]] for (uint k = 0; k < BK; k++) {
             float a[TM], b[TN];
@@ -88,7 +101,7 @@ void main()
             if (row >= pc.rows) continue;
             const uint yi = y_index(t, row);
 #ifdef MOE
-            y[yi] = acc[i * TN + j];
+            y[yi] = pc.scale * acc[i * TN + j];
 #else
             y[yi] = pc.accumulate != 0u ? y[yi] + acc[i * TN + j] : acc[i * TN + j];
 #endif

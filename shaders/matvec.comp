@@ -117,7 +117,7 @@ void main()
         if (row < pc.rows && sel[t] >= 0) {
             const uint yi = y_base(t) + pc.row0 + row;
 #ifdef MOE
-            y[yi] = sum;
+            y[yi] = pc.scale * sum;
 #else
             y[yi] = pc.accumulate != 0u ? y[yi] + sum : sum;
 #endif

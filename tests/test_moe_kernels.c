@@ -111,9 +111,9 @@ static void run_case(test_gpu *g, const moe_case *c, uint64_t seed)
     vkm_op_router(r, &rc);
     const vkm_route_ref rt = {ids, wts, lr, 0, E, row_off, E};
     if (T > VKM_MOE_MATVEC_MAX_T) vkm_op_route_group(r, &rt, T, grp);
-    for (uint32_t e = 0; e < E; e++) vkm_op_moe_linear(r, &wt1[e], e, (vkm_act){xr, xo, xs}, false, (vkm_act){h, 0, F}, T, &rt, grp);
+    for (uint32_t e = 0; e < E; e++) vkm_op_moe_linear(r, &wt1[e], e, (vkm_act){xr, xo, xs}, false, (vkm_act){h, 0, F}, T, &rt, grp, 1.0f);
     vkm_op_moe_combine(r, h, F, (vkm_act){hc, 0, F}, T, &rt, false);
-    for (uint32_t e = 0; e < E; e++) vkm_op_moe_linear(r, &wt2[e], e, (vkm_act){h, 0, F}, true, (vkm_act){z, 0, D}, T, &rt, grp);
+    for (uint32_t e = 0; e < E; e++) vkm_op_moe_linear(r, &wt2[e], e, (vkm_act){h, 0, F}, true, (vkm_act){z, 0, D}, T, &rt, grp, 1.0f);
     vkm_op_moe_combine(r, z, D, (vkm_act){yr, 0, D}, T, &rt, true);
     test_gpu_run(g);
 
@@ -213,10 +213,104 @@ static void test_moe_kernels(void **state)
     test_context_done(ctx);
 }
 
+/* The LoRA bank's two paths (per token, BGMV; grouped by expert for many tokens) against a
+ * plain-C reference: y += sum_j w_j s_e B_e (A_e x), experts of different ranks (one 0). */
+static void lora_case(test_gpu *g, uint32_t T, uint32_t E, uint32_t in, uint32_t out, bool grouped, uint64_t seed)
+{
+    test_rng rng = {seed};
+    uint32_t ranks[MAXE], meta[4 * MAXE], off = 0, rmax = 0;
+    for (uint32_t e = 0; e < E; e++) {
+        ranks[e] = e == 1 ? 0 : 2 + (uint32_t)(test_rng_next(&rng) % 7);
+        float sc = 0.5f + (float)e * 0.25f;
+        meta[4 * e] = off;
+        meta[4 * e + 1] = ranks[e];
+        memcpy(&meta[4 * e + 2], &sc, 4);
+        meta[4 * e + 3] = 0;
+        off += ranks[e];
+        if (ranks[e] > rmax) rmax = ranks[e];
+    }
+    const uint32_t R = off ? off : 1, rpad = rmax <= 4 ? 4 : rmax <= 8 ? 8 : 16, k = 2;
+    float *a = test_alloc((size_t)R * in * 4), *bt = test_alloc((size_t)R * out * 4);
+    float *x = test_alloc((size_t)T * in * 4), *y0 = test_alloc((size_t)T * out * 4), *ref = test_alloc((size_t)T * out * 4);
+    float *got = test_alloc((size_t)T * out * 4), *w = test_alloc((size_t)T * E * 4);
+    uint32_t *ids = test_alloc((size_t)T * E * 4), *lst = test_alloc((size_t)T * 4);
+    test_fill(&rng, a, (size_t)R * in, 0.5f);
+    test_fill(&rng, bt, (size_t)R * out, 0.5f);
+    test_fill(&rng, x, (size_t)T * in, 1.0f);
+    test_fill(&rng, y0, (size_t)T * out, 1.0f);
+    memcpy(ref, y0, (size_t)T * out * 4);
+    for (uint32_t t = 0; t < T; t++) {
+        lst[t] = T - 1 - t; /* token t reads routing row T-1-t */
+        uint32_t *row = ids + (size_t)(T - 1 - t) * E;
+        float *rw = w + (size_t)(T - 1 - t) * E;
+        for (uint32_t j = 0; j < E; j++) row[j] = 0xffffffffu;
+        uint32_t e0 = (uint32_t)(test_rng_next(&rng) % E), e1 = (e0 + 1 + (uint32_t)(test_rng_next(&rng) % (E - 1))) % E;
+        uint32_t sel[2] = {e0, e1};
+        for (uint32_t j = 0; j < (t % 3 ? k : 1); j++) {
+            row[j] = sel[j];
+            rw[j] = 0.3f + 0.4f * (float)j;
+            const uint32_t e = sel[j];
+            float sc;
+            memcpy(&sc, &meta[4 * e + 2], 4);
+            for (uint32_t o = 0; o < out; o++) {
+                double acc = 0;
+                for (uint32_t q = 0; q < ranks[e]; q++) {
+                    double tq = 0;
+                    for (uint32_t c = 0; c < in; c++) tq += (double)a[(size_t)(meta[4 * e] + q) * in + c] * x[(size_t)t * in + c];
+                    acc += (double)bt[(size_t)(meta[4 * e] + q) * out + o] * tq;
+                }
+                ref[(size_t)t * out + o] += (float)((double)rw[j] * sc * acc);
+            }
+        }
+    }
+    vkm_range ar = test_gpu_floats(g, a, (size_t)R * in), br = test_gpu_floats(g, bt, (size_t)R * out);
+    vkm_range xr = test_gpu_floats(g, x, (size_t)T * in), yr = test_gpu_floats(g, y0, (size_t)T * out);
+    vkm_range mr = gpu_words(g, meta, 4 * E), ir = gpu_words(g, ids, (size_t)T * E), wr = test_gpu_floats(g, w, (size_t)T * E);
+    vkm_range lr = gpu_words(g, lst, T), tr = test_gpu_floats(g, NULL, (size_t)T * E * rpad);
+    vkm_range gr = test_gpu_floats(g, NULL, 2 * E + (size_t)T * E), dr = test_gpu_floats(g, NULL, (size_t)T * E * out);
+    vkm_lora_call lc = {.x = {xr, 0, in}, .y = {yr, 0, out}, .n_tok = T, .in_dim = in, .out_dim = out, .a = ar, .bt = br,
+                        .meta = mr, .meta_off = 0, .rank_total = R, .rmax = rmax, .ids = ir, .wts = wr, .list = lr,
+                        .t = tr, .route_off = 0, .row_stride = E, .row_list_off = 0};
+    if (grouped) {
+        lc.meta_host = meta;
+        lc.n_total = E;
+        lc.chunk = 7; /* several chunks */
+        lc.groups = gr;
+        lc.d = dr;
+    }
+    vkm_rec *r = test_gpu_begin(g);
+    vkm_op_lora(r, &lc);
+    test_gpu_run(g);
+    test_gpu_read(g, yr, got, (size_t)T * out);
+    double e = test_nmse(got, ref, (size_t)T * out);
+    if (!(e <= 1e-10)) fail_msg("LoRA %s T=%u E=%u %ux%u: nmse %.3g", grouped ? "grouped" : "BGMV", T, E, in, out, e);
+    free(a); free(bt); free(x); free(y0); free(ref); free(got); free(w); free(ids); free(lst);
+}
+
+static void test_lora_paths(void **state)
+{
+    (void)state;
+    vkm_context *ctx = test_context();
+    test_gpu g;
+    test_gpu_init(&g, ctx);
+    static const uint32_t toks[] = {1, 5, 9, 23}, experts[] = {2, 3, 8};
+    uint64_t seed = 500;
+    for (size_t ti = 0; ti < 4; ti++)
+        for (size_t ei = 0; ei < 3; ei++)
+            for (int grouped = 0; grouped < 2; grouped++) {
+                lora_case(&g, toks[ti], experts[ei], 37 + (uint32_t)ei * 8, 29 + (uint32_t)ti * 16, grouped, seed++);
+                vkm_arena_destroy(&g.arena);
+                vkm_arena_init(&g.arena, g.d, VKM_MEM_DEVICE, 64ull << 20);
+            }
+    test_gpu_done(&g);
+    test_context_done(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moe_kernels),
+        cmocka_unit_test(test_lora_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

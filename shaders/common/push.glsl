@@ -223,6 +223,8 @@ layout(push_constant) uniform Push {
     uint expert;
     uint route_off, row_stride, row_list_off; // routing rows (list: routing row of each token)
     uint n_grp;         // matmul: experts in the group buffer [count][offset][items] (route_group)
+    float scale;        // y = scale * W x
+    uint w_off, w_cstride; // WS: W[row][col] = w[w_off + row * w_stride + col * w_cstride] (f32)
 } pc;
 #endif
 
