@@ -179,7 +179,7 @@ int cmd_merge(int argc, char **argv)
     vkm_merge_params p = vkm_merge_default_params();
     cli_dev_opts dev;
     cli_dev_opts_init(&dev);
-    bar b = {false, isatty(2) != 0, 0};
+    bar b = {false, isatty(2) != 0, -1e9};
     const char *out = NULL;
     bool flags = false;
     int rc = parse(argc, argv, &p, &out, &dev, &b, &flags);

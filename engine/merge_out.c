@@ -234,6 +234,8 @@ vkm_status vkm_mout_hf_config(vkm_mout *o, const vkm_model_src *const *in, uint3
         o->config_len = (size_t)len;
         return s ? s : vkm_mout_side_check(o, "config.json", o->config, o->config_len);
     }
+    /* no Hugging Face input: tokenizer files beside the reference's GGUF file, if any */
+    vkm_path_dir(o->src_dir, sizeof o->src_dir, in[ref]->path);
     const vkm_hparams *hp = &in[ref]->hp;
     const char *cls = !strcmp(hp->arch, "qwen2") ? "Qwen2ForCausalLM"
                     : !strcmp(hp->arch, "mistral") ? "MistralForCausalLM" : "LlamaForCausalLM";

@@ -1,0 +1,447 @@
+/*
+ * test_merge_files.c — whole merges through vkm_merge and `vkmoe merge`: the testbed's three full
+ * fine-tunes merged with linear, task_arithmetic and TIES on the base (tensors against
+ * tests/ref/ref_merge.c read back from the output; the merged model loads and generates), the
+ * same TIES merge from safetensors inputs (byte-identical after the q/k permutation) and into a
+ * safetensors folder (same logits), mergekit YAML configs (paths relative to the config, every
+ * key, the errors), the refusals (shapes, tensor sets, the output being an input, missing
+ * parameters), and interruption: a cancelled merge, a killed process and SIGINT to the CLI leave
+ * no file behind.
+ */
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "merge.h"
+#include "ref_merge.h"
+#include "vkm_test_engine.h"
+
+#define TESTBED VKM_SHARED_DIR "/testbed"
+#define TMP VKM_TEST_TMPDIR "/mfiles"
+
+static const char *const full[3] = {TESTBED "/full/python/model.gguf", TESTBED "/full/english/model.gguf",
+                                    TESTBED "/full/legal/model.gguf"};
+
+static vkm_merge_params testbed_params(vkm_merge_method m, const char *const *models)
+{
+    vkm_merge_params p = vkm_merge_default_params();
+    p.method = m;
+    snprintf(p.base, sizeof p.base, "%s/base/model.gguf", TESTBED);
+    p.n_models = 3;
+    for (uint32_t i = 0; i < 3; i++) {
+        snprintf(p.models[i].path, sizeof p.models[i].path, "%s", models[i]);
+        p.models[i].weight = 1.0 / 3;
+        p.models[i].density = m == VKM_MERGE_TIES ? 0.5 : NAN;
+    }
+    return p;
+}
+
+static void merge_ok(vkm_context *ctx, const vkm_merge_params *p, const char *out)
+{
+    if (vkm_merge(ctx, p, out)) fail_msg("%s: %s", out, vkm_context_errmsg(ctx));
+}
+
+static float *tensor_values(const vkm_model_src *m, const char *name, uint64_t *n)
+{
+    const vkm_tensor_src *t = vkm_model_src_tensor(m, name);
+    if (!t) fail_msg("%s: no tensor %s", m->path, name);
+    *n = (uint64_t)vkm_tensor_nelem(t);
+    float *v = test_alloc(*n * 4);
+    assert_int_equal(vkm_to_f32(t->dtype, t->data, *n, v), VKM_OK);
+    return v;
+}
+
+/* A few tensors of the output against the reference merge of the inputs' tensors. */
+static void check_against_ref(const vkm_merge_params *p, const char *out)
+{
+    vkm_err e;
+    vkm_mplan pl;
+    if (vkm_mplan_init(&pl, p, &e)) fail_msg("%s", e.msg);
+    vkm_model_src in[VKM_MERGE_MAX_IN], o;
+    for (uint32_t j = 0; j < pl.n_in; j++)
+        if (vkm_model_src_open(pl.path[j], &in[j], &e)) fail_msg("%s", e.msg);
+    if (vkm_model_src_open(out, &o, &e)) fail_msg("%s", e.msg);
+    static const char *const names[] = {"blk.0.attn_q.weight", "blk.3.ffn_down.weight", "output_norm.weight",
+                                        "token_embd.weight"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        uint64_t n = 0;
+        float *x[VKM_MERGE_MAX_IN];
+        for (uint32_t j = 0; j < pl.n_in; j++) x[j] = tensor_values(&in[j], names[k], &n);
+        ref_merge_cfg rc = {.method = (int)pl.method, .n_in = pl.n_in, .base = pl.base, .lambda = pl.lambda,
+                            .t = pl.t, .normalize = pl.normalize, .rescale = pl.rescale, .seed = pl.seed,
+                            .name = names[k]};
+        for (uint32_t j = 0; j < pl.n_in; j++) {
+            rc.weight[j] = pl.weight[j];
+            rc.density[j] = pl.density[j];
+            rc.gamma[j] = pl.gamma[j];
+        }
+        float *ref = test_alloc(n * 4), *got = tensor_values(&o, names[k], &n);
+        ref_merge(&rc, (const float *const *)x, n, ref);
+        double scale = 0, worst = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            scale = fmax(scale, fabs(ref[i]));
+            worst = fmax(worst, fabs((double)got[i] - ref[i]));
+        }
+        if (worst > 1e-6 * scale) fail_msg("%s: %s off the reference by %.3g (scale %.3g)", out, names[k], worst, scale);
+        for (uint32_t j = 0; j < pl.n_in; j++) free(x[j]);
+        free(ref);
+        free(got);
+    }
+    for (uint32_t j = 0; j < pl.n_in; j++) vkm_model_src_close(&in[j]);
+    vkm_model_src_close(&o);
+}
+
+/* Loads the model, generates a few tokens, returns the logits after a fixed prompt (n_vocab). */
+static float *run_model(vkm_context *ctx, const char *path, size_t *nv)
+{
+    vkm_model_params mp = vkm_model_default_params();
+    mp.n_seq = 2;
+    vkm_model *m = NULL;
+    if (vkm_model_load(ctx, path, &mp, &m)) fail_msg("%s: %s", path, vkm_context_errmsg(ctx));
+    vkm_session_params sp = vkm_session_default_params();
+    sp.sampling.temperature = 0;
+    sp.keep_logits = true;
+    vkm_session *s;
+    assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+    const int32_t ids[6] = {1, 711, 692, 290, 937, 13};
+    int32_t next;
+    assert_int_equal(vkm_session_prompt(s, ids, 6, &next), VKM_OK);
+    const float *lg;
+    assert_int_equal(vkm_session_logits(s, &lg, nv), VKM_OK);
+    float *copy = test_alloc(*nv * 4);
+    memcpy(copy, lg, *nv * 4);
+    for (int i = 0; i < 8; i++) assert_int_equal(vkm_session_decode(s, next, &next), VKM_OK);
+    vkm_session_free(s);
+    if (vkm_model_tokenizer(m)) { /* the tokenizer came along: generate from text */
+        vkm_session *g;
+        assert_int_equal(vkm_session_create(m, &sp, &g), VKM_OK);
+        vkm_generate_params gp = vkm_generate_default_params();
+        gp.n_predict = 8;
+        vkm_generate_stats st;
+        assert_int_equal(vkm_generate(g, "def main():\n", &gp, &st), VKM_OK);
+        assert_int_equal(st.n_generated, 8);
+        vkm_session_free(g);
+    }
+    vkm_model_free(m);
+    return copy;
+}
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = test_alloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+/* ---- the testbed's fine-tunes ----------------------------------------------------------------- */
+static void test_testbed(void **state)
+{
+    (void)state;
+    mkdir(TMP, 0777);
+    vkm_context *ctx = test_context();
+    const vkm_merge_method methods[3] = {VKM_MERGE_LINEAR, VKM_MERGE_TASK_ARITHMETIC, VKM_MERGE_TIES};
+    const char *outs[3] = {TMP "/linear.gguf", TMP "/task_arithmetic.gguf", TMP "/ties.gguf"};
+    for (int k = 0; k < 3; k++) {
+        vkm_merge_params p = testbed_params(methods[k], full);
+        merge_ok(ctx, &p, outs[k]);
+        check_against_ref(&p, outs[k]);
+        size_t nv;
+        free(run_model(ctx, outs[k], &nv));
+    }
+    /* TIES from the safetensors fine-tunes (rotate_half q/k rows) into GGUF: the same bytes */
+    const char *st[3] = {TESTBED "/full/python", TESTBED "/full/english", TESTBED "/full/legal"};
+    vkm_merge_params p = testbed_params(VKM_MERGE_TIES, st);
+    merge_ok(ctx, &p, TMP "/ties_from_st.gguf");
+    size_t na, nb;
+    uint8_t *a = slurp(TMP "/ties.gguf", &na), *b = slurp(TMP "/ties_from_st.gguf", &nb);
+    vkm_err e;
+    vkm_gguf ga, gb;
+    assert_int_equal(vkm_gguf_open(TMP "/ties.gguf", &ga, &e), VKM_OK);
+    assert_int_equal(vkm_gguf_open(TMP "/ties_from_st.gguf", &gb, &e), VKM_OK);
+    assert_int_equal(ga.n_tensors, gb.n_tensors);
+    for (uint64_t i = 0; i < ga.n_tensors; i++) {
+        const vkm_tensor_src *tb = vkm_gguf_tensor(&gb, ga.tensors[i].name);
+        assert_non_null(tb);
+        assert_int_equal(tb->nbytes, ga.tensors[i].nbytes);
+        if (memcmp(tb->data, ga.tensors[i].data, tb->nbytes))
+            fail_msg("%s differs between the GGUF and the safetensors inputs", ga.tensors[i].name);
+    }
+    vkm_gguf_close(&ga);
+    vkm_gguf_close(&gb);
+    free(a);
+    free(b);
+    /* ... and into a safetensors folder (config.json, tokenizer): the same model */
+    p = testbed_params(VKM_MERGE_TIES, full);
+    merge_ok(ctx, &p, TMP "/ties_st");
+    assert_true(vkm_exists(TMP "/ties_st/config.json"));
+    assert_true(vkm_exists(TMP "/ties_st/tokenizer.model"));
+    size_t n1, n2;
+    float *l1 = run_model(ctx, TMP "/ties.gguf", &n1), *l2 = run_model(ctx, TMP "/ties_st", &n2);
+    assert_int_equal(n1, n2);
+    double err = test_nmse(l2, l1, n1);
+    if (!(err < 1e-9)) fail_msg("ties.gguf and ties_st/: logits nmse %.3g", err);
+    free(l1);
+    free(l2);
+    test_context_done(ctx);
+}
+
+/* ---- configs ------------------------------------------------------------------------------------ */
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* TMP/cfg/models/ links to the testbed, so configs can say "models/python". */
+static void config_dir(void)
+{
+    mkdir(TMP, 0777);
+    mkdir(TMP "/cfg", 0777);
+    mkdir(TMP "/cfg/models", 0777);
+    static const char *const links[][2] = {{TESTBED "/full/python", TMP "/cfg/models/python"},
+                                           {TESTBED "/full/english", TMP "/cfg/models/english"},
+                                           {TESTBED "/full/legal", TMP "/cfg/models/legal"},
+                                           {TESTBED "/base/model.gguf", TMP "/cfg/models/base.gguf"}};
+    for (size_t i = 0; i < 4; i++)
+        if (!vkm_exists(links[i][1])) assert_int_equal(symlink(links[i][0], links[i][1]), 0);
+}
+
+static void test_config(void **state)
+{
+    (void)state;
+    config_dir();
+    write_file(TMP "/cfg/all.yml",
+               "# every key vkmoe reads\n"
+               "merge_method: ties\n"
+               "base_model: models/base.gguf\n"
+               "models:\n"
+               "  - model: models/python/model.gguf\n"
+               "    parameters:\n"
+               "      weight: 0.5\n"
+               "      density: 0.6\n"
+               "  - model: models/english\n"
+               "    parameters: {weight: 0.3, density: 0.4, gamma: 0.02}\n"
+               "  - model: models/legal\n"
+               "  - model: models/base.gguf\n"
+               "parameters:\n"
+               "  lambda: 0.9\n"
+               "  normalize: true\n"
+               "  int8_mask: true\n"
+               "  weight: 0.2\n"
+               "  density: 0.7\n"
+               "  gamma: 0.03\n"
+               "  t: 0.5\n"
+               "  rescale: false\n"
+               "dtype: float16\n"
+               "random_seed: 42\n"
+               "tokenizer_source: base\n");
+    vkm_merge_params p;
+    char msg[1024];
+    if (vkm_merge_config_load(TMP "/cfg/all.yml", &p, msg, sizeof msg)) fail_msg("%s", msg);
+    assert_int_equal(p.method, VKM_MERGE_TIES);
+    assert_string_equal(p.base, TMP "/cfg/models/base.gguf");
+    assert_int_equal(p.n_models, 4);
+    assert_string_equal(p.models[1].path, TMP "/cfg/models/english");
+    assert_true(p.models[0].weight == 0.5 && p.models[0].density == 0.6 && isnan(p.models[0].gamma));
+    assert_true(p.models[1].weight == 0.3 && p.models[1].density == 0.4 && p.models[1].gamma == 0.02);
+    assert_true(isnan(p.models[2].weight));
+    assert_true(p.lambda == 0.9 && p.normalize == 1 && p.weight == 0.2 && p.density == 0.7 && p.gamma == 0.03);
+    assert_true(p.t == 0.5 && p.rescale == 0 && p.seed == 42 && p.out_dtype == VKM_F16);
+    vkm_context *ctx = test_context();
+    merge_ok(ctx, &p, TMP "/cfg/out.gguf");
+    vkm_err e;
+    vkm_gguf g;
+    assert_int_equal(vkm_gguf_open(TMP "/cfg/out.gguf", &g, &e), VKM_OK);
+    assert_int_equal(vkm_gguf_tensor(&g, "blk.1.attn_v.weight")->dtype, VKM_F16);
+    assert_int_equal(vkm_gguf_tensor(&g, "blk.1.attn_norm.weight")->dtype, VKM_F32);
+    char method[32];
+    assert_true(vkm_gguf_get_str(&g, "vkmoe.merge.method", method, sizeof method));
+    assert_string_equal(method, "ties");
+    vkm_gguf_close(&g);
+    size_t nv;
+    free(run_model(ctx, TMP "/cfg/out.gguf", &nv));
+    test_context_done(ctx);
+
+    static const struct {
+        const char *yaml;
+        vkm_status want;
+        const char *msg;
+    } bad[] = {
+        {"merge_method: foo\nmodels:\n  - model: models/python\n", VKM_ERR_UNSUPPORTED, ":1: merge_method: unknown method 'foo'"},
+        {"merge_method: ties\nmerge_methd: ties\n", VKM_ERR_FORMAT, ":2: unknown key 'merge_methd'"},
+        {"merge_method: ties\nslices:\n  - sources: []\n", VKM_ERR_UNSUPPORTED, "slices"},
+        {"merge_method: ties\nmodels:\n  - model: models/python\n    parameters:\n      weight: [0.1, 0.2]\n",
+         VKM_ERR_UNSUPPORTED, ":5: models[0].parameters.weight: per-tensor"},
+        {"merge_method: ties\nmodels:\n  - model: models/python+lora\n", VKM_ERR_UNSUPPORTED, "'+'"},
+        {"merge_method: ties\nmodels:\n  - model: models/nothing\n", VKM_ERR_IO, "is not a file or folder"},
+        {"merge_method: ties\nmodels: [\n", VKM_ERR_FORMAT, "YAML"},
+        {"merge_method: ties\nmodels:\n  - model: models/python\n    parameters: {lambda: 2}\n", VKM_ERR_FORMAT,
+         "unknown model parameter"},
+        {"merge_method: model_stock\nmodels:\n  - model: models/python\nparameters: {filter_wise: true}\n",
+         VKM_ERR_UNSUPPORTED, "filter-wise"},
+        {"merge_method: linear\nmodels:\n  - model: models/python\ndtype: int8\n", VKM_ERR_UNSUPPORTED, "dtype"},
+        {"merge_method: linear\nmodels:\n  - model: models/python\ntokenizer_source: union\n", VKM_ERR_UNSUPPORTED,
+         "tokenizer_source"},
+        {"models:\n  - model: models/python\n", VKM_ERR_FORMAT, "merge_method is missing"},
+        {"merge_method: linear\nmodels:\n  - model: models/python\n    parameters: {weight: abc}\n", VKM_ERR_FORMAT,
+         "not a finite number"},
+        {"merge_method: linear\nmodels:\n  - parameters: {weight: 1}\n", VKM_ERR_FORMAT, "'model' is missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(TMP "/cfg/bad.yml", bad[i].yaml);
+        vkm_status s = vkm_merge_config_load(TMP "/cfg/bad.yml", &p, msg, sizeof msg);
+        if (s != bad[i].want || !strstr(msg, bad[i].msg))
+            fail_msg("config %zu: status %d, message '%s'; want %d and '%s'", i, (int)s, msg, (int)bad[i].want,
+                     bad[i].msg);
+    }
+}
+
+/* ---- refusals ----------------------------------------------------------------------------------- */
+static void expect_refused(vkm_context *ctx, const vkm_merge_params *p, const char *out, vkm_status want,
+                           const char *substr)
+{
+    vkm_status s = vkm_merge(ctx, p, out);
+    if (s != want || !strstr(vkm_context_errmsg(ctx), substr))
+        fail_msg("%s: status %d, '%s'; want %d and '%s'", out, (int)s, vkm_context_errmsg(ctx), (int)want, substr);
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    assert_false(vkm_exists(tmp));
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    config_dir();
+    vkm_context *ctx = test_context();
+    /* another architecture's shapes */
+    const char *other[3] = {full[0], TESTBED "/stories260K/model.gguf", full[2]};
+    vkm_merge_params p = testbed_params(VKM_MERGE_LINEAR, other);
+    expect_refused(ctx, &p, TMP "/r1.gguf", VKM_ERR_MISMATCH, "stories260K/model.gguf has");
+    assert_false(vkm_exists(TMP "/r1.gguf"));
+    /* the same shape, another tensor set: tied embeddings */
+    vkm_model_shape sh = {1024, 128, 4, 4, 2, 0, 352, 128, 10000.0f, false};
+    char msg[256];
+    assert_int_equal(vkm_model_write_random(TMP "/untied.gguf", &sh, VKM_F32, 1, 0, 0, msg, sizeof msg), VKM_OK);
+    sh.tied_embeddings = true;
+    assert_int_equal(vkm_model_write_random(TMP "/tied.gguf", &sh, VKM_F32, 1, 0.1f, 2, msg, sizeof msg), VKM_OK);
+    const char *ts[3] = {TMP "/untied.gguf", TMP "/tied.gguf", full[0]};
+    p = testbed_params(VKM_MERGE_LINEAR, ts);
+    p.n_models = 2;
+    expect_refused(ctx, &p, TMP "/r2.gguf", VKM_ERR_MISMATCH, "tensor 'output.weight'");
+    /* writing over an input, through a link */
+    p = testbed_params(VKM_MERGE_TIES, full);
+    expect_refused(ctx, &p, TMP "/cfg/models/base.gguf", VKM_ERR_INVALID_ARGUMENT, "is the input");
+    /* missing parameters */
+    p = testbed_params(VKM_MERGE_LINEAR, full);
+    p.models[1].weight = NAN;
+    expect_refused(ctx, &p, TMP "/r3.gguf", VKM_ERR_INVALID_ARGUMENT, "'weight' is required");
+    p = testbed_params(VKM_MERGE_SLERP, full);
+    p.t = 0.5;
+    expect_refused(ctx, &p, TMP "/r4.gguf", VKM_ERR_INVALID_ARGUMENT, "exactly two models");
+    p = testbed_params(VKM_MERGE_TIES, full);
+    p.base[0] = 0;
+    expect_refused(ctx, &p, TMP "/r5.gguf", VKM_ERR_INVALID_ARGUMENT, "needs a base_model");
+    test_context_done(ctx);
+}
+
+/* ---- interruption -------------------------------------------------------------------------------- */
+static bool stop_at_5(void *user, const vkm_merge_progress *pr)
+{
+    (void)user;
+    return pr->tensors_done < 5;
+}
+
+static bool kill_at_5(void *user, const vkm_merge_progress *pr)
+{
+    (void)user;
+    if (pr->tensors_done == 5) raise(SIGKILL);
+    return true;
+}
+
+static void assert_nothing_at(const char *out)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    if (vkm_exists(out) || vkm_exists(tmp)) fail_msg("an interrupted merge left %s", vkm_exists(out) ? out : tmp);
+}
+
+static void test_interrupt(void **state)
+{
+    (void)state;
+    mkdir(TMP, 0777);
+    /* cancelled through the progress callback */
+    vkm_context *ctx = test_context();
+    vkm_merge_params p = testbed_params(VKM_MERGE_TIES, full);
+    p.progress = stop_at_5;
+    assert_int_equal(vkm_merge(ctx, &p, TMP "/cancelled.gguf"), VKM_ERR_CANCELLED);
+    assert_nothing_at(TMP "/cancelled.gguf");
+    test_context_done(ctx);
+    /* a process killed midway */
+    pid_t pid = fork();
+    if (pid == 0) {
+        vkm_context *c = NULL;
+        if (vkm_context_create(NULL, &c)) _exit(3);
+        vkm_merge_params q = testbed_params(VKM_MERGE_LINEAR, full);
+        q.progress = kill_at_5;
+        vkm_merge(c, &q, TMP "/killed.gguf");
+        _exit(4); /* not reached */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_nothing_at(TMP "/killed.gguf");
+    /* SIGINT to `vkmoe merge` once it reports progress: exit 130, nothing written */
+    vkm_model_shape sh = {4096, 256, 16, 4, 2, 0, 1024, 256, 10000.0f, false};
+    char msg[256];
+    if (!vkm_exists(TMP "/big_a.gguf")) {
+        assert_int_equal(vkm_model_write_random(TMP "/big_a.gguf", &sh, VKM_F16, 7, 0, 0, msg, sizeof msg), VKM_OK);
+        assert_int_equal(vkm_model_write_random(TMP "/big_b.gguf", &sh, VKM_F16, 7, 0.1f, 8, msg, sizeof msg), VKM_OK);
+    }
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        execl(VKM_CLI, VKM_CLI, "merge", "--method", "ties", "--base", TMP "/big_a.gguf", "--model",
+              TMP "/big_b.gguf", "--weight", "1", "--density", "0.3", "--chunk-mb", "1", "-o",
+              TMP "/sigint.gguf", (char *)NULL);
+        _exit(5);
+    }
+    close(fds[1]);
+    char buf[4096];
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof buf - 1 && (k = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0) {
+        got += (size_t)k;
+        buf[got] = 0;
+        if (strstr(buf, "tensors")) break;
+    }
+    kill(pid, SIGINT);
+    while (read(fds[0], buf, sizeof buf) > 0) {}
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 130)
+        fail_msg("vkmoe merge after SIGINT: status %d (want exit 130)", status);
+    assert_nothing_at(TMP "/sigint.gguf");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_testbed),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_interrupt),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
