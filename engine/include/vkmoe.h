@@ -651,6 +651,10 @@ vkm_status vkm_merge(vkm_context *ctx, const vkm_merge_params *p, const char *ou
  * (cap bytes) says why. VKM_ERR_INVALID_ARGUMENT, VKM_ERR_IO, VKM_ERR_OUT_OF_HOST_MEMORY. */
 vkm_status vkm_model_write_random(const char *path, const vkm_model_shape *shape, vkm_dtype dtype,
                                   uint64_t seed, float noise, uint64_t noise_seed, char *msg, size_t cap);
+/* Writes a llama.cpp GGUF LoRA adapter of rank `rank` (lora_alpha alpha) with seeded random F32
+ * values for all seven matrices of every layer of the shape (bank benchmarks). */
+vkm_status vkm_lora_write_random(const char *path, const vkm_model_shape *shape, uint32_t rank, float alpha,
+                                 uint64_t seed, char *msg, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,189 @@
+/*
+ * bench_moe.c — the cost of MoErging at decode: a base model with a bank of E LoRA experts of
+ * rank R on all seven matrices, routed top-k per token by a router on the GPU, against the bare
+ * base; the router's share of the step; a heterogeneous batch of four sequences (one expert
+ * alone, the router, the bare base, uniform weights) in one step against four single runs.
+ * The base and adapters are random files written once into --dir (kept for later runs).
+ *
+ *   bench_moe [--shape 1.1b|testbed] [--experts E] [--rank R] [--top-k K] [--depth module|layer]
+ *             [--type f16|q8_0|q4_0] [--decode N] [--dir DIR] [--device D] [--json]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vkmoe.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int fail(vkm_context *ctx, const char *what)
+{
+    fprintf(stderr, "bench_moe: %s: %s\n", what, ctx ? vkm_context_errmsg(ctx) : "");
+    exit(1);
+}
+
+/* Seconds per decode step of n sessions stepped together (n = 1: one session alone). */
+static double decode_time(vkm_context *ctx, vkm_session **ss, size_t n, int steps)
+{
+    int32_t tok[8], next[8];
+    for (size_t i = 0; i < n; i++) tok[i] = (int32_t)(17 + 5 * i);
+    if (vkm_batch_decode(ss, n, tok, next) != VKM_OK) fail(ctx, "decode"); /* warm */
+    double t0 = now();
+    for (int s = 0; s < steps; s++) {
+        memcpy(tok, next, n * sizeof *tok);
+        if (vkm_batch_decode(ss, n, tok, next) != VKM_OK) fail(ctx, "decode");
+    }
+    return (now() - t0) / steps;
+}
+
+static vkm_session *session(vkm_context *ctx, vkm_model *m, vkm_route_mode mode, const float *w)
+{
+    vkm_session_params sp = vkm_session_default_params();
+    sp.sampling.temperature = 0;
+    sp.route = mode;
+    sp.expert_weights = w;
+    vkm_session *s = NULL;
+    if (vkm_session_create(m, &sp, &s) != VKM_OK) fail(ctx, "session");
+    int32_t ids[16], next;
+    for (int i = 0; i < 16; i++) ids[i] = (int32_t)(1 + (i * 7919) % 1000);
+    if (vkm_session_prompt(s, ids, 16, &next) != VKM_OK) fail(ctx, "prompt");
+    return s;
+}
+
+/* The router kernels' share of the last step's kernel time. */
+static double router_share(vkm_model *m)
+{
+    vkm_kernel_stat ks[64];
+    size_t nk = 0;
+    vkm_model_profile(m, ks, 64, &nk);
+    double tot = 0, router = 0;
+    for (size_t k = 0; k < nk; k++) {
+        tot += ks[k].seconds;
+        if (!strcmp(ks[k].name, "router")) router += ks[k].seconds;
+    }
+    return tot > 0 ? router / tot : 0;
+}
+
+int main(int argc, char **argv)
+{
+    vkm_model_shape sh = {32000, 2048, 22, 32, 4, 0, 5632, 2048, 10000.0f, false, 0, 0};
+    const char *shape_name = "1.1b", *dir = "/tmp/vkmoe-bench", *device = getenv("VKMOE_DEVICE"), *type = "f16";
+    const char *depth = "module";
+    int experts = 8, rank = 16, top_k = 2, steps = 6;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json")) { json = true; continue; }
+        if (!v) { fprintf(stderr, "bench_moe: %s needs a value\n", a); return 2; }
+        i++;
+        if (!strcmp(a, "--shape")) {
+            shape_name = v;
+            if (!strcmp(v, "testbed")) sh = (vkm_model_shape){1024, 128, 4, 4, 2, 0, 352, 128, 10000.0f, false, 0, 0};
+            else if (strcmp(v, "1.1b")) { fprintf(stderr, "bench_moe: --shape 1.1b or testbed\n"); return 2; }
+        } else if (!strcmp(a, "--experts")) experts = atoi(v);
+        else if (!strcmp(a, "--rank")) rank = atoi(v);
+        else if (!strcmp(a, "--top-k")) top_k = atoi(v);
+        else if (!strcmp(a, "--depth")) depth = v;
+        else if (!strcmp(a, "--type")) type = v;
+        else if (!strcmp(a, "--decode")) steps = atoi(v);
+        else if (!strcmp(a, "--dir")) dir = v;
+        else if (!strcmp(a, "--device")) device = v;
+        else { fprintf(stderr, "bench_moe: unknown option %s\n", a); return 2; }
+    }
+    if (experts < 1 || experts > 64 || rank < 1 || top_k < 1 || top_k > experts || steps < 1) {
+        fprintf(stderr, "bench_moe: 1 <= top-k <= experts <= 64, rank >= 1, decode >= 1\n");
+        return 2;
+    }
+    mkdir(dir, 0755);
+    char base[1024], path[1200], msg[512], manifest[1100];
+    snprintf(base, sizeof base, "%s/base-%s.gguf", dir, shape_name);
+    if (access(base, R_OK) && vkm_model_write_random(base, &sh, VKM_F16, 42, 0, 0, msg, sizeof msg) != VKM_OK) {
+        fprintf(stderr, "bench_moe: %s: %s\n", base, msg);
+        return 1;
+    }
+    snprintf(manifest, sizeof manifest, "%s/bank-%s-%d-r%d-top%d-%s.json", dir, shape_name, experts, rank, top_k, depth);
+    FILE *o = fopen(manifest, "w");
+    if (!o) { perror(manifest); return 1; }
+    fprintf(o, "{\"base\": \"base-%s.gguf\", \"experts\": [", shape_name);
+    for (int e = 0; e < experts; e++) {
+        snprintf(path, sizeof path, "%s/lora-%s-r%d-%d.gguf", dir, shape_name, rank, e);
+        if (access(path, R_OK) &&
+            vkm_lora_write_random(path, &sh, (uint32_t)rank, 2.0f * (float)rank, 100 + (uint64_t)e, msg, sizeof msg)) {
+            fprintf(stderr, "bench_moe: %s: %s\n", path, msg);
+            return 1;
+        }
+        fprintf(o, "%s{\"name\": \"e%d\", \"lora\": \"lora-%s-r%d-%d.gguf\"}", e ? ", " : "", e, shape_name, rank, e);
+    }
+    fprintf(o, "], \"router\": {\"policy\": \"noisy\", \"granularity\": \"token\", \"depth\": \"%s\", \"top_k\": %d, "
+               "\"noise_std\": 1.0, \"seed\": 5}}\n", depth, top_k);
+    fclose(o);
+
+    vkm_context_params cp = vkm_context_default_params();
+    cp.device = device;
+    vkm_context *ctx = NULL;
+    if (vkm_context_create(&cp, &ctx) != VKM_OK) fail(ctx, "context");
+    double copy = 0;
+    if (vkm_context_copy_bandwidth(ctx, 0, &copy) != VKM_OK) fail(ctx, "copy bandwidth");
+    vkm_model_params mp = vkm_model_default_params();
+    mp.weight_type = !strcasecmp(type, "q8_0") ? VKM_Q8_0 : !strcasecmp(type, "q4_0") ? VKM_Q4_0 : VKM_F16;
+    mp.n_ctx = 64;
+    mp.n_seq = 4;
+    mp.n_batch = 16;
+    mp.profile = true;
+    /* the bare base alone */
+    vkm_model *bm = NULL;
+    if (vkm_model_load(ctx, base, &mp, &bm) != VKM_OK) fail(ctx, base);
+    vkm_model_info bi;
+    vkm_model_get_info(bm, &bi);
+    vkm_session *bs = session(ctx, bm, VKM_ROUTE_DEFAULT, NULL);
+    const double t_base = decode_time(ctx, &bs, 1, steps);
+    vkm_session_free(bs);
+    vkm_model_free(bm);
+    /* the bank, routed top-k */
+    vkm_model *m = NULL;
+    if (vkm_model_load(ctx, manifest, &mp, &m) != VKM_OK) fail(ctx, manifest);
+    vkm_model_info mi;
+    vkm_model_get_info(m, &mi);
+    vkm_session *rs = session(ctx, m, VKM_ROUTE_ROUTER, NULL);
+    const double t_moe = decode_time(ctx, &rs, 1, steps);
+    const double share = router_share(m);
+    /* four sequences: one expert alone, the router, the bare base, uniform weights */
+    float one[64] = {1.0f}, uni[64];
+    for (int e = 0; e < experts; e++) uni[e] = 1.0f / (float)experts;
+    vkm_session *ss[4] = {session(ctx, m, VKM_ROUTE_FIXED, one), rs, session(ctx, m, VKM_ROUTE_BASE, NULL),
+                          session(ctx, m, VKM_ROUTE_FIXED, uni)};
+    double singles = 0;
+    for (int i = 0; i < 4; i++) singles += decode_time(ctx, &ss[i], 1, steps);
+    const double batch = decode_time(ctx, ss, 4, steps);
+    for (int i = 0; i < 4; i++) vkm_session_free(ss[i]);
+    vkm_model_free(m);
+    const double roof_base = bi.bytes_per_token / copy / 1e9, roof_moe = mi.bytes_per_token / copy / 1e9;
+    if (json) {
+        printf("{\"shape\": \"%s\", \"type\": \"%s\", \"experts\": %d, \"rank\": %d, \"top_k\": %d, \"depth\": \"%s\", "
+               "\"copy_gbps\": %.3f, \"base_ms\": %.3f, \"moe_ms\": %.3f, \"overhead\": %.4f, \"router_share\": %.4f, "
+               "\"base_roofline\": %.4f, \"moe_roofline\": %.4f, \"four_singles_ms\": %.3f, \"batch4_ms\": %.3f}\n",
+               shape_name, type, experts, rank, top_k, depth, copy, t_base * 1e3, t_moe * 1e3, t_moe / t_base - 1,
+               share, roof_base / t_base, roof_moe / t_moe, singles * 1e3, batch * 1e3);
+    } else {
+        printf("device copy bandwidth %.2f GB/s; %s %s base, %d LoRA experts of rank %d on all 7 matrices, "
+               "noisy router top-%d per token at %s depth\n", copy, shape_name, type, experts, rank, top_k, depth);
+        printf("bare base         %9.2f ms/token  %5.1f%% of roofline (%.1f MB/token)\n", t_base * 1e3,
+               100 * roof_base / t_base, bi.bytes_per_token / 1e6);
+        printf("routed top-%d      %9.2f ms/token  %5.1f%% of roofline (%.1f MB/token)  overhead %+.1f%%\n", top_k,
+               t_moe * 1e3, 100 * roof_moe / t_moe, mi.bytes_per_token / 1e6, 100 * (t_moe / t_base - 1));
+        printf("router kernels    %9.1f%% of the routed step's kernel time\n", 100 * share);
+        printf("4 sequences       %9.2f ms in one step vs %.2f ms as 4 single steps (%.2fx)\n", batch * 1e3,
+               singles * 1e3, singles / batch);
+    }
+    vkm_context_destroy(ctx);
+    return 0;
+}
