@@ -12,6 +12,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "merge.h"
 
@@ -140,14 +142,31 @@ static vkm_status probe_hw_f16(vkm_mstream *ms)
     return s;
 }
 
+/* Maps the pages of a host view in one call: the slabs are written from the first chunk on, and
+ * a fault per page costs more than the copy on some virtual machines. Memory the kernel cannot
+ * populate (a device aperture) is left as it is. */
+static void prefault(const vkm_range *r)
+{
+#ifdef MADV_POPULATE_WRITE
+    if (!r->map || !r->size) return;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)r->map & ~(uintptr_t)(page - 1), b = (uintptr_t)r->map + r->size;
+    (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+    (void)r;
+#endif
+}
+
 static vkm_status alloc_view(vkm_mstream *ms, uint64_t bytes, bool out, vkm_range *dev, vkm_range *host)
 {
     vkm_status s = vkm_arena_alloc(&ms->dev_arena, bytes, 16, dev);
     if (s || !ms->staged) {
         *host = *dev;
-        return s;
+    } else {
+        s = vkm_arena_alloc(out ? &ms->down_arena : &ms->up_arena, bytes, 16, host);
     }
-    return vkm_arena_alloc(out ? &ms->down_arena : &ms->up_arena, bytes, 16, host);
+    if (!s) prefault(host);
+    return s;
 }
 
 vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
