@@ -199,8 +199,10 @@ vkm_status vkm_mout_model_meta(vkm_mout *o, const vkm_model_src *const *in, uint
     vkm_status s = VKM_OK;
     if (o->kind == VKM_MOUT_GGUF) {
         int src = gguf_meta_source(in, n, ref);
-        if (src < 0) {
+        if (src < 0) { /* Hugging Face inputs only: their tokenizer files go beside the GGUF */
             s = gguf_hparams_meta(o->g, &in[ref]->hp);
+            if (in[ref]->format == VKM_SRC_SAFETENSORS)
+                vkm_path_dir(o->src_dir, sizeof o->src_dir, in[ref]->st.files[0].path);
         } else {
             const vkm_gguf *g = &in[src]->gguf;
             for (uint64_t i = 0; i < g->n_kv && !s; i++) {

@@ -289,19 +289,20 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
     return s;
 }
 
-static vkm_status load_tokenizer(vkm_model *m, vkm_model_src *src)
+/* The tokenizer of the model at `path` (the base's path for a manifest). */
+static vkm_status load_tokenizer(vkm_model *m, vkm_model_src *src, const char *path)
 {
     vkm_err e;
     vkm_err_clear(&e);
     if (src->format == VKM_SRC_GGUF) {
         vkm_status s = vkm_tok_from_gguf(&src->gguf, &m->tok, &e);
-        if (s == VKM_ERR_NOT_FOUND) return VKM_OK; /* a model without a vocabulary still runs */
-        if (s != VKM_OK) return vkm_fail(m->d->err, s, "%s", e.msg);
-        return VKM_OK;
+        if (s != VKM_ERR_NOT_FOUND) return s ? vkm_fail(m->d->err, s, "%s", e.msg) : VKM_OK;
+        /* no vocabulary in the file: tokenizer files beside it (a merge of Hugging Face models
+         * written as GGUF puts them there), else the model runs on token ids alone */
     }
     char dir[1024], p[1100];
-    if (vkm_is_dir(m->path)) snprintf(dir, sizeof dir, "%s", m->path);
-    else vkm_path_dir(dir, sizeof dir, m->path);
+    if (vkm_is_dir(path)) snprintf(dir, sizeof dir, "%s", path);
+    else vkm_path_dir(dir, sizeof dir, path);
     static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
     for (size_t i = 0; i < 2; i++) {
         if (!vkm_path_join(p, sizeof p, dir, names[i]) || !vkm_exists(p)) continue;
@@ -466,7 +467,7 @@ vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_pa
                          "not supported yet", path);
     }
     if (s == VKM_OK) s = load_weights(&(loader_ctx){.m = m, .src = &src, .p = params});
-    if (s == VKM_OK) s = load_tokenizer(m, &src);
+    if (s == VKM_OK) s = load_tokenizer(m, &src, base);
     if (s == VKM_OK) s = alloc_runtime(m, params);
     if (s == VKM_OK && m->hp.n_experts) s = vkm_ffn_load_file(m, src_get, &src, path); /* Mixtral-style file */
     vkm_model_src_close(&src);

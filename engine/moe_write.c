@@ -204,7 +204,7 @@ static vkm_status plan_and_write(writer *w)
         s = write_gates(w, l);
         for (int j = 0; j < 3 && !s; j++) s = write_stack(w, l, j);
     }
-    if (!s) s = vkm_mout_finish(&w->o);
+    if (!s) s = vkm_mout_finish_model(&w->o);
     return s;
 }
 

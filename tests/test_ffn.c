@@ -716,6 +716,18 @@ static void test_write_moe_gguf(void **state)
     snprintf(hf, sizeof hf, "%s/hfbase", f.dir);
     vkm_err e;
     if (ref_write_hf(&f.base, hf, &e)) fail_msg("%s", e.msg);
+    { /* a tokenizer in the Hugging Face folder: the GGUF gets it beside it */
+        char src[700], dst[760];
+        snprintf(src, sizeof src, "%s/testbed/base/tokenizer.json", VKM_SHARED_DIR);
+        snprintf(dst, sizeof dst, "%s/tokenizer.json", hf);
+        FILE *in = fopen(src, "rb"), *to = fopen(dst, "wb");
+        assert_true(in && to);
+        char buf[4096];
+        size_t k;
+        while ((k = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, k, to), k);
+        fclose(in);
+        assert_int_equal(fclose(to), 0);
+    }
     snprintf(path, sizeof path, "%s/w.json", f.dir);
     FILE *o = fopen(path, "w");
     assert_non_null(o);
@@ -728,6 +740,10 @@ static void test_write_moe_gguf(void **state)
     snprintf(out, sizeof out, "%s/hfmoe.gguf", f.dir);
     if (vkm_model_write_moe_gguf(hm, out)) fail_msg("%s", vkm_context_errmsg(ctx));
     vkm_model *hg = load(ctx, out);
+    assert_null(vkm_model_tokenizer(hm) == NULL ? "the HF base has no tokenizer" : NULL);
+    const vkm_tokenizer *ht = vkm_model_tokenizer(hg); /* tokenizer.json beside hfmoe.gguf */
+    assert_non_null(ht);
+    assert_int_equal(vkm_tokenizer_n_vocab(ht), vkm_tokenizer_n_vocab(vkm_model_tokenizer(hm)));
     int32_t ids[N_TOK];
     random_ids(ids, N_TOK, f.base.vocab, 42);
     const size_t nv = (size_t)N_TOK * f.base.vocab;
