@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
+#include "route_out.h"
 
 static void usage(FILE *f)
 {
@@ -30,19 +30,25 @@ static void usage(FILE *f)
             "  --weights T             device weight type: auto, f32, f16, q8_0, q4_0\n"
             "  --ignore-eos            keep generating after the end-of-sequence token\n"
             "  --no-roofline           skip measuring the copy bandwidth at the end\n"
+            "  --route-csv F, --route-json F, --route-png F\n"
+            "                          a MoErged model's routing of the prompt and the generated tokens\n"
+            "                          (as vkmoe route writes it: experts and weights per token and\n"
+            "                          routing point; heat map of the top expert per layer)\n"
             "  -d, --device D          device index or name (or $VKMOE_DEVICE)\n");
 }
 
-/* Token-level routing: how often each expert was the top choice over the generation. */
+/* Token-level routing: how often each expert was the top choice over the generation, and the
+ * whole trace when it is written out. */
 typedef struct route_count {
     uint64_t top[64], total;
+    route_trace *trace; /* NULL: not kept                                                     */
 } route_count;
 
 static void count_routes(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_points, uint32_t n_exp,
                          const uint32_t *ids, const float *w)
 {
-    (void)pos0;
     route_count *c = user;
+    if (c->trace) route_trace_cb(c->trace, pos0, n_tok, n_points, n_exp, ids, w);
     for (uint32_t p = 0; p < n_points; p++)
         for (uint32_t t = 0; t < n_tok; t++) {
             const uint32_t *id = ids + ((size_t)p * n_tok + t) * n_exp;
@@ -54,6 +60,29 @@ static void count_routes(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_p
             if (id[best] < 64) c->top[id[best]]++;
             c->total++;
         }
+}
+
+/* The sequence's token ids by position: the prompt's, then each generated one. */
+typedef struct tok_log {
+    int32_t *ids;
+    size_t n, cap;
+    bool oom;
+} tok_log;
+
+static void tok_log_add(tok_log *l, int32_t id)
+{
+    if (l->oom) return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        int32_t *p = realloc(l->ids, cap * sizeof *p);
+        if (!p) {
+            l->oom = true;
+            return;
+        }
+        l->ids = p;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
 }
 
 /* Which experts the run used: the sequence's decision, or the token-level tallies. */
@@ -83,8 +112,7 @@ static void print_experts(vkm_model *m, vkm_session *s, const route_count *c)
 
 static bool on_token(void *user, int32_t token, const char *text, size_t len)
 {
-    (void)user;
-    (void)token;
+    if (user) tok_log_add(user, token);
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return true;
@@ -119,6 +147,7 @@ int cmd_run(int argc, char **argv)
     vkm_sampler_params sp;
     cli_sampling_init(&sp);
     const char *prompt = "", *file = NULL;
+    route_outputs routes = {NULL, NULL, NULL};
     long long n_predict = 128;
     bool ignore_eos = false, roofline = true, bad = false;
     for (int i = 1; i < argc && !bad; i++) {
@@ -133,6 +162,9 @@ int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             const char *v = cli_value(argc, argv, &i);
             if (!v || !cli_int(v, &n_predict) || n_predict < -1) bad = true;
+        } else if (!strcmp(a, "--route-csv") || !strcmp(a, "--route-json") || !strcmp(a, "--route-png")) {
+            const char **dst = a[8] == 'c' ? &routes.csv : a[8] == 'j' ? &routes.json : &routes.png;
+            if (!(*dst = cli_value(argc, argv, &i))) bad = true;
         } else if (!strcmp(a, "--ignore-eos")) {
             ignore_eos = true;
         } else if (!strcmp(a, "--no-roofline")) {
@@ -184,23 +216,49 @@ int cmd_run(int argc, char **argv)
     memset(&gs, 0, sizeof gs);
     route_count rc_count;
     memset(&rc_count, 0, sizeof rc_count);
+    route_trace trace = {0};
+    tok_log toks = {0};
+    vkm_generate_params gp = vkm_generate_default_params();
+    const bool want_routes = routes.csv || routes.json || routes.png;
+    if (st == VKM_OK && want_routes) { /* the prompt's ids, tokenized as vkm_generate does */
+        const vkm_tokenizer *tok = vkm_model_tokenizer(m);
+        size_t n = 0, len = strlen(prompt);
+        bool bos = gp.add_bos && tok && vkm_tokenizer_adds_bos(tok);
+        if (!vkm_model_n_experts(m) || !tok) {
+            st = VKM_ERR_INVALID_ARGUMENT;
+            cli_error("run", "--route-*: %s", !tok ? "the model has no tokenizer" : "the model has no experts to route");
+        } else {
+            vkm_tokenize(tok, prompt, len, bos, false, NULL, 0, &n); /* the count */
+            toks.ids = malloc((n + 1) * sizeof *toks.ids);
+            toks.cap = n + 1;
+            if (!toks.ids || vkm_tokenize(tok, prompt, len, bos, false, toks.ids, n, &toks.n) != VKM_OK) toks.oom = true;
+        }
+        rc_count.trace = &trace;
+    }
     if (st == VKM_OK && vkm_model_n_experts(m)) st = vkm_session_trace_routing(s, count_routes, &rc_count);
     if (st == VKM_OK) {
         fputs(prompt, stdout);
         fflush(stdout);
-        vkm_generate_params gp = vkm_generate_default_params();
         gp.n_predict = n_predict < 0 ? info.n_ctx : (uint32_t)n_predict;
         gp.stop_at_eos = !ignore_eos;
         gp.on_token = on_token;
+        gp.user = want_routes ? &toks : NULL;
         st = vkm_generate(s, prompt, &gp, &gs);
         fputc('\n', stdout);
         fflush(stdout);
     }
     int rc = 0;
-    if (st != VKM_OK) {
+    if (st == VKM_ERR_INVALID_ARGUMENT && want_routes && !trace.n_tok && !toks.ids) {
+        rc = 2;
+    } else if (st != VKM_OK) {
         rc = cli_error("run", "%s", vkm_context_errmsg(ctx));
     } else {
         print_experts(m, s, &rc_count);
+        /* every traced position needs its token id (the last generated one is never fed) */
+        bool ids_ok = !toks.oom;
+        for (uint32_t k = 0; k < trace.n_tok && ids_ok; k++) ids_ok = trace.tok_index[k] < toks.n;
+        if (want_routes && !ids_ok) rc = cli_error("run", "--route-*: the routed positions and the tokens disagree");
+        else if (want_routes) rc = route_write("run", m, &trace, toks.ids, &routes);
         double pre = gs.prefill_seconds > 0 ? gs.n_prompt / gs.prefill_seconds : 0;
         uint32_t nd = gs.n_generated > 0 ? gs.n_generated - 1 : 0; /* the first comes with the prefill */
         double dec = gs.decode_seconds > 0 && nd ? nd / gs.decode_seconds : 0;
@@ -214,6 +272,8 @@ int cmd_run(int argc, char **argv)
                     100 * gbps / copy, copy);
         }
     }
+    route_trace_free(&trace);
+    free(toks.ids);
     vkm_session_free(s);
     vkm_model_free(m);
     vkm_context_destroy(ctx);

@@ -1,0 +1,89 @@
+#!/bin/sh
+# cli_test.sh VKMOE SHARED_DIR TMP_DIR — the vkmoe command line end to end on lavapipe with the
+# validation layer on (VKMOE_VALIDATE=1; any validation message fails): routing outputs of
+# `vkmoe route` and `vkmoe run --route-*` (CSV rows per token against the tokenizer's ids, JSON,
+# PNG), `vkmoe ppl --json`, `vkmoe tokenize`, and broken files refused with the loader's message.
+set -u
+vkmoe=${1:?usage: cli_test.sh VKMOE SHARED_DIR TMP_DIR}
+shared=${2:?}
+tmp=${3:?}/cli
+rm -rf "$tmp" && mkdir -p "$tmp"
+export VKMOE_VALIDATE=1 VKMOE_PIPELINE_CACHE=
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "ok: $*"; }
+# runs a command, stdout to $tmp/out, stderr to $tmp/err; any validation message is a failure
+run() {
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if grep -qE 'VUID|SYNC-HAZARD|Validation (Error|Warning)|vkmoe: (warning|error): ' "$tmp/err"; then
+        fail "validation messages from: $*"
+        grep -E 'VUID|SYNC-HAZARD|Validation|vkmoe: (warning|error)' "$tmp/err" | head -5
+    fi
+    return $rc
+}
+lines() { wc -l <"$1" | tr -d ' '; }
+png_magic() { [ "$(od -An -tx1 -N8 "$1" | tr -d ' \n')" = 89504e470d0a1a0a ]; }
+
+base=$shared/testbed/base/model.gguf
+manifest=$(dirname "$0")/../third_party/models/testbed-moe/manifest.json
+
+# ---- vkmoe route: 40 tokens of the python eval text, sequence-level router (one row per token)
+if run "$vkmoe" route -M "$manifest" --file "$shared/testbed/eval/python.txt" --limit 40 \
+    --csv "$tmp/r.csv" --json "$tmp/r.json" --png "$tmp/r.png"; then
+    [ "$(lines "$tmp/r.csv")" = 41 ] && ok "route: 40 CSV rows" || fail "route: $(lines "$tmp/r.csv") CSV lines, want 41"
+    head -n 1 "$tmp/r.csv" | grep -qx 'token,text_index,layer,module,expert,name,weight' || fail "route: CSV header"
+    [ "$(grep -c '"index"' "$tmp/r.json")" = 40 ] && ok "route: 40 JSON tokens" || fail "route: JSON tokens"
+    grep -q '"top_choice_by_layer"' "$tmp/r.json" || fail "route: JSON has no top_choice_by_layer"
+    png_magic "$tmp/r.png" && ok "route: PNG" || fail "route: not a PNG"
+else
+    fail "route exited $rc: $(tail -n 3 "$tmp/err")"
+fi
+
+# ---- vkmoe run --route-*: prompt tokens + generated tokens, ids as vkmoe tokenize gives them
+prompt='def fibonacci(n):'
+if run "$vkmoe" run -M "$manifest" -p "$prompt" -n 8 --temp 0 --no-roofline \
+    --route-csv "$tmp/g.csv" --route-json "$tmp/g.json" --route-png "$tmp/g.png"; then
+    head -c ${#prompt} "$tmp/out" | grep -qxF "$prompt" || fail "run: stdout does not start with the prompt"
+    run "$vkmoe" tokenize -m "$base" -p "$prompt"
+    want=$(cat "$tmp/out")
+    n_prompt=$(echo "$want" | wc -w)
+    # positions fed: the prompt's tokens and every generated token but the last
+    rows=$(($(lines "$tmp/g.csv") - 1))
+    [ "$rows" = $((n_prompt + 7)) ] && ok "run: $rows routed positions" || fail "run: $rows CSV rows, want $((n_prompt + 7))"
+    got=$(sed -n "2,$((n_prompt + 1))p" "$tmp/g.csv" | cut -d, -f1 | tr '\n' ' ' | sed 's/ $//')
+    [ "$got" = "$want" ] && ok "run: CSV token ids = tokenize ($want)" || fail "run: CSV ids '$got', tokenize '$want'"
+    png_magic "$tmp/g.png" || fail "run: not a PNG"
+    grep -q '"tokens"' "$tmp/g.json" || fail "run: JSON"
+else
+    fail "run --route-csv exited $rc: $(tail -n 3 "$tmp/err")"
+fi
+if run "$vkmoe" run -m "$base" -p x -n 2 --no-roofline --route-csv "$tmp/x.csv"; then
+    fail "run --route-csv on a model without experts succeeded"
+else
+    grep -q 'no experts' "$tmp/err" && ok "run: --route-csv refused without experts" || fail "run: message: $(cat "$tmp/err")"
+fi
+
+# ---- vkmoe ppl --json
+if run "$vkmoe" ppl -m "$base" --file "$shared/testbed/eval/legal.txt" --ctx 64 --stride 64 --limit 256 --json; then
+    grep -qE '"perplexity": *[0-9.]+' "$tmp/out" && grep -q '"tokens": *256' "$tmp/out" && ok "ppl --json" ||
+        fail "ppl --json: $(cat "$tmp/out")"
+else
+    fail "ppl exited $rc"
+fi
+
+# ---- broken files: the loader's message, a non-zero exit, no crash
+head -c 100000 "$base" >"$tmp/cut.gguf"
+for cmd in "run -m $tmp/cut.gguf -p x -n 1" "info $tmp/cut.gguf" "ppl -m $tmp/cut.gguf --file $shared/testbed/eval/c.txt"; do
+    # shellcheck disable=SC2086
+    "$vkmoe" $cmd >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && grep -q 'cut.gguf' "$tmp/err"; then
+        ok "${cmd%% *} on a truncated GGUF: exit $rc, $(grep -m1 cut.gguf "$tmp/err" | cut -c1-100)"
+    else
+        fail "${cmd%% *} on a truncated GGUF: exit $rc: $(cat "$tmp/err")"
+    fi
+done
+
+[ "$fails" = 0 ] && echo "cli: all passed" || echo "cli: $fails failed"
+[ "$fails" = 0 ]
