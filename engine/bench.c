@@ -169,7 +169,8 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
     memset(&b, 0, sizeof b);
     b.d = &ctx->dev;
     vkm_arena_init(&b.arena, b.d, VKM_MEM_DEVICE, 0);
-    vkm_status s = vkm_rec_init(&b.rec, b.d, true);
+    vkm_status s = vkm_dev_probe_f16(b.d); /* the weight kernels models get */
+    if (s == VKM_OK) s = vkm_rec_init(&b.rec, b.d, true);
     b.rec_ok = s == VKM_OK;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(b.d, &b.cmd);
     if (s == VKM_OK) {

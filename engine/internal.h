@@ -34,6 +34,9 @@ typedef struct vkm_dev {
     uint32_t mem_upload;          /* host-visible, coherent: staging for uploads            */
     uint32_t mem_readback;        /* host-visible, preferably cached: downloads             */
     bool device_mappable;         /* mem_device is host-visible: write weights directly     */
+    /* the device's own f16 conversions (unpackHalf2x16 / packHalf2x16) against the host's on
+     * every half and the rounding cases (vkm_dev_probe_f16, merge_stream.c): 0 not probed yet */
+    uint8_t f16_probe;            /* VKM_F16_PROBE_* bits once probed                        */
     /* diagnostics */
     vkm_log_fn log;
     void *log_user;
@@ -61,6 +64,14 @@ const char *vkm_vk_result_str(VkResult r);
         VkResult vkm_r_ = (call);                                                            \
         if (vkm_r_ != VK_SUCCESS) return vkm_vk_fail((d), vkm_r_, #call);                    \
     } while (0)
+
+#define VKM_F16_PROBED 1u
+#define VKM_F16_DECODE_EXACT 2u /* unpackHalf2x16 gives every half exactly                   */
+#define VKM_F16_ENCODE_EXACT 4u /* packHalf2x16 rounds as the host does (ties, subnormals)    */
+/* Probes the f16 conversions once per device (a few small dispatches); the result stays in
+ * d->f16_probe. Weight kernels read f16 through unpackHalf2x16 where decoding is exact (several
+ * times cheaper than integer decoding on CPU devices). */
+vkm_status vkm_dev_probe_f16(vkm_dev *d);
 
 vkm_status vkm_dev_create(vkm_dev *d, const vkm_context_params *p);
 void vkm_dev_destroy(vkm_dev *d);

@@ -64,10 +64,9 @@ typedef struct chunking {
 /* ---- set-up ------------------------------------------------------------------------------- */
 /* Runs the merge kernel (linear, one input, coefficient 1: y = x) over n values of type in_dt
  * with hw_f16 on, into out (n values of out_dt). */
-static vkm_status probe_run(vkm_mstream *ms, const void *in, uint32_t in_dt, uint32_t out_dt,
-                            uint32_t n, void *out)
+static vkm_status probe_run(vkm_dev *d, vkm_rec *rec, VkCommandBuffer cmd, const void *in,
+                            uint32_t in_dt, uint32_t out_dt, uint32_t n, void *out)
 {
-    vkm_dev *d = ms->d;
     uint64_t ib = (uint64_t)n * (in_dt == VKM_MDT_F32 ? 4 : 2), ob = (uint64_t)n * (out_dt == VKM_MDT_F32 ? 4 : 2);
     uint32_t prm[VKM_MPARAM_WORDS] = {0};
     float one = 1.0f;
@@ -81,7 +80,7 @@ static vkm_status probe_run(vkm_mstream *ms, const void *in, uint32_t in_dt, uin
     if (!s) s = vkm_arena_alloc(&a, sizeof prm, 16, &rp);
     if (!s) s = vkm_upload(d, ri, in, ib);
     if (!s) s = vkm_upload(d, rp, prm, sizeof prm);
-    if (!s) s = vkm_rec_begin(&ms->rec, ms->s[0].cmd);
+    if (!s) s = vkm_rec_begin(rec, cmd);
     if (!s) {
         vkm_mslab v;
         memset(&v, 0, sizeof v);
@@ -90,33 +89,32 @@ static vkm_status probe_run(vkm_mstream *ms, const void *in, uint32_t in_dt, uin
         v.dt[0] = in_dt;
         v.n = n;
         v.hw_f16 = true;
-        vkm_mop_combine(&ms->rec, &v, VKM_MOP_LINEAR, 1, 0, out_dt, ro, rp, rp);
-        s = vkm_rec_end(&ms->rec);
+        vkm_mop_combine(rec, &v, VKM_MOP_LINEAR, 1, 0, out_dt, ro, rp, rp);
+        s = vkm_rec_end(rec);
     }
-    if (!s) s = vkm_dev_submit_wait(d, ms->s[0].cmd);
+    if (!s) s = vkm_dev_submit_wait(d, cmd);
     if (!s) s = vkm_download(d, ro, out, ob);
     vkm_arena_destroy(&a);
     return s;
 }
 
-/* Whether the device's own f16 conversions give the host's results: every half decoded, and the
- * f32 values at, around and between every pair of neighbouring halves (rounding ties, subnormals,
- * overflow, inf, NaN) encoded. */
-static vkm_status probe_hw_f16(vkm_mstream *ms)
+/* The device's f16 conversions against the host's: every half decoded; the f32 values at,
+ * around and between every pair of neighbouring halves (rounding ties, subnormals, overflow,
+ * inf, NaN) encoded. */
+static vkm_status probe_f16(vkm_dev *d, vkm_rec *rec, VkCommandBuffer cmd, uint8_t *result)
 {
-    ms->hw_f16 = false;
     const uint32_t nh = 65536, ne = 4 * 65536;
     uint16_t *h = malloc(nh * 2), *hout = malloc(ne * 2);
     float *f = malloc(nh * 4), *e = malloc(ne * 4);
-    vkm_status s = h && hout && f && e ? VKM_OK : vkm_fail(ms->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    vkm_status s = h && hout && f && e ? VKM_OK : vkm_fail(d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (uint32_t i = 0; i < nh && !s; i++) h[i] = (uint16_t)i;
-    if (!s) s = probe_run(ms, h, VKM_MDT_F16, VKM_MDT_F32, nh, f);
-    bool same = !s;
-    for (uint32_t i = 0; i < nh && same; i++) {
+    if (!s) s = probe_run(d, rec, cmd, h, VKM_MDT_F16, VKM_MDT_F32, nh, f);
+    bool dec = !s;
+    for (uint32_t i = 0; i < nh && dec; i++) {
         float want = vkm_f16_to_f32((uint16_t)i), got = f[i]; /* zeros: the kernel's 0 + x */
-        same = (want != want && got != got) || memcmp(&want, &got, 4) == 0 || (want == 0 && got == 0);
+        dec = (want != want && got != got) || memcmp(&want, &got, 4) == 0 || (want == 0 && got == 0);
     }
-    for (uint32_t i = 0; i < nh && same; i++) { /* each half, the midpoint to the next, +- 1 ulp */
+    for (uint32_t i = 0; i < nh && !s; i++) { /* each half, the midpoint to the next, +- 1 ulp */
         float v = vkm_f16_to_f32((uint16_t)i), w = vkm_f16_to_f32((uint16_t)(i + 1 < nh ? i + 1 : i));
         uint32_t b;
         float mid = (v + w) / 2;
@@ -128,17 +126,34 @@ static vkm_status probe_hw_f16(vkm_mstream *ms)
         b -= 2;
         memcpy(&e[4 * i + 3], &b, 4);
     }
-    if (same) s = probe_run(ms, e, VKM_MDT_F32, VKM_MDT_F16, ne, hout);
-    for (uint32_t i = 0; i < ne && same && !s; i++) {
+    if (!s) s = probe_run(d, rec, cmd, e, VKM_MDT_F32, VKM_MDT_F16, ne, hout);
+    bool enc = !s;
+    for (uint32_t i = 0; i < ne && enc; i++) {
         uint16_t want = vkm_f32_to_f16(e[i]), got = hout[i];
         bool wnan = (want & 0x7c00) == 0x7c00 && (want & 0x3ff), gnan = (got & 0x7c00) == 0x7c00 && (got & 0x3ff);
-        same = wnan ? gnan : got == want || ((want & 0x7fff) == 0 && (got & 0x7fff) == 0);
+        enc = wnan ? gnan : got == want || ((want & 0x7fff) == 0 && (got & 0x7fff) == 0);
     }
-    ms->hw_f16 = same && !s;
+    *result = (uint8_t)(VKM_F16_PROBED | (dec ? VKM_F16_DECODE_EXACT : 0) | (enc ? VKM_F16_ENCODE_EXACT : 0));
     free(h);
     free(hout);
     free(f);
     free(e);
+    return s;
+}
+
+vkm_status vkm_dev_probe_f16(vkm_dev *d)
+{
+    if (d->f16_probe) return VKM_OK;
+    vkm_rec rec;
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    vkm_status s = vkm_rec_init(&rec, d, false);
+    if (s) return s;
+    s = vkm_dev_alloc_cmd(d, &cmd);
+    uint8_t r = 0;
+    if (!s) s = probe_f16(d, &rec, cmd, &r);
+    if (!s) d->f16_probe = r;
+    if (cmd) vkFreeCommandBuffers(d->device, d->cmd_pool, 1, &cmd);
+    vkm_rec_destroy(&rec);
     return s;
 }
 
@@ -214,7 +229,9 @@ vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * VKM_MSLOT_WORDS * 4, 16, &ms->state);
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * 256 * 4, 16, &ms->hist);
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, (uint64_t)ms->n_slabs * 256 * MAXP * 4, 16, &ms->part);
-    if (!s) s = probe_hw_f16(ms);
+    if (!s) s = vkm_dev_probe_f16(d);
+    ms->hw_f16 = (d->f16_probe & (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT)) ==
+                 (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT);
     if (s) {
         vkm_mstream_destroy(ms);
         return s;

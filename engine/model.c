@@ -325,6 +325,8 @@ static vkm_status model_new(vkm_context *ctx, const char *path, const vkm_model_
     if (params->weight_type != VKM_WEIGHTS_AUTO && params->weight_type != VKM_F32 &&
         params->weight_type != VKM_F16 && params->weight_type != VKM_Q8_0 && params->weight_type != VKM_Q4_0)
         return vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "weight_type must be auto, F32, F16, Q8_0 or Q4_0");
+    vkm_status s = vkm_dev_probe_f16(&ctx->dev); /* picks the f16 weight kernels */
+    if (s != VKM_OK) return s;
     vkm_model *m = calloc(1, sizeof *m);
     if (!m) return vkm_fail(&ctx->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     m->weight_type_param = params->weight_type;

@@ -65,7 +65,9 @@ vkm_spv_id vkm_ops_weight_variant(const vkm_dev *d, const char *family, vkm_dtyp
 {
     const char *suffix = "f32";
     switch (t) {
-    case VKM_F16: suffix = d->caps.storage16 ? "f16s" : "f16"; break;
+    case VKM_F16: /* the device's unpackHalf2x16 where it is exact, else 16-bit loads, else words */
+        suffix = (d->f16_probe & VKM_F16_DECODE_EXACT) ? "f16h" : d->caps.storage16 ? "f16s" : "f16";
+        break;
     case VKM_Q8_0: suffix = "q8_0"; break;
     case VKM_Q4_0: suffix = "q4_0"; break;
     default: break;

@@ -8,13 +8,14 @@
 
 typedef struct config {
     const char *name;
-    bool no_sg, no_s16;
+    bool no_sg, no_s16, hw_f16; /* hw_f16: probe the device's f16 decoding (as model loads do) */
 } config;
 
 static const config configs[] = {
-    {"default", false, false},
-    {"no-subgroup-arith", true, false},
-    {"no-16bit-storage", false, true},
+    {"default", false, false, false},
+    {"no-subgroup-arith", true, false, false},
+    {"no-16bit-storage", false, true, false},
+    {"device-f16-decode", false, false, true},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])
 
@@ -81,6 +82,12 @@ static void test_matvec(void **state)
         vkm_context *ctx = config_context(&configs[ci]);
         test_gpu g;
         test_gpu_init(&g, ctx);
+        if (configs[ci].hw_f16) {
+            test_gpu_check(&g, vkm_dev_probe_f16(g.d));
+            bool exact = (g.d->f16_probe & VKM_F16_DECODE_EXACT) != 0;
+            printf("device f16 decoding %s: f16 weights through %s\n", exact ? "exact" : "not exact",
+                   exact ? "unpackHalf2x16 (f16h)" : "the 16-bit storage or integer variants");
+        }
         uint64_t seed = 1;
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (int di = 0; di < 2; di++)

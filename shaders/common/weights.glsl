@@ -2,6 +2,8 @@
 //   WTYPE_F32   rows of f32, stride padded to 8: a step is 4 elements (one vec4)
 //   WTYPE_F16   rows of f16 read as 32-bit words (no 16-bit storage needed): 8 elements
 //   WTYPE_F16S  rows of f16 through 16-bit storage: 8 elements
+//   WTYPE_F16H  as WTYPE_F16, decoded by unpackHalf2x16: used where the device's decoding was
+//               found exact (vkm_dev_probe_f16); several times cheaper on CPU devices
 //   WTYPE_Q8_0  [rows][cols] int8 quants, then [rows][cols/32] f16 scales: a step is a block of 32
 //   WTYPE_Q4_0  [rows][cols/2] nibbles (llama.cpp order: low = j, high = j+16), then scales
 // W_STEP elements per step, W_K vec4 per step. load_w(row, step, v) dequantizes into v[0..W_K).
@@ -16,15 +18,20 @@ void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
 {
     v[0] = w4[row * (w_stride >> 2) + s];
 }
-#elif defined(WTYPE_F16)
+#elif defined(WTYPE_F16) || defined(WTYPE_F16H)
 #define W_STEP 8
 #define W_K 2
 layout(binding = 0) readonly buffer Wv { uvec4 w4[]; };
 void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
 {
     uvec4 q = w4[row * (w_stride >> 3) + s];
+#if defined(WTYPE_F16H)
+    v[0] = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+    v[1] = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
+#else
     v[0] = f16x4(q.xy);
     v[1] = f16x4(q.zw);
+#endif
 }
 #elif defined(WTYPE_F16S)
 #extension GL_EXT_shader_16bit_storage : require
