@@ -570,6 +570,15 @@ vkm_status vkm_model_profile(const vkm_model *m, vkm_kernel_stat *out, size_t ca
     return VKM_OK;
 }
 
+vkm_status vkm_model_set_profiling(vkm_model *m, bool on)
+{
+    if (!m) return VKM_ERR_INVALID_ARGUMENT;
+    if (!m->rec.queries) return vkm_fail(m->d->err, VKM_ERR_STATE, "%s was loaded without profiling", m->path);
+    m->profile = m->rec.profile = on;
+    m->n_prof = 0;
+    return VKM_OK;
+}
+
 uint32_t vkm_model_n_experts(const vkm_model *m) { return m && m->bank ? m->bank->n_exp : 0; }
 
 const char *vkm_model_expert_name(const vkm_model *m, uint32_t i)

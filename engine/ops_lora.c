@@ -29,8 +29,9 @@ uint32_t vkm_lora_rank_pad(uint32_t rmax) { return pow2_at_least(rmax, 4); }
 void vkm_op_router(vkm_rec *r, const vkm_router_call *c)
 {
     uint32_t emax = pow2_at_least(c->n_exp, 4);
-    uint32_t spec[2] = {router_wg(r->dev), emax};
-    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_router, spec, 2);
+    const bool vec = c->in_dim % 4 == 0 && c->x.off % 4 == 0 && c->x.stride % 4 == 0;
+    uint32_t spec[3] = {router_wg(r->dev), emax, vec ? 1u : 0u};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_router, spec, 3);
     if (!p) return;
     vkm_push_router pc = {c->in_dim, c->n, c->x.stride, c->x.off, c->list_off, c->out_row_off,
                           c->route_off, c->n_exp, c->row_stride, c->top_k, c->flags, c->inv_temp,
@@ -84,19 +85,22 @@ void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c)
                         c->row_list_off};
     uint32_t swg = vkm_ops_reduce_wg(d);
     while (swg * rmax * 4 > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
-    uint32_t sspec[2] = {swg, rmax};
-    vkm_pipe *sp = vkm_ops_pipe(r, VKM_SPV_lora_shrink, sspec, 2);
+    /* vec4 rows where every row start is 16-byte aligned (ranges are aligned to 16 bytes) */
+    const bool svec = c->in_dim % 4 == 0 && c->x.off % 4 == 0 && c->x.stride % 4 == 0;
+    const bool evec = c->out_dim % 4 == 0;
+    uint32_t sspec[3] = {swg, rmax, svec ? 1u : 0u};
+    vkm_pipe *sp = vkm_ops_pipe(r, VKM_SPV_lora_shrink, sspec, 3);
     if (!sp) return;
     vkm_range sb[6] = {c->x.r, c->a, c->meta, c->ids, c->list, c->t};
     vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->in_dim + 2ull * c->rmax * c->in_dim));
     vkm_rec_dispatch_n(r, sp, sb, 6, &pc, sizeof pc, (uint64_t)c->n_tok * c->row_stride);
-    uint32_t espec[2] = {64, rmax};
+    uint32_t espec[3] = {64, rmax, evec ? 1u : 0u};
     if (espec[0] > d->caps.max_wg_invocations) espec[0] = d->caps.max_wg_invocations;
-    vkm_pipe *ep = vkm_ops_pipe(r, VKM_SPV_lora_expand, espec, 2);
+    vkm_pipe *ep = vkm_ops_pipe(r, VKM_SPV_lora_expand, espec, 3);
     if (!ep) return;
     vkm_range eb[7] = {c->t, c->bt, c->meta, c->ids, c->list, c->wts, c->y.r};
     vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->out_dim + 2ull * c->rmax * c->out_dim));
-    uint64_t blocks = (c->out_dim + espec[0] - 1) / espec[0];
+    uint64_t outs = evec ? c->out_dim / 4 : c->out_dim, blocks = (outs + espec[0] - 1) / espec[0];
     vkm_rec_dispatch_n(r, ep, eb, 7, &pc, sizeof pc, (uint64_t)c->n_tok * blocks);
 }
 

@@ -6,12 +6,15 @@
 // rows start at meta[4e]), Bt [rank_total][out], meta[4e+1] = rank, meta[4e+2] = scale bits.
 //   LORA_SHRINK: t[i][j][k] = A_e[k] . x_i, one workgroup per (token i, entry j).
 //   LORA_EXPAND: y_i += sum_j w_ij s_e Bt_e[.][o] . t[i][j], one workgroup per (token, 64 rows).
-// Spec constants: 0 WG, 1 RMAX (the largest rank: t's stride).
+// Spec constants: 0 WG, 1 RMAX (the largest rank: t's stride), 2 VEC: 1 when the rows of A
+// (shrink: in_dim and x's offset and stride) or of Bt (expand: out_dim) are multiples of 4
+// elements, read as vec4 (one 16-byte load per lane instead of four: CPU devices gather each).
 #include "types.glsl"
 #define VKM_PUSH_LORA
 #include "push.glsl"
 
 layout(constant_id = 1) const uint RMAX = 16;
+layout(constant_id = 2) const uint VEC = 0;
 
 layout(binding = 2) readonly buffer Meta { uint meta[]; };
 layout(binding = 3) readonly buffer Ids { uint ids[]; };
@@ -19,7 +22,9 @@ layout(binding = 4) readonly buffer Step { uint list[]; };
 
 #ifdef LORA_SHRINK
 layout(binding = 0) readonly buffer Xb { float x[]; };
+layout(binding = 0) readonly buffer Xb4 { vec4 x4[]; };
 layout(binding = 1) readonly buffer Ab { float a[]; };
+layout(binding = 1) readonly buffer Ab4 { vec4 a4[]; };
 layout(binding = 5) writeonly buffer Tb { float t[]; };
 
 shared float part[RMAX * WG];
@@ -37,10 +42,19 @@ void main()
     float acc[RMAX];
     [[unroll]] for (uint k = 0; k < RMAX; k++) acc[k] = 0.0;
     const uint xb = pc.x_off + i * pc.x_stride;
-    for (uint c = lid; c < pc.in_dim; c += WG) {
-        const float xv = x[xb + c];
-        [[unroll]] for (uint k = 0; k < RMAX; k++)
-            if (k < r) acc[k] += a[(off + k) * pc.in_dim + c] * xv;
+    if (VEC != 0u) {
+        const uint n4 = pc.in_dim >> 2, xb4 = xb >> 2;
+        for (uint c = lid; c < n4; c += WG) {
+            const vec4 xv = x4[xb4 + c];
+            [[unroll]] for (uint k = 0; k < RMAX; k++)
+                if (k < r) acc[k] += dot(a4[(off + k) * n4 + c], xv);
+        }
+    } else {
+        for (uint c = lid; c < pc.in_dim; c += WG) {
+            const float xv = x[xb + c];
+            [[unroll]] for (uint k = 0; k < RMAX; k++)
+                if (k < r) acc[k] += a[(off + k) * pc.in_dim + c] * xv;
+        }
     }
     [[unroll]] for (uint k = 0; k < RMAX; k++) part[k * WG + lid] = acc[k];
     barrier();
@@ -55,11 +69,41 @@ void main()
 #ifdef LORA_EXPAND
 layout(binding = 0) readonly buffer Tb { float t[]; };
 layout(binding = 1) readonly buffer Bb { float bt[]; };
+layout(binding = 1) readonly buffer Bb4 { vec4 bt4[]; };
 layout(binding = 5) readonly buffer Wb { float wts[]; };
 layout(binding = 6) buffer Yb { float y[]; };
 
+// VEC: 4 consecutive outputs per invocation from vec4 rows of Bt.
+void expand4()
+{
+    const uint n4 = pc.out_dim >> 2, blocks = (n4 + WG - 1) / WG, g = vkm_group_id();
+    const uint i = g / blocks, o = (g % blocks) * WG + gl_LocalInvocationID.x;
+    if (i >= pc.n_tok || o >= n4) return;
+    const uint row = list[pc.row_list_off + i], rb = pc.route_off + row * pc.row_stride;
+    vec4 acc = vec4(0.0);
+    for (uint j = 0; j < pc.row_stride; j++) {
+        const uint e = ids[rb + j];
+        if (e == 0xffffffffu) break;
+        const uint off = meta[pc.meta_off + 4 * e], r = meta[pc.meta_off + 4 * e + 1];
+        const float f = wts[rb + j] * uintBitsToFloat(meta[pc.meta_off + 4 * e + 2]);
+        const uint tb = (i * pc.row_stride + j) * RMAX;
+        vec4 s = vec4(0.0);
+        for (uint k = 0; k < r; k++) s += bt4[(off + k) * n4 + o] * t[tb + k];
+        acc += f * s;
+    }
+    const uint yi = pc.y_off + i * pc.y_stride + 4u * o;
+    y[yi] += acc.x;
+    y[yi + 1u] += acc.y;
+    y[yi + 2u] += acc.z;
+    y[yi + 3u] += acc.w;
+}
+
 void main()
 {
+    if (VEC != 0u) {
+        expand4();
+        return;
+    }
     const uint blocks = (pc.out_dim + WG - 1) / WG, g = vkm_group_id();
     const uint i = g / blocks, o = (g % blocks) * WG + gl_LocalInvocationID.x;
     if (i >= pc.n_tok || o >= pc.out_dim) return;

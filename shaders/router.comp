@@ -11,9 +11,12 @@
 #include "push.glsl"
 
 layout(constant_id = 1) const uint EMAX = 8;
+layout(constant_id = 2) const uint VEC = 0; // 1: in_dim and x's offset/stride are multiples of 4 (vec4 loads)
 
 layout(binding = 0) readonly buffer X { float x[]; };
+layout(binding = 0) readonly buffer X4 { vec4 x4[]; };
 layout(binding = 1) readonly buffer R { float rw[]; };
+layout(binding = 1) readonly buffer R4 { vec4 rw4[]; };
 layout(binding = 2) readonly buffer L { uint list[]; };
 layout(binding = 3) writeonly buffer Ids { uint ids[]; };
 layout(binding = 4) writeonly buffer Wts { float wts[]; };
@@ -31,11 +34,21 @@ void main()
     float acc[EMAX];
     [[unroll]] for (uint e = 0; e < EMAX; e++) acc[e] = 0.0;
     float ss = 0.0;
-    for (uint c = lid; c < pc.in_dim; c += WG) {
-        const float v = x[xb + c] * pc.x_scale;
-        ss += v * v;
-        [[unroll]] for (uint e = 0; e < EMAX; e++)
-            if (e < pc.n_exp) acc[e] += rw[e * pc.in_dim + c] * v;
+    if (VEC != 0u) {
+        const uint n4 = pc.in_dim >> 2, xb4 = xb >> 2;
+        for (uint c = lid; c < n4; c += WG) {
+            const vec4 v = x4[xb4 + c] * pc.x_scale;
+            ss += dot(v, v);
+            [[unroll]] for (uint e = 0; e < EMAX; e++)
+                if (e < pc.n_exp) acc[e] += dot(rw4[e * n4 + c], v);
+        }
+    } else {
+        for (uint c = lid; c < pc.in_dim; c += WG) {
+            const float v = x[xb + c] * pc.x_scale;
+            ss += v * v;
+            [[unroll]] for (uint e = 0; e < EMAX; e++)
+                if (e < pc.n_exp) acc[e] += rw[e * pc.in_dim + c] * v;
+        }
     }
     const float norm = sqrt(wg_sum(ss));
     [[unroll]] for (uint e = 0; e < EMAX; e++) part[e * WG + lid] = acc[e];

@@ -63,7 +63,8 @@ static void run_case(test_gpu *g, const moe_case *c, uint64_t seed)
 {
     test_rng rng = {seed};
     const uint32_t E = c->E, T = c->T, D = c->D, F = c->F;
-    const uint32_t xo = 3, xs = D + 5, rows = T + 2; /* routing rows: tokens in reverse, two spare */
+    /* x at an odd offset and stride, or (D a multiple of 4) aligned ones: the router's vec4 path */
+    const uint32_t xo = D % 4 ? 3 : 4, xs = D % 4 ? D + 5 : D + 8, rows = T + 2; /* routing rows: tokens in reverse, two spare */
     float *x = test_alloc(((size_t)T * xs + xo) * 4), *rm = test_alloc((size_t)E * D * 4);
     float *w1 = test_alloc((size_t)E * F * D * 4), *w2 = test_alloc((size_t)E * D * F * 4);
     float *w1d = test_alloc((size_t)E * F * D * 4), *w2d = test_alloc((size_t)E * D * F * 4);
@@ -298,7 +299,9 @@ static void test_lora_paths(void **state)
     for (size_t ti = 0; ti < 4; ti++)
         for (size_t ei = 0; ei < 3; ei++)
             for (int grouped = 0; grouped < 2; grouped++) {
+                /* odd sizes (scalar rows) and multiples of 4 (the BGMV kernels' vec4 rows) */
                 lora_case(&g, toks[ti], experts[ei], 37 + (uint32_t)ei * 8, 29 + (uint32_t)ti * 16, grouped, seed++);
+                lora_case(&g, toks[ti], experts[ei], 64 + (uint32_t)ei * 12, 36 + (uint32_t)ti * 20, grouped, seed++);
                 vkm_arena_destroy(&g.arena);
                 vkm_arena_init(&g.arena, g.d, VKM_MEM_DEVICE, 64ull << 20);
             }

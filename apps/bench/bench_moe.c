@@ -6,7 +6,8 @@
  * The base and adapters are random files written once into --dir (kept for later runs).
  *
  *   bench_moe [--shape 1.1b|testbed] [--experts E] [--rank R] [--top-k K] [--depth module|layer]
- *             [--type f16|q8_0|q4_0] [--decode N] [--dir DIR] [--device D] [--json]
+ *             [--type f16|q8_0|q4_0] [--decode N] [--dir DIR] [--device D] [--json] [--profile]
+ * --profile prints the routed step kernel by kernel (timed with a timestamp per dispatch).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,8 @@ static vkm_session *session(vkm_context *ctx, vkm_model *m, vkm_route_mode mode,
     return s;
 }
 
-/* The router kernels' share of the last step's kernel time. */
-static double router_share(vkm_model *m)
+/* The router kernels' share of the last step's kernel time; with print, every kernel's. */
+static double router_share(vkm_model *m, bool print)
 {
     vkm_kernel_stat ks[64];
     size_t nk = 0;
@@ -70,6 +71,9 @@ static double router_share(vkm_model *m)
         tot += ks[k].seconds;
         if (!strcmp(ks[k].name, "router")) router += ks[k].seconds;
     }
+    for (size_t k = 0; k < nk && print; k++)
+        printf("  %-18s %5u calls %9.2f ms %5.1f%%\n", ks[k].name, ks[k].calls, ks[k].seconds * 1e3,
+               100 * ks[k].seconds / tot);
     return tot > 0 ? router / tot : 0;
 }
 
@@ -79,10 +83,11 @@ int main(int argc, char **argv)
     const char *shape_name = "1.1b", *dir = "/tmp/vkmoe-bench", *device = getenv("VKMOE_DEVICE"), *type = "f16";
     const char *depth = "module";
     int experts = 8, rank = 16, top_k = 2, steps = 6;
-    bool json = false;
+    bool json = false, profile = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = true; continue; }
+        if (!strcmp(a, "--profile")) { profile = true; continue; }
         if (!v) { fprintf(stderr, "bench_moe: %s needs a value\n", a); return 2; }
         i++;
         if (!strcmp(a, "--shape")) {
@@ -145,6 +150,7 @@ int main(int argc, char **argv)
     vkm_model_info bi;
     vkm_model_get_info(bm, &bi);
     vkm_session *bs = session(ctx, bm, VKM_ROUTE_DEFAULT, NULL);
+    if (vkm_model_set_profiling(bm, false) != VKM_OK) fail(ctx, "profiling"); /* times: untimed kernels */
     const double t_base = decode_time(ctx, &bs, 1, steps);
     vkm_session_free(bs);
     vkm_model_free(bm);
@@ -154,8 +160,12 @@ int main(int argc, char **argv)
     vkm_model_info mi;
     vkm_model_get_info(m, &mi);
     vkm_session *rs = session(ctx, m, VKM_ROUTE_ROUTER, NULL);
+    if (vkm_model_set_profiling(m, false) != VKM_OK) fail(ctx, "profiling");
     const double t_moe = decode_time(ctx, &rs, 1, steps);
-    const double share = router_share(m);
+    if (vkm_model_set_profiling(m, true) != VKM_OK) fail(ctx, "profiling"); /* the router's share */
+    decode_time(ctx, &rs, 1, 2);
+    const double share = router_share(m, profile && !json);
+    if (vkm_model_set_profiling(m, false) != VKM_OK) fail(ctx, "profiling");
     /* four sequences: one expert alone, the router, the bare base, uniform weights */
     float one[64] = {1.0f}, uni[64];
     for (int e = 0; e < experts; e++) uni[e] = 1.0f / (float)experts;

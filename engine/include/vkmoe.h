@@ -416,6 +416,10 @@ typedef struct vkm_kernel_stat {
 /* Per-kernel profile of the last step, largest time first. VKM_ERR_STATE without profiling,
  * VKM_ERR_UNSUPPORTED without timestamps on the device. */
 vkm_status vkm_model_profile(const vkm_model *m, vkm_kernel_stat *out, size_t cap, size_t *n);
+/* Pauses (on = false) and resumes the per-kernel timing of a model loaded with params.profile:
+ * a timestamp after every dispatch costs time, so step times are best measured paused.
+ * VKM_ERR_STATE when the model was loaded without profiling. */
+vkm_status vkm_model_set_profiling(vkm_model *m, bool on);
 
 /* The model's tokenizer, or NULL when it has none; owned by the model. */
 const vkm_tokenizer *vkm_model_tokenizer(const vkm_model *m);
