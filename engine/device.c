@@ -431,6 +431,7 @@ static vkm_status device_create(vkm_dev *d, const vkm_context_params *p)
     if (p->disable_storage8) c->storage8 = false;
     if (p->disable_int8) c->int8_arith = false;
     if (p->disable_subgroup_arith) c->subgroup_ops &= ~(uint32_t)VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    d->cpu_tuning = c->type == VK_PHYSICAL_DEVICE_TYPE_CPU && !p->tune_as_gpu;
     if (p->disable_sg_control) {
         c->subgroup_size_control = false;
         c->subgroup_min = c->subgroup_max = c->subgroup_size;

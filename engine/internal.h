@@ -34,6 +34,7 @@ typedef struct vkm_dev {
     uint32_t mem_upload;          /* host-visible, coherent: staging for uploads            */
     uint32_t mem_readback;        /* host-visible, preferably cached: downloads             */
     bool device_mappable;         /* mem_device is host-visible: write weights directly     */
+    bool cpu_tuning;              /* a CPU device tuned as one (not params.tune_as_gpu)      */
     /* the device's own f16 conversions (unpackHalf2x16 / packHalf2x16) against the host's on
      * every half and the rounding cases (vkm_dev_probe_f16, merge_stream.c): 0 not probed yet */
     uint8_t f16_probe;            /* VKM_F16_PROBE_* bits once probed                        */

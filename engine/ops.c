@@ -31,7 +31,7 @@ vkm_pipe *vkm_ops_pipe(vkm_rec *r, vkm_spv_id id, const uint32_t *spec, uint32_t
  * thread looping over its subgroups: kernels with reductions (barriers, shared memory) are
  * fastest with one subgroup per workgroup there, barrier-free ones with large workgroups.
  * GPUs: reductions over a few subgroups (at least 64 invocations), streaming kernels 256. */
-bool vkm_ops_cpu_device(const vkm_dev *d) { return d->caps.type == VK_PHYSICAL_DEVICE_TYPE_CPU; }
+bool vkm_ops_cpu_device(const vkm_dev *d) { return d->cpu_tuning; }
 
 static uint32_t cap_wg(const vkm_dev *d, uint32_t wg)
 {
@@ -81,9 +81,10 @@ void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
                    bool accumulate)
 {
     const vkm_dev *d = r->dev;
-    const uint32_t nr = vkm_ops_cpu_device(d) ? 8u : 2u;
-    for (uint32_t t0 = 0; t0 < n_t; t0 += 8) {
-        uint32_t nt = n_t - t0 < 8 ? n_t - t0 : 8;
+    /* CPU devices: 8 rows, 4 vectors per pass (more vectors per pass spill registers) */
+    const uint32_t nr = vkm_ops_cpu_device(d) ? 8u : 2u, per = vkm_ops_cpu_device(d) ? 4u : 8u;
+    for (uint32_t t0 = 0; t0 < n_t; t0 += per) {
+        uint32_t nt = n_t - t0 < per ? n_t - t0 : per;
         uint32_t spec[3] = {vkm_ops_reduce_wg(d), nr, nt};
         vkm_pipe *p = vkm_ops_pipe(r, vkm_ops_weight_variant(d, "matvec", w->dtype), spec, 3);
         if (!p) return;

@@ -32,7 +32,8 @@ void vkm_op_matmul(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
 void vkm_op_linear(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t,
                    bool accumulate)
 {
-    if (n_t <= MATVEC_MAX_T) vkm_op_matvec(r, w, x, y, n_t, accumulate);
+    /* CPU devices (llvmpipe): passes of matvec over 4 vectors beat the tiled matmul ~3x */
+    if (n_t <= MATVEC_MAX_T || vkm_ops_cpu_device(r->dev)) vkm_op_matvec(r, w, x, y, n_t, accumulate);
     else vkm_op_matmul(r, w, x, y, n_t, accumulate);
 }
 

@@ -69,7 +69,11 @@ static void random_ids(test_rng *r, int32_t *ids, uint32_t n, uint32_t vocab)
 static void test_prefill_both_layouts(void **state)
 {
     (void)state;
-    vkm_context *ctx = test_context();
+    for (int gpu = 0; gpu < 2; gpu++) { /* as tuned for this device; as for a GPU (tiled matmul) */
+    vkm_context_params cp = vkm_context_default_params();
+    cp.tune_as_gpu = gpu;
+    vkm_context *ctx = test_context_with(cp);
+    printf("%s\n", gpu ? "tuned as for a GPU" : "tuned for this device");
     test_rng rng = {11};
     for (int tied = 0; tied < 2; tied++)
         for (int hf = 0; hf < 2; hf++) {
@@ -84,7 +88,7 @@ static void test_prefill_both_layouts(void **state)
             assert_int_equal(vkm_model_get_info(m, &info), VKM_OK);
             assert_int_equal(info.rope_half, hf);
             assert_int_equal(info.tied_embeddings, tied);
-            const uint32_t n = 37; /* > 8: the matmul path */
+            const uint32_t n = 37; /* > 8: the matmul path on GPUs */
             int32_t ids[37];
             random_ids(&rng, ids, n, rm.vocab);
             float *got = test_alloc((size_t)n * rm.vocab * 4), *ref = ref_all(&rm, ids, n);
@@ -110,6 +114,7 @@ static void test_prefill_both_layouts(void **state)
             ref_model_free(&rm);
         }
     test_context_done(ctx);
+    }
 }
 
 /* three sequences at different positions advance in one step; each equals its own reference;
@@ -224,10 +229,12 @@ static void test_long_context_and_chunks(void **state)
 }
 
 /* F16 (file and conversion), Q8_0, Q4_0 against F32 logits */
-static void test_quantized_weights(void **state)
+static void quantized_weights(bool gpu)
 {
-    (void)state;
-    vkm_context *ctx = test_context();
+    vkm_context_params cp = vkm_context_default_params();
+    cp.tune_as_gpu = gpu; /* GPUs prefill these 24 tokens with the tiled matmul kernels */
+    vkm_context *ctx = test_context_with(cp);
+    printf("%s\n", gpu ? "tuned as for a GPU" : "tuned for this device");
     ref_model rm = {0};
     rm.vocab = 160; rm.dim = 64; rm.n_layers = 2; rm.n_heads = 4; rm.n_kv_heads = 2; rm.head_dim = 16;
     rm.ffn = 96; rm.ctx = 64; rm.eps = 1e-5f; rm.theta = 10000.0f;
@@ -265,6 +272,13 @@ static void test_quantized_weights(void **state)
     free(ref);
     ref_model_free(&rm);
     test_context_done(ctx);
+}
+
+static void test_quantized_weights(void **state)
+{
+    (void)state;
+    quantized_weights(false);
+    quantized_weights(true);
 }
 
 int main(void)

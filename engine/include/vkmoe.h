@@ -128,6 +128,8 @@ typedef struct vkm_context_params {
      * 8-bit storage, int8 math, subgroup size control. */
     bool disable_storage16, disable_fp16, disable_storage8, disable_int8, disable_sg_control;
     bool disable_subgroup_arith; /* use the shared-memory reduction variants                */
+    bool tune_as_gpu;            /* a CPU device gets the GPU choices (workgroup sizes, tiled
+                                    matmul for prefill): tests run those kernels on lavapipe  */
 } vkm_context_params;
 
 vkm_context_params vkm_context_default_params(void);
