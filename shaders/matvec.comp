@@ -84,6 +84,31 @@ void main()
     if (!any) return; // no vector of this workgroup chose the expert: no weight is read
     for (uint s = lid; s < nsteps; s += WG) {
         const bool tail = s >= nfull;
+#ifdef W_FACTORED
+        // quantized blocks (never partial): d_r * (q_r . x - W_OFFSET * sum x)
+        vec4 wv[NR * W_K];
+        float dsc[NR];
+        [[unroll]] for (uint r = 0; r < NR; r++) {
+            const uint row = min(rbase + r, pc.rows - 1);
+            vec4 v[W_K];
+            load_wq(row, s, pc.w_stride, v);
+            dsc[r] = w_scale(row, s, pc.w_stride, pc.scale_off);
+            [[unroll]] for (uint k = 0; k < W_K; k++) wv[r * W_K + k] = v[k];
+        }
+        [[unroll]] for (uint t = 0; t < NT; t++) {
+            if (sel[t] < 0) continue;
+            float dr[NR];
+            [[unroll]] for (uint r = 0; r < NR; r++) dr[r] = 0.0;
+            vec4 xs = vec4(0.0);
+            [[unroll]] for (uint k = 0; k < W_K; k++) {
+                vec4 xv = load_x(t, s, k, false, aligned);
+                xs += xv;
+                [[unroll]] for (uint r = 0; r < NR; r++) dr[r] += dot(wv[r * W_K + k], xv);
+            }
+            const float xsum = (xs.x + xs.y) + (xs.z + xs.w);
+            [[unroll]] for (uint r = 0; r < NR; r++) acc[r * NT + t] += dsc[r] * (dr[r] - W_OFFSET * xsum);
+        }
+#else
         vec4 wv[NR * W_K];
         [[unroll]] for (uint r = 0; r < NR; r++) {
             vec4 v[W_K];
@@ -97,6 +122,7 @@ void main()
                 [[unroll]] for (uint r = 0; r < NR; r++) acc[r * NT + t] += dot(wv[r * W_K + k], xv);
             }
         }
+#endif
     }
 
     // one barrier: partial sums of every (row, vector) to shared, then NR*NT invocations finish

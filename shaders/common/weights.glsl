@@ -60,22 +60,36 @@ float w_scale(uint row, uint s, uint w_stride, uint w_soff)
     vec2 d = unpackHalf2x16(w1[w_soff + (idx >> 1)]);
     return (idx & 1u) != 0u ? d.y : d.x;
 }
-void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
+// The raw quants of one block as floats (q8_0: -128..127; q4_0: 0..15) and W_OFFSET (the
+// value that encodes 0): the weights are (q - W_OFFSET) * w_scale. Matrix-vector kernels fold
+// the offset and the scale in once per block: d * (q . x - W_OFFSET * sum x).
+#define W_FACTORED
+#if defined(WTYPE_Q8_0)
+#define W_OFFSET 0.0
+#else
+#define W_OFFSET 8.0
+#endif
+void load_wq(uint row, uint s, uint w_stride, out vec4 v[W_K])
 {
-    float d = w_scale(row, s, w_stride, w_soff);
 #if defined(WTYPE_Q8_0)
     uint i = row * (w_stride >> 4) + 2 * s;
     uvec4 a = w4[i], b = w4[i + 1];
-    v[0] = i8x4(a.x) * d; v[1] = i8x4(a.y) * d; v[2] = i8x4(a.z) * d; v[3] = i8x4(a.w) * d;
-    v[4] = i8x4(b.x) * d; v[5] = i8x4(b.y) * d; v[6] = i8x4(b.z) * d; v[7] = i8x4(b.w) * d;
+    v[0] = i8x4(a.x); v[1] = i8x4(a.y); v[2] = i8x4(a.z); v[3] = i8x4(a.w);
+    v[4] = i8x4(b.x); v[5] = i8x4(b.y); v[6] = i8x4(b.z); v[7] = i8x4(b.w);
 #else
     uvec4 q = w4[row * (w_stride >> 4) + s];
     [[unroll]] for (uint j = 0; j < 4; j++) {
         uint x = q[j];
-        v[j] = (vec4(uvec4(x, x >> 8, x >> 16, x >> 24) & 0xFu) - 8.0) * d;
-        v[4 + j] = (vec4(uvec4(x >> 4, x >> 12, x >> 20, x >> 28) & 0xFu) - 8.0) * d;
+        v[j] = vec4(uvec4(x, x >> 8, x >> 16, x >> 24) & 0xFu);
+        v[4 + j] = vec4(uvec4(x >> 4, x >> 12, x >> 20, x >> 28) & 0xFu);
     }
 #endif
+}
+void load_w(uint row, uint s, uint w_stride, uint w_soff, out vec4 v[W_K])
+{
+    float d = w_scale(row, s, w_stride, w_soff);
+    load_wq(row, s, w_stride, v);
+    [[unroll]] for (uint k = 0; k < W_K; k++) v[k] = (v[k] - W_OFFSET) * d;
 }
 #endif
 
