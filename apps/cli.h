@@ -65,6 +65,9 @@ double cli_now(void);
 const char *cli_value(int argc, char **argv, int *i);
 bool cli_int(const char *s, long long *out);
 bool cli_float(const char *s, double *out);
+/* A whole file (or pipe) in a malloc'd buffer, NUL-terminated; *len bytes without the NUL.
+ * NULL with errno set when it cannot be read. */
+char *cli_read_file(const char *path, size_t *len);
 /* Prints "vkmoe <cmd>: <msg>" to stderr; returns 1 (the exit code for failures). */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

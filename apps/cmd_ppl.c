@@ -20,26 +20,6 @@ static void usage(FILE *f)
                "  plus -b/--batch, --weights, -d/--device as for run\n");
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) {
-        b[n] = 0;
-        *len = (size_t)n;
-    }
-    return b;
-}
-
 int cmd_ppl(int argc, char **argv)
 {
     cli_dev_opts dev;
@@ -83,7 +63,7 @@ int cmd_ppl(int argc, char **argv)
     }
     const uint32_t C = ctx_len ? (uint32_t)ctx_len : 128, S = stride ? (uint32_t)stride : C;
     size_t len = 0;
-    char *text = slurp(file, &len);
+    char *text = cli_read_file(file, &len);
     if (!text) return cli_error("ppl", "cannot read %s", file);
     mo.n_ctx = C;
     mo.n_seq = 1;

@@ -96,15 +96,7 @@ int cmd_route(int argc, char **argv)
         goto done;
     }
     size_t len = 0;
-    FILE *f = fopen(file, "rb");
-    if (f) {
-        fseek(f, 0, SEEK_END);
-        len = (size_t)ftell(f);
-        fseek(f, 0, SEEK_SET);
-        text = malloc(len + 1);
-        if (text && fread(text, 1, len, f) != len) len = 0;
-        fclose(f);
-    }
+    text = cli_read_file(file, &len);
     if (!text || !len) {
         cli_error("route", "cannot read %s", file);
         goto done;

@@ -118,26 +118,6 @@ static bool on_token(void *user, int32_t token, const char *text, size_t len)
     return true;
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap) {
-            char *b2 = realloc(buf, cap *= 2);
-            if (!b2) { free(buf); buf = NULL; }
-            else buf = b2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    return buf;
-}
-
 int cmd_run(int argc, char **argv)
 {
     cli_dev_opts dev;
@@ -181,7 +161,8 @@ int cmd_run(int argc, char **argv)
     if (bad) return 2;
     char *file_text = NULL;
     if (file) {
-        if (!(file_text = read_file(file))) return cli_error("run", "cannot read %s", file);
+        size_t flen = 0;
+        if (!(file_text = cli_read_file(file, &flen))) return cli_error("run", "cannot read %s", file);
         prompt = file_text;
     }
     if (sp.seed == (uint64_t)-1) sp.seed = (uint64_t)time(NULL);

@@ -21,35 +21,6 @@ static void usage(FILE *f)
                "  --pieces             one token per line: id and its piece, instead of the id line\n");
 }
 
-/* Reads a whole file into a malloc'd buffer. */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *b = realloc(buf, cap * 2);
-        if (!b) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = b;
-        cap *= 2;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if none. */
 static size_t utf8_len(const unsigned char *s, size_t n)
 {
@@ -118,7 +89,7 @@ int cmd_tokenize(int argc, char **argv)
     char *owned = NULL;
     const char *text = prompt;
     if (file) {
-        if (!(owned = read_file(file, &len))) return cli_error("tokenize", "%s: %s", file, strerror(errno));
+        if (!(owned = cli_read_file(file, &len))) return cli_error("tokenize", "%s: %s", file, strerror(errno));
         text = owned;
     } else {
         len = strlen(prompt);
