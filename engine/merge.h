@@ -189,6 +189,10 @@ vkm_status vkm_mstream_flush(vkm_mstream *ms);
 const uint32_t *vkm_mstream_slots(vkm_mstream *ms);
 /* Whether the kernels use the device's f16 conversions (found exact by a probe at creation). */
 bool vkm_mstream_hw_f16(const vkm_mstream *ms);
+/* madvise over the pages of [p, p + n): `outward` covers every page the range touches, else
+ * only the pages wholly inside it (for advice that must not reach a neighbour's data). Advice
+ * the kernel does not know (MADV_POPULATE_* before Linux 5.14) is a no-op. */
+void vkm_madvise_pages(const void *p, uint64_t n, int advice, bool outward);
 void vkm_mstream_destroy(vkm_mstream *ms);
 
 #endif

@@ -189,29 +189,6 @@ static vkm_status sink(void *user, const void *data, uint64_t bytes)
     return s;
 }
 
-/* Maps the pages of a tensor about to be merged in one call (a fault per page costs more than
- * the copy on some virtual machines); a kernel without MADV_POPULATE_READ faults them in as read. */
-static void populate(const vkm_tensor_src *t)
-{
-#ifdef MADV_POPULATE_READ
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)t->data & ~(uintptr_t)(page - 1), b = (uintptr_t)t->data + t->nbytes;
-    if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_READ);
-#else
-    (void)t;
-#endif
-}
-
-/* Drops the pages of a merged tensor from the process (they stay in the page cache). */
-static void release(const vkm_tensor_src *t)
-{
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)t->data, b = a + t->nbytes;
-    a = (a + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
-    b &= ~(uintptr_t)(page - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 static vkm_status merge_tensor(mrun *r, vkm_mstream *ms, uint32_t i)
 {
     const char *name = r->names[i];
@@ -232,7 +209,9 @@ static vkm_status merge_tensor(mrun *r, vkm_mstream *ms, uint32_t i)
     }
     for (uint32_t j = 0; j < r->pl.n_in && !s; j++) {
         const vkm_tensor_src *x = vkm_model_src_tensor(&r->in[j], name);
-        populate(x);
+#ifdef MADV_POPULATE_READ /* the tensor's pages mapped in one call, not a fault per page */
+        vkm_madvise_pages(x->data, x->nbytes, MADV_POPULATE_READ, true);
+#endif
         mt.src[j].data = x->data;
         mt.src[j].dtype = x->dtype;
         vkm_rope_layout from = r->in[j].hp.rope_layout;
@@ -248,7 +227,8 @@ static vkm_status merge_tensor(mrun *r, vkm_mstream *ms, uint32_t i)
     if (!s) s = vkm_mstream_tensor(ms, &r->pl, &mt);
     for (uint32_t j = 0; j < r->pl.n_in; j++) {
         free(maps[j]);
-        release(vkm_model_src_tensor(&r->in[j], name));
+        const vkm_tensor_src *x = vkm_model_src_tensor(&r->in[j], name); /* its pages leave the */
+        vkm_madvise_pages(x->data, x->nbytes, MADV_DONTNEED, false);     /* process, not the cache */
     }
     return s;
 }

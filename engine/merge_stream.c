@@ -157,19 +157,13 @@ vkm_status vkm_dev_probe_f16(vkm_dev *d)
     return s;
 }
 
-/* Maps the pages of a host view in one call: the slabs are written from the first chunk on, and
- * a fault per page costs more than the copy on some virtual machines. Memory the kernel cannot
- * populate (a device aperture) is left as it is. */
-static void prefault(const vkm_range *r)
+void vkm_madvise_pages(const void *p, uint64_t n, int advice, bool outward)
 {
-#ifdef MADV_POPULATE_WRITE
-    if (!r->map || !r->size) return;
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)r->map & ~(uintptr_t)(page - 1), b = (uintptr_t)r->map + r->size;
-    (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
-#else
-    (void)r;
-#endif
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, b = a + n;
+    a = outward ? a & ~(page - 1) : (a + page - 1) & ~(page - 1);
+    if (!outward) b &= ~(page - 1);
+    if (p && b > a) (void)madvise((void *)a, b - a, advice);
 }
 
 static vkm_status alloc_view(vkm_mstream *ms, uint64_t bytes, bool out, vkm_range *dev, vkm_range *host)
@@ -180,7 +174,11 @@ static vkm_status alloc_view(vkm_mstream *ms, uint64_t bytes, bool out, vkm_rang
     } else {
         s = vkm_arena_alloc(out ? &ms->down_arena : &ms->up_arena, bytes, 16, host);
     }
-    if (!s) prefault(host);
+#ifdef MADV_POPULATE_WRITE
+    /* the slabs are written from the first chunk on: their pages mapped in one call (a fault per
+     * page costs more than the copy on some virtual machines; a device aperture is left alone) */
+    if (!s) vkm_madvise_pages(host->map, host->size, MADV_POPULATE_WRITE, true);
+#endif
     return s;
 }
 
