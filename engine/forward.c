@@ -40,10 +40,14 @@ typedef struct moe_ctx {
     const vkm_step *s;
     bool lora;                    /* some token's row may hold experts                           */
     uint32_t group_off[VKM_MAX_ROUTERS]; /* where each group's token list starts (step buffer)   */
+    uint32_t ahead_lo, ahead_hi;  /* module-depth points already routed (route_sites_ahead)      */
 } moe_ctx;
 
-/* Token-level routers of routing point p (depth d at this point) on input x. */
-static void route_tokens(moe_ctx *c, vkm_depth d, uint32_t p, uint32_t copies, vkm_act x, uint32_t in)
+/* Token-level routers of depth d at routing points p .. p + n_points - 1 (module depth: points
+ * sharing the input x; any other depth: one point whose decision is copied to `copies` points).
+ * Points whose matrices lie back to back in one buffer are decided by one dispatch. */
+static void route_tokens(moe_ctx *c, vkm_depth d, uint32_t p, uint32_t n_points, uint32_t copies, vkm_act x,
+                         uint32_t in)
 {
     vkm_model *m = c->m;
     const vkm_bank *b = m->bank;
@@ -51,15 +55,38 @@ static void route_tokens(moe_ctx *c, vkm_depth d, uint32_t p, uint32_t copies, v
         const vkm_route_group *grp = &c->s->groups[g];
         const vkm_router *r = m->routers[grp->router];
         if (r->depth != d || !grp->n) continue;
-        vkm_router_call rc = {
-            .x = x, .in_dim = in, .n = grp->n, .list_off = c->group_off[g], .out_row_off = 0xffffffffu,
-            .matrix = r->r[p], .list = vkm_model_step_range(m), .ids = m->route_ids, .wts = m->route_wts,
-            .route_off = vkm_route_word(m, p, 0), .row_stride = b->n_exp, .n_copies = copies,
-            .copy_stride = m->route_rows * b->n_exp, .n_exp = r->n_exp, .top_k = r->top_k, .flags = r->flags,
-            .map_off = vkm_step_maps(m) + 64 * grp->router, .inv_temp = 1.0f / r->temperature,
-            .x_scale = 1.0f, .always_on = r->always_on};
-        vkm_op_router(&m->rec, &rc);
+        for (uint32_t i = 0, run; i < n_points; i += run) {
+            const vkm_range *mat = &r->r[p + i];
+            for (run = 1; i + run < n_points; run++) {
+                const vkm_range *nx = &r->r[p + i + run];
+                if (nx->buf != mat->buf || nx->size != mat->size || nx->off != mat->off + run * mat->size) break;
+            }
+            vkm_router_call rc = {
+                .x = x, .in_dim = in, .n = grp->n, .list_off = c->group_off[g], .out_row_off = 0xffffffffu,
+                .matrix = vkm_range_sub(*mat, 0, run * mat->size), .list = vkm_model_step_range(m),
+                .ids = m->route_ids, .wts = m->route_wts, .route_off = vkm_route_word(m, p + i, 0),
+                .row_stride = b->n_exp, .n_copies = copies, .copy_stride = m->route_rows * b->n_exp,
+                .n_sites = run, .mat_stride = (uint32_t)(mat->size / 4), .n_exp = r->n_exp, .top_k = r->top_k,
+                .flags = r->flags, .map_off = vkm_step_maps(m) + 64 * grp->router, .inv_temp = 1.0f / r->temperature,
+                .x_scale = 1.0f, .always_on = r->always_on};
+            vkm_op_router(&m->rec, &rc);
+        }
     }
+}
+
+/* Module-depth routers of the LoRA sites (layer, mod0 .. mod0 + n - 1), all reading x: decided
+ * ahead of the first of them (one dispatch where their matrices allow), so adapt() skips them. */
+static void route_sites_ahead(moe_ctx *c, uint32_t layer, uint32_t mod0, uint32_t n, vkm_act x)
+{
+    const vkm_bank *b = c->m->bank;
+    c->ahead_lo = c->ahead_hi = 0;
+    if (!b || c->m->ffn) return;
+    const uint32_t p0 = vkm_site_index(layer, mod0);
+    for (uint32_t i = 0; i < n; i++)
+        if (!b->sites[p0 + i].used || b->sites[p0 + i].in != b->sites[p0].in) return;
+    route_tokens(c, VKM_DEPTH_MODULE, p0, n, 1, x, b->sites[p0].in);
+    c->ahead_lo = p0;
+    c->ahead_hi = p0 + n;
 }
 
 static void pool_rows(moe_ctx *c, vkm_act x, uint32_t dim, uint32_t p)
@@ -82,7 +109,7 @@ static void adapt(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm_act y
     const uint32_t p = vkm_site_index(layer, mod);
     const vkm_site *site = &b->sites[p];
     if (!site->used) return;
-    route_tokens(c, VKM_DEPTH_MODULE, p, 1, x, site->in);
+    if (p < c->ahead_lo || p >= c->ahead_hi) route_tokens(c, VKM_DEPTH_MODULE, p, 1, 1, x, site->in);
     if (c->s->pool_slot >= 0 && c->s->pool_depth == VKM_DEPTH_MODULE) pool_rows(c, x, site->in, p);
     if (!c->lora) return;
     vkm_lora_call lc = {
@@ -106,7 +133,7 @@ static vkm_route_ref route_ref(const vkm_model *m, uint32_t p)
  * input for the whole FFN (layer depth). */
 static void ffn_route(moe_ctx *c, uint32_t p, vkm_depth d, vkm_act x, uint32_t in)
 {
-    route_tokens(c, d, p, d == VKM_DEPTH_MODULE ? 1 : 3, x, in);
+    route_tokens(c, d, p, 1, d == VKM_DEPTH_MODULE ? 1 : 3, x, in);
     if (c->s->pool_slot >= 0 && c->s->pool_depth == d) pool_rows(c, x, in, p);
 }
 
@@ -136,8 +163,8 @@ static void attn_linear(moe_ctx *c, uint32_t layer, uint32_t mod, const vkm_tens
         return;
     }
     const uint32_t p = vkm_site_index(layer, mod);
-    route_tokens(c, VKM_DEPTH_LAYER, p, 1, x, m->hp.dim);
-    route_tokens(c, VKM_DEPTH_MODULE, p, 1, x, m->hp.dim);
+    route_tokens(c, VKM_DEPTH_LAYER, p, 1, 1, x, m->hp.dim);
+    route_tokens(c, VKM_DEPTH_MODULE, p, 1, 1, x, m->hp.dim);
     if (c->s->pool_slot >= 0 && c->s->pool_depth != VKM_DEPTH_MODEL) pool_rows(c, x, m->hp.dim, p);
     ffn_mixture(c, layer, mod, x, y, acc);
 }
@@ -198,7 +225,7 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
     }
     const uint32_t out_off = vkm_model_out_off(m);
     for (uint32_t j = 0; j < s->n_out; j++) in[out_off + j] = s->out_rows[j];
-    moe_ctx mc = {m, s, false, {0}};
+    moe_ctx mc = {m, s, false, {0}, 0, 0};
     if (m->bank) {
         const uint32_t ro = vkm_step_region(m, VKM_STEP_ROW), empty = vkm_empty_row(m);
         for (uint32_t i = 0; i < T; i++) {
@@ -229,12 +256,13 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
         const vkm_layer *ly = &m->layers[l];
         vkm_op_rmsnorm(r, X, ly->attn_norm, XN, D, T, hp->norm_eps);
         if (m->bank) {
-            if (!m->ffn) route_tokens(&mc, VKM_DEPTH_LAYER, vkm_site_index(l, 0), VKM_N_MODULES, XN, D);
-            if (l == 0) route_tokens(&mc, VKM_DEPTH_MODEL, 0, n_sites, XN, D);
+            if (!m->ffn) route_tokens(&mc, VKM_DEPTH_LAYER, vkm_site_index(l, 0), 1, VKM_N_MODULES, XN, D);
+            if (l == 0) route_tokens(&mc, VKM_DEPTH_MODEL, 0, 1, n_sites, XN, D);
             if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_LAYER && !m->ffn) pool_rows(&mc, XN, D, vkm_site_index(l, 0));
             /* the sequence feature of model depth: the last layer's normed input */
             if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_MODEL && l + 1 == hp->n_layers) pool_rows(&mc, XN, D, 0);
         }
+        route_sites_ahead(&mc, l, VKM_MOD_Q, 3, XN);
         attn_linear(&mc, l, VKM_MOD_Q, &ly->wq, XN, Q, false);
         attn_linear(&mc, l, VKM_MOD_K, &ly->wk, XN, K, false);
         attn_linear(&mc, l, VKM_MOD_V, &ly->wv, XN, V, false);
@@ -248,6 +276,7 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
             ffn_block(&mc, l, XN, X);
             continue;
         }
+        route_sites_ahead(&mc, l, VKM_MOD_GATE, 2, XN);
         vkm_op_linear(r, &ly->w_gate, XN, G, T, false);
         adapt(&mc, l, VKM_MOD_GATE, XN, G);
         vkm_op_linear(r, &ly->w_up, XN, U, T, false);

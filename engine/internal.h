@@ -263,6 +263,9 @@ void vkm_rec_dispatch(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_t 
  * computes its group index as vkm_group_id() (common/types.glsl). */
 void vkm_rec_dispatch_n(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_t n_binds,
                         const void *push, uint32_t push_bytes, uint64_t n_groups);
+/* The same, gz times over (workgroup z: an index the kernel reads from gl_WorkGroupID.z). */
+void vkm_rec_dispatch_nz(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_t n_binds,
+                         const void *push, uint32_t push_bytes, uint64_t n_groups, uint32_t gz);
 void vkm_rec_copy(vkm_rec *r, vkm_range src, vkm_range dst, uint64_t bytes);
 void vkm_rec_fill(vkm_rec *r, vkm_range dst, uint32_t value);
 /* Writes bytes (<= 65536, a multiple of 4) from host memory into dst inside the command buffer. */

@@ -29,17 +29,18 @@ uint32_t vkm_lora_rank_pad(uint32_t rmax) { return pow2_at_least(rmax, 4); }
 void vkm_op_router(vkm_rec *r, const vkm_router_call *c)
 {
     uint32_t emax = pow2_at_least(c->n_exp, 4);
-    const bool vec = c->in_dim % 4 == 0 && c->x.off % 4 == 0 && c->x.stride % 4 == 0;
+    const bool vec = c->in_dim % 4 == 0 && c->x.off % 4 == 0 && c->x.stride % 4 == 0 && c->mat_stride % 4 == 0;
     uint32_t spec[3] = {router_wg(r->dev), emax, vec ? 1u : 0u};
     vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_router, spec, 3);
     if (!p) return;
     vkm_push_router pc = {c->in_dim, c->n, c->x.stride, c->x.off, c->list_off, c->out_row_off,
                           c->route_off, c->n_exp, c->row_stride, c->top_k, c->flags, c->inv_temp,
                           c->always_on, c->map_off, c->x_scale, c->n_copies ? c->n_copies : 1,
-                          c->copy_stride};
+                          c->copy_stride, c->mat_stride};
     vkm_range b[5] = {c->x.r, c->matrix, c->list, c->ids, c->wts};
-    vkm_rec_note_bytes(r, 4ull * c->n * c->in_dim * (1 + c->n_exp));
-    vkm_rec_dispatch_n(r, p, b, 5, &pc, sizeof pc, c->n);
+    const uint32_t sites = c->n_sites ? c->n_sites : 1;
+    vkm_rec_note_bytes(r, 4ull * sites * c->n * c->in_dim * (1 + c->n_exp));
+    vkm_rec_dispatch_nz(r, p, b, 5, &pc, sizeof pc, c->n, sites);
 }
 
 /* Many tokens: per chunk, the items grouped by expert, shrink t = s_e A_e x as a gathered

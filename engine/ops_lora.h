@@ -12,10 +12,12 @@ typedef struct vkm_router_call {
     uint32_t in_dim, n;         /* input length, rows to route                               */
     uint32_t list_off;          /* input rows from list[list_off + j] (0xffffffff: j)        */
     uint32_t out_row_off;       /* output rows from list[out_row_off + j] (0xffffffff: input) */
-    vkm_range matrix;           /* [n_exp][in_dim]                                           */
+    vkm_range matrix;           /* [n_exp][in_dim] (n_sites of them, mat_stride words apart)  */
     vkm_range list;             /* uint32 lists (the step buffer)                            */
     vkm_range ids, wts;         /* routing buffers                                           */
     uint32_t route_off, row_stride, n_copies, copy_stride;
+    uint32_t n_sites, mat_stride;   /* routing points decided by this dispatch (0 means 1); the
+                                     * rows of point i start (i * n_copies) * copy_stride further */
     uint32_t n_exp, top_k, flags, map_off;
     float inv_temp, x_scale;
     int32_t always_on;

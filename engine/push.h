@@ -71,6 +71,7 @@ typedef struct vkm_push_router {
     uint32_t map_off;
     float x_scale;
     uint32_t n_copies, copy_stride;
+    uint32_t mat_stride; /* routing points in one dispatch (workgroup z): words between their matrices */
 } vkm_push_router;
 
 typedef struct vkm_push_lora {

@@ -172,10 +172,16 @@ void vkm_rec_dispatch(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_t 
 void vkm_rec_dispatch_n(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_t n_binds,
                         const void *push, uint32_t push_bytes, uint64_t n_groups)
 {
+    vkm_rec_dispatch_nz(r, p, binds, n_binds, push, push_bytes, n_groups, 1);
+}
+
+void vkm_rec_dispatch_nz(vkm_rec *r, vkm_pipe *p, const vkm_range *binds, uint32_t n_binds,
+                         const void *push, uint32_t push_bytes, uint64_t n_groups, uint32_t gz)
+{
     uint64_t maxx = r->dev->caps.max_wg_count[0];
     if (maxx > 65535) maxx = 65535; /* keep x within the portable minimum */
     uint64_t gx = n_groups < maxx ? n_groups : maxx, gy = (n_groups + gx - 1) / (gx ? gx : 1);
-    vkm_rec_dispatch(r, p, binds, n_binds, push, push_bytes, (uint32_t)gx, (uint32_t)gy, 1);
+    vkm_rec_dispatch(r, p, binds, n_binds, push, push_bytes, (uint32_t)gx, (uint32_t)gy, gz);
 }
 
 void vkm_rec_copy(vkm_rec *r, vkm_range src, vkm_range dst, uint64_t bytes)

@@ -5,7 +5,9 @@
 // softmax or sigmoid or raw, top-k over the experts other than the always-on one (ties: the
 // lowest index), renormalised to sum 1 (softmax / sigmoid), the always-on expert added with
 // weight 1 (flags 16: a bias per expert, in the matrix row after the experts' rows). Writes the chosen bank experts (packed first, then 0xffffffff) and their weights
-// into the routing buffers the LoRA kernels read. Spec constants: 0 WG, 1 EMAX.
+// into the routing buffers the LoRA kernels read. Workgroup z is the routing point among
+// consecutive ones sharing the input (q, k, v; gate, up): one dispatch decides all of them.
+// Spec constants: 0 WG, 1 EMAX, 2 VEC.
 #include "types.glsl"
 #define VKM_PUSH_ROUTER
 #include "push.glsl"
@@ -31,6 +33,7 @@ void main()
     const uint xr = pc.list_off == 0xffffffffu ? j : list[pc.list_off + j];
     const uint orow = pc.out_row_off == 0xffffffffu ? xr : list[pc.out_row_off + j];
     const uint xb = pc.x_off + xr * pc.x_stride;
+    const uint site = gl_WorkGroupID.z, mb = site * pc.mat_stride;
     float acc[EMAX];
     [[unroll]] for (uint e = 0; e < EMAX; e++) acc[e] = 0.0;
     float ss = 0.0;
@@ -40,14 +43,14 @@ void main()
             const vec4 v = x4[xb4 + c] * pc.x_scale;
             ss += dot(v, v);
             [[unroll]] for (uint e = 0; e < EMAX; e++)
-                if (e < pc.n_exp) acc[e] += dot(rw4[e * n4 + c], v);
+                if (e < pc.n_exp) acc[e] += dot(rw4[(mb >> 2) + e * n4 + c], v);
         }
     } else {
         for (uint c = lid; c < pc.in_dim; c += WG) {
             const float v = x[xb + c] * pc.x_scale;
             ss += v * v;
             [[unroll]] for (uint e = 0; e < EMAX; e++)
-                if (e < pc.n_exp) acc[e] += rw[e * pc.in_dim + c] * v;
+                if (e < pc.n_exp) acc[e] += rw[mb + e * pc.in_dim + c] * v;
         }
     }
     const float norm = sqrt(wg_sum(ss));
@@ -59,7 +62,7 @@ void main()
         for (uint t = 0; t < WG; t++) s += part[e * WG + t];
         if ((pc.flags & 1u) != 0u) s = norm > 0.0 ? s / norm : 0.0;
         if ((pc.flags & 2u) != 0u) s = abs(s);
-        if ((pc.flags & 16u) != 0u) s += rw[pc.n_exp * pc.in_dim + e]; // biases: the row after the experts
+        if ((pc.flags & 16u) != 0u) s += rw[mb + pc.n_exp * pc.in_dim + e]; // biases: the row after the experts
         logit[e] = s * pc.inv_temp;
     }
     // probabilities (or raw values)
@@ -96,7 +99,7 @@ void main()
     }
     const bool renorm = (pc.flags & 12u) != 0u && tot > 0.0;
     for (uint c = 0; c < pc.n_copies; c++) {
-        const uint rb = pc.route_off + c * pc.copy_stride + orow * pc.row_stride;
+        const uint rb = pc.route_off + (site * pc.n_copies + c) * pc.copy_stride + orow * pc.row_stride;
         uint o = 0;
         for (uint s = 0; s < cnt; s++, o++) {
             ids[rb + o] = list[pc.map_off + sel[s]];

@@ -309,11 +309,80 @@ static void test_lora_paths(void **state)
     test_context_done(ctx);
 }
 
+/* One router dispatch deciding several routing points that share the input (q, k, v): point
+ * i's matrix mat_stride words after point i-1's, its rows copy_stride words further; each
+ * point's ids and weights against the reference, and no point writes another's rows. With and
+ * without subgroup arithmetic (the router's _nosg twin). */
+static void test_router_points(void **state)
+{
+    (void)state;
+    for (int no_sg = 0; no_sg < 2; no_sg++) {
+    vkm_context_params cp = vkm_context_default_params();
+    cp.disable_subgroup_arith = no_sg;
+    vkm_context *ctx = test_context_with(cp);
+    test_gpu g;
+    test_gpu_init(&g, ctx);
+    static const uint32_t dims[] = {37, 64}, points[] = {2, 3};
+    uint64_t seed = 77;
+    for (size_t di = 0; di < 2; di++)
+        for (size_t pi = 0; pi < 2; pi++) {
+            test_rng rng = {seed++};
+            const uint32_t E = 5, T = 3, D = dims[di], P = points[pi], k = 2, rows = T + 1, stride = rows * E;
+            const uint32_t xo = D % 4 ? 1 : 8, xs = D % 4 ? D + 3 : D + 4;
+            float *x = test_alloc(((size_t)T * xs + xo) * 4), *rm = test_alloc((size_t)P * E * D * 4);
+            test_fill(&rng, x, (size_t)T * xs + xo, 1.0f);
+            test_fill(&rng, rm, (size_t)P * E * D, 0.6f);
+            uint32_t lst[64 + 3];
+            for (uint32_t e = 0; e < 64; e++) lst[e] = e;
+            for (uint32_t t = 0; t < T; t++) lst[64 + t] = t;
+            vkm_range xr = test_gpu_floats(&g, x, (size_t)T * xs + xo), rr = test_gpu_floats(&g, rm, (size_t)P * E * D);
+            vkm_range lr = gpu_words(&g, lst, 64 + T);
+            /* routing rows of P + 1 points: the one after the last must stay untouched */
+            vkm_range ids = test_gpu_floats(&g, NULL, (size_t)(P + 1) * stride);
+            vkm_range wts = test_gpu_floats(&g, NULL, (size_t)(P + 1) * stride);
+            vkm_rec *r = test_gpu_begin(&g);
+            vkm_rec_fill(r, ids, 0xabababab);
+            vkm_router_call rc = {.x = {xr, xo, xs}, .in_dim = D, .n = T, .list_off = 64, .out_row_off = 0xffffffffu,
+                                  .matrix = rr, .list = lr, .ids = ids, .wts = wts, .route_off = E, .row_stride = E,
+                                  .n_copies = 1, .copy_stride = stride, .n_sites = P, .mat_stride = E * D, .n_exp = E,
+                                  .top_k = k, .flags = VKM_ROUTER_SOFTMAX, .map_off = 0, .inv_temp = 1.0f,
+                                  .x_scale = 1.0f, .always_on = -1};
+            vkm_op_router(r, &rc);
+            test_gpu_run(&g);
+            uint32_t *gid = test_alloc((size_t)(P + 1) * stride * 4);
+            float *gw = test_alloc((size_t)(P + 1) * stride * 4);
+            test_gpu_read(&g, ids, (float *)(void *)gid, (size_t)(P + 1) * stride);
+            test_gpu_read(&g, wts, gw, (size_t)(P + 1) * stride);
+            for (uint32_t p = 0; p <= P; p++)
+                for (uint32_t row = 0; row < rows; row++)
+                    for (uint32_t j = 0; j < E; j++) {
+                        const size_t at = (size_t)p * stride + E + (size_t)row * E + j;
+                        if (at >= (size_t)(P + 1) * stride) continue;
+                        if (p == P || row == T) { /* beyond the routed points and rows */
+                            if (gid[at] != 0xababababu) fail_msg("D=%u P=%u: word %zu written", D, P, at);
+                            continue;
+                        }
+                        uint32_t sel[MAXE];
+                        double w[MAXE];
+                        const uint32_t n = ref_decide(rm + (size_t)p * E * D, x + xo + (size_t)row * xs, E, D, k, -1, sel, w);
+                        const uint32_t want = j < n ? sel[j] : 0xffffffffu;
+                        if (gid[at] != want) fail_msg("D=%u P=%u point %u token %u entry %u: expert %u, reference %u", D, P, p, row, j, gid[at], want);
+                        if (j < n && fabs(gw[at] - w[j]) > 1e-5)
+                            fail_msg("D=%u P=%u point %u token %u entry %u: weight %g, reference %g", D, P, p, row, j, (double)gw[at], w[j]);
+                    }
+            free(x); free(rm); free(gid); free(gw);
+        }
+    test_gpu_done(&g);
+    test_context_done(ctx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moe_kernels),
         cmocka_unit_test(test_lora_paths),
+        cmocka_unit_test(test_router_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

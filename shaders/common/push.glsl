@@ -156,6 +156,8 @@ layout(push_constant) uniform Push {
     float x_scale;    // multiplies the input (1 / count for pooled sums)
     uint n_copies;    // the row is written to this many routing points...
     uint copy_stride; // ...this many words apart (layer / model depth decisions)
+    uint mat_stride;  // workgroup z = routing point z of this dispatch: its matrix this many words
+                      // further, its rows n_copies * copy_stride words further
 } pc;
 #endif
 
