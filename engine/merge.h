@@ -102,6 +102,14 @@ void vkm_mop_select_hist(vkm_rec *r, const vkm_mslab *s, uint32_t pass, uint32_t
                          uint32_t n_slots, vkm_range hist, vkm_range state);
 void vkm_mop_select_pick(vkm_rec *r, uint32_t pass, uint32_t n_slots, vkm_range hist,
                          vkm_range state);
+/* The bracket pass over the slab for the pending slots of [slot0, slot0 + n_slots): counts
+ * above the bracket and gathers the keys inside it (cand: cap keys per slot; cnt: two words
+ * per slot). A radix pass over the gathered keys of slots [slot0, slot0 + n_slots), the
+ * longest list holding at most `most`. */
+void vkm_mop_select_bracket(vkm_rec *r, const vkm_mslab *s, uint32_t slot0, uint32_t n_slots,
+                            vkm_range cand, uint32_t cap, vkm_range cnt, vkm_range state);
+void vkm_mop_select_cand(vkm_rec *r, uint32_t pass, uint32_t slot0, uint32_t n_slots, uint32_t most,
+                         vkm_range cand, uint32_t cap, vkm_range hist, vkm_range state);
 /* W chunk += LoRA terms packed in `pack` (lora_merge.comp; see vkm_merge_lora_apply). */
 void vkm_mop_lora(vkm_rec *r, const vkm_tensor *w, uint32_t n_terms, vkm_range pack);
 
@@ -185,8 +193,13 @@ vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
  * flight); vkm_mstream_flush waits for all of it. */
 vkm_status vkm_mstream_tensor(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtensor *t);
 vkm_status vkm_mstream_flush(vkm_mstream *ms);
-/* Selection thresholds of the last tensor's slots (tests): state records, VKM_MSLOT_WORDS each. */
+/* Selection thresholds of the last tensor's slots (tests): state records, VKM_MSLOT_WORDS each
+ * (word 8: 1 when the threshold came from the keys gathered inside a sampled bracket). */
 const uint32_t *vkm_mstream_slots(vkm_mstream *ms);
+/* How thresholds are found (tests): a sampled bracket first where it pays (the default),
+ * never, or with a bracket nothing falls inside (so the search goes back to the tensor). */
+enum { VKM_BRACKET_AUTO, VKM_BRACKET_OFF, VKM_BRACKET_MISS };
+void vkm_mstream_set_bracket(vkm_mstream *ms, int how);
 /* Whether the kernels use the device's f16 conversions (found exact by a probe at creation). */
 bool vkm_mstream_hw_f16(const vkm_mstream *ms);
 /* madvise over the pages of [p, p + n): `outward` covers every page the range touches, else

@@ -63,23 +63,66 @@ void vkm_mop_reduce(vkm_rec *r, const vkm_mslab *s, uint32_t base, vkm_range par
     vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, vkm_mop_reduce_groups(d, s->n));
 }
 
+/* Shared memory holds n_slots histograms of 256 counts: workgroups of 64 on CPU devices. */
+static uint32_t select_wg(const vkm_dev *d) { return vkm_ops_cpu_device(d) ? 64 : 256; }
+static uint64_t select_groups_max(const vkm_dev *d) { return vkm_ops_cpu_device(d) ? 16 : 1024; }
+
+/* A selection pass over one chunk: its pipeline (spec: WG, slots, input types, f16 decoding)
+ * and push block; NULL if the recorder failed. */
+static vkm_pipe *select_chunk(vkm_rec *r, vkm_spv_id id, const vkm_mslab *s, uint32_t slot0, uint32_t n_slots,
+                              vkm_push_select *pc)
+{
+    uint32_t spec[8] = {select_wg(r->dev), n_slots, pack_dtypes(s), 0, 0, 0, 0, s->hw_f16};
+    SLAB_PUSH(*pc, s);
+    pc->elem0 = s->elem0;
+    pc->n_slots = n_slots;
+    pc->slot0 = slot0;
+    return vkm_ops_pipe(r, id, spec, 8);
+}
+
 void vkm_mop_select_hist(vkm_rec *r, const vkm_mslab *s, uint32_t pass, uint32_t slot0,
                          uint32_t n_slots, vkm_range hist, vkm_range state)
 {
     const vkm_dev *d = r->dev;
-    /* shared memory: n_slots histograms of 256 counts */
-    uint32_t wg = vkm_ops_cpu_device(d) ? 64 : 256;
-    uint32_t spec[8] = {wg, n_slots, pack_dtypes(s), 0, 0, 0, 0, s->hw_f16};
-    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_select_hist, spec, 8);
+    const uint32_t wg = select_wg(d);
+    vkm_push_select pc;
+    vkm_pipe *p = select_chunk(r, VKM_SPV_select_hist, s, slot0, n_slots, &pc);
+    if (!p) return;
+    pc.pass = pass;
+    vkm_range b[3] = {s->r, hist, state};
+    vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, stream_groups(s->n, wg, select_groups_max(d)));
+}
+
+void vkm_mop_select_bracket(vkm_rec *r, const vkm_mslab *s, uint32_t slot0, uint32_t n_slots,
+                            vkm_range cand, uint32_t cap, vkm_range cnt, vkm_range state)
+{
+    const vkm_dev *d = r->dev;
+    const uint32_t wg = select_wg(d);
+    vkm_push_select pc;
+    vkm_pipe *p = select_chunk(r, VKM_SPV_select_bracket, s, slot0, n_slots, &pc);
+    if (!p) return;
+    pc.cap = cap;
+    vkm_range b[4] = {s->r, cand, cnt, state};
+    vkm_rec_dispatch_n(r, p, b, 4, &pc, sizeof pc, stream_groups(s->n, wg, select_groups_max(d)));
+}
+
+void vkm_mop_select_cand(vkm_rec *r, uint32_t pass, uint32_t slot0, uint32_t n_slots, uint32_t most,
+                         vkm_range cand, uint32_t cap, vkm_range hist, vkm_range state)
+{
+    const vkm_dev *d = r->dev;
+    uint32_t wg = select_wg(d);
+    uint32_t spec[2] = {wg, n_slots};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_select_cand, spec, 2);
     if (!p) return;
     vkm_push_select pc;
-    SLAB_PUSH(pc, s);
-    pc.elem0 = s->elem0;
+    memset(&pc, 0, sizeof pc);
     pc.pass = pass;
     pc.n_slots = n_slots;
     pc.slot0 = slot0;
-    vkm_range b[3] = {s->r, hist, state};
-    vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, stream_groups(s->n, wg, vkm_ops_cpu_device(d) ? 16 : 1024));
+    pc.cap = cap;
+    vkm_range b[3] = {cand, hist, state};
+    uint64_t g = ((uint64_t)most + wg - 1) / wg;
+    vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, g < 1 ? 1 : g > select_groups_max(d) ? select_groups_max(d) : g);
 }
 
 void vkm_mop_select_pick(vkm_rec *r, uint32_t pass, uint32_t n_slots, vkm_range hist,

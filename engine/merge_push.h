@@ -19,7 +19,7 @@ typedef struct vkm_push_reduce {
 } vkm_push_reduce;
 
 typedef struct vkm_push_select {
-    uint32_t off[VKM_MERGE_MAX_IN], n, elem0, pass, n_slots, slot0;
+    uint32_t off[VKM_MERGE_MAX_IN], n, elem0, pass, n_slots, slot0, cap;
 } vkm_push_select;
 
 typedef struct vkm_push_lora {

@@ -10,6 +10,7 @@
  * read from the maps only once. On unified memory the slabs are written and read in place;
  * elsewhere through host-visible staging copied within the same command buffers.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -40,6 +41,11 @@ struct vkm_mstream {
     vkm_arena dev_arena, up_arena, down_arena;
     slab s[MAX_SLABS];
     vkm_range state, hist, part;     /* selection records, histograms, reduction partials    */
+    vkm_range cnt;                   /* bracket counts: above, inside, per slot               */
+    vkm_arena cand_arena;            /* the slots' gathered candidate keys                    */
+    vkm_range cand;
+    uint32_t cand_cap;               /* keys per slot in cand                                 */
+    int bracket;                     /* VKM_BRACKET_* (tests)                                 */
     vkm_rec rec;
     bool rec_ok;
     uint64_t next;                   /* ring position                                        */
@@ -227,6 +233,7 @@ vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * VKM_MSLOT_WORDS * 4, 16, &ms->state);
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * 256 * 4, 16, &ms->hist);
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, (uint64_t)ms->n_slabs * 256 * MAXP * 4, 16, &ms->part);
+    if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * 2 * 4, 16, &ms->cnt);
     if (!s) s = vkm_dev_probe_f16(d);
     ms->hw_f16 = (d->f16_probe & (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT)) ==
                  (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT);
@@ -249,6 +256,7 @@ void vkm_mstream_destroy(vkm_mstream *ms)
     }
     if (ms->rec_ok) vkm_rec_destroy(&ms->rec);
     vkm_arena_destroy(&ms->dev_arena);
+    vkm_arena_destroy(&ms->cand_arena);
     vkm_arena_destroy(&ms->up_arena);
     vkm_arena_destroy(&ms->down_arena);
     free(ms);
@@ -257,6 +265,8 @@ void vkm_mstream_destroy(vkm_mstream *ms)
 const uint32_t *vkm_mstream_slots(vkm_mstream *ms) { return ms->slots; }
 
 bool vkm_mstream_hw_f16(const vkm_mstream *ms) { return ms->hw_f16; }
+
+void vkm_mstream_set_bracket(vkm_mstream *ms, int how) { ms->bracket = how; }
 
 /* ---- the ring ----------------------------------------------------------------------------- */
 /* Waits for slab i's submission and hands its output to the sink. */
@@ -443,25 +453,155 @@ static vkm_status window_begin(vkm_mstream *ms, const chunking *c, uint32_t w0, 
     return VKM_OK;
 }
 
-/* Runs the selection passes over windows of K chunks until every slot has its threshold. */
+/* ---- selection ----------------------------------------------------------------------------- */
+#define BRACKET_MIN_N 32768u      /* smaller tensors: radix passes over the tensor            */
+#define BRACKET_MIN_SAMPLE 16384u
+
+/* Input j's element at position pos of the tensor (f32 / f16 / bf16 sources), false else. */
+static bool sample_value(const vkm_mtensor *t, uint32_t j, uint64_t pos, float *v)
+{
+    const vkm_msrc *src = &t->src[j];
+    uint64_t e = pos;
+    if (src->row_map) e = (uint64_t)src->row_map[pos / t->cols] * t->cols + pos % t->cols;
+    switch (src->dtype) {
+    case VKM_F32: memcpy(v, src->data + 4 * e, 4); return true;
+    case VKM_F16: *v = vkm_f16_to_f32(vkm_rd16(src->data + 2 * e)); return true;
+    case VKM_BF16: *v = vkm_bf16_to_f32(vkm_rd16(src->data + 2 * e)); return true;
+    default: return false;
+    }
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Brackets for the searching slots from a stratified sample of the task vectors: the rank of
+ * the threshold in the sample, +- 4 binomial deviations (+ 8), read off the sorted sample's
+ * magnitude bits. The sample grows with the tensor so the elements inside the bracket
+ * (~ n * 8 sqrt(q(1-q)/S)) fit the candidate lists. False: no bracket (quantized sources). */
+static bool choose_brackets(vkm_mstream *ms, const vkm_mtask *task, const chunking *c)
+{
+    const uint64_t n = c->n;
+    double need = 8.0 * (double)n / ms->cand_cap;
+    uint64_t S = (uint64_t)(need * need);
+    if (S < BRACKET_MIN_SAMPLE) S = BRACKET_MIN_SAMPLE;
+    if (S > n) S = n;
+    uint32_t *mag = malloc(S * 4);
+    if (!mag) return false;
+    bool ok = true;
+    for (uint32_t i = 0; i < task->n_slots && ok; i++) {
+        uint32_t *r = ms->slots + i * VKM_MSLOT_WORDS;
+        if (r[2] != 0) continue;
+        for (uint64_t q = 0; q < S && ok; q++) {
+            float x = 0, y = 0;
+            const uint64_t pos = ((2 * q + 1) * n) / (2 * S);
+            ok = sample_value(c->t, r[0], pos, &x) && sample_value(c->t, r[1], pos, &y);
+            const float d = fabsf(x - y);
+            memcpy(&mag[q], &d, 4);
+        }
+        if (!ok) break;
+        qsort(mag, S, 4, cmp_desc);
+        const double frac = (double)r[3] / (double)n, at = frac * (double)S;
+        const double margin = 4.0 * sqrt((double)S * frac * (1 - frac)) + 8;
+        const double top = floor(at - margin), bottom = ceil(at + margin);
+        r[7] = top < 0 ? 0xffffffffu : mag[(uint64_t)top];         /* hi: above it, all wanted */
+        r[6] = bottom >= (double)S ? 0u : mag[(uint64_t)bottom];  /* lo: below it, none      */
+        r[8] = 2;
+        if (ms->bracket == VKM_BRACKET_MISS) r[6] = r[7] = 0xffffffffu; /* nothing inside */
+    }
+    free(mag);
+    return ok;
+}
+
+/* Candidate lists for n_slots slots (cap keys each, within the storage range). */
+static vkm_status cand_lists(vkm_mstream *ms, uint32_t n_slots)
+{
+    uint64_t range = ms->d->caps.max_storage_range, cap = 1u << 20;
+    if (cap * 8 * n_slots > range) cap = range / 8 / n_slots;
+    const uint64_t bytes = cap * 8 * n_slots;
+    ms->cand_cap = (uint32_t)cap;
+    if (ms->cand.buf && ms->cand.size >= bytes) return VKM_OK;
+    vkm_arena_destroy(&ms->cand_arena);
+    vkm_arena_init(&ms->cand_arena, ms->d, VKM_MEM_DEVICE, bytes);
+    return vkm_arena_alloc(&ms->cand_arena, bytes, 16, &ms->cand);
+}
+
+/* One pass over the tensor counting above each slot's bracket and gathering the keys inside;
+ * a slot whose rank falls inside (and whose keys fit) narrows over its candidates from here,
+ * the others over the tensor. */
+static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chunking *c)
+{
+    if (ms->bracket == VKM_BRACKET_OFF || c->n < BRACKET_MIN_N) return VKM_OK;
+    vkm_status s = cand_lists(ms, task->n_slots);
+    if (s || !choose_brackets(ms, task, c)) return s;
+    static const uint32_t zeros[VKM_MAX_SLOTS * 2];
+    s = vkm_upload(ms->d, ms->state, ms->slots, sizeof ms->slots);
+    if (!s) s = vkm_upload(ms->d, ms->cnt, zeros, sizeof zeros);
+    const uint32_t K = ms->n_slabs, batch = 16;
+    for (uint32_t w0 = 0; w0 < c->n_chunks && !s; w0 += K) {
+        uint32_t nw = c->n_chunks - w0 < K ? c->n_chunks - w0 : K;
+        if ((s = window_begin(ms, c, w0, nw))) break;
+        for (uint32_t k = 0; k < nw; k++) {
+            vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
+            for (uint32_t s0 = 0; s0 < task->n_slots; s0 += batch)
+                vkm_mop_select_bracket(&ms->rec, &v, s0, task->n_slots - s0 < batch ? task->n_slots - s0 : batch,
+                                       ms->cand, ms->cand_cap, ms->cnt, ms->state);
+        }
+        s = slab_submit(ms, 0, 0, true);
+    }
+    uint32_t cnt[VKM_MAX_SLOTS * 2];
+    if (s || (s = vkm_download(ms->d, ms->cnt, cnt, sizeof cnt))) return s;
+    for (uint32_t i = 0; i < task->n_slots; i++) {
+        uint32_t *r = ms->slots + i * VKM_MSLOT_WORDS;
+        if (r[2] != 0 || r[8] != 2) continue;
+        const uint32_t above = cnt[2 * i], inside = cnt[2 * i + 1];
+        if (above < r[3] && r[3] - above <= inside && inside <= ms->cand_cap) {
+            r[3] -= above;
+            r[8] = 1;
+            r[9] = inside;
+        } else {
+            r[8] = 0; /* the sample missed: radix passes over the tensor */
+        }
+    }
+    return vkm_upload(ms->d, ms->state, ms->slots, sizeof ms->slots);
+}
+
+/* Runs the selection passes until every slot has its threshold: a bracket pass first, then
+ * radix passes over windows of K chunks for the slots searching the tensor and over the
+ * gathered keys for the others. */
 static vkm_status run_select(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task,
                              const chunking *c)
 {
     vkm_status s = init_slots(ms, pl, task, c->n);
+    if (!s) s = run_bracket(ms, task, c);
     const uint32_t K = ms->n_slabs, batch = 16;
     for (uint32_t pass = 0; pass < VKM_SELECT_PASSES && !s; pass++) {
-        for (uint32_t w0 = 0; w0 < c->n_chunks && !s; w0 += K) {
+        bool data = false;
+        uint32_t most = 0;
+        for (uint32_t i = 0; i < task->n_slots; i++) {
+            const uint32_t *r = ms->slots + i * VKM_MSLOT_WORDS;
+            if (r[2] != 0) continue;
+            data |= r[8] == 0;
+            if (r[8] == 1 && r[9] > most) most = r[9];
+        }
+        for (uint32_t w0 = 0; (data && w0 < c->n_chunks) || (!data && w0 == 0); w0 += K) {
             uint32_t nw = c->n_chunks - w0 < K ? c->n_chunks - w0 : K;
-            if ((s = window_begin(ms, c, w0, nw))) break;
-            for (uint32_t k = 0; k < nw; k++) {
+            if ((s = data ? window_begin(ms, c, w0, nw) : slab_begin(ms, 0, false))) break;
+            for (uint32_t k = 0; data && k < nw; k++) {
                 vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
                 for (uint32_t s0 = 0; s0 < task->n_slots; s0 += batch)
                     vkm_mop_select_hist(&ms->rec, &v, pass, s0,
                                         task->n_slots - s0 < batch ? task->n_slots - s0 : batch,
                                         ms->hist, ms->state);
             }
-            if (w0 + nw == c->n_chunks) /* one workgroup picks for every slot */
+            if (!data || w0 + nw == c->n_chunks) { /* the gathered keys, then one workgroup picks */
+                for (uint32_t s0 = 0; most && s0 < task->n_slots; s0 += batch)
+                    vkm_mop_select_cand(&ms->rec, pass, s0, task->n_slots - s0 < batch ? task->n_slots - s0 : batch,
+                                        most, ms->cand, ms->cand_cap, ms->hist, ms->state);
                 vkm_mop_select_pick(&ms->rec, pass, task->n_slots, ms->hist, ms->state);
+            }
             s = slab_submit(ms, 0, 0, true);
         }
         if (s || (s = vkm_download(ms->d, ms->state, ms->slots, sizeof ms->slots))) break;

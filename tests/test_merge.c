@@ -55,6 +55,7 @@ typedef struct mcase {
     bool coarse;              /* values on a coarse grid: many equal magnitudes                 */
     bool mixed_dt;            /* inputs alternate f32 / f16 / bf16                               */
     float perturb;            /* > 0: models are the base plus noise of this size              */
+    int bracket;              /* VKM_BRACKET_*: how the streamer looks for thresholds          */
 } mcase;
 
 static vkm_dtype input_dtype(const mcase *mc, uint32_t j)
@@ -94,7 +95,7 @@ static float rounded(vkm_dtype dt, float f)
 
 /* The slots the plan made for this tensor, checked against full-sort thresholds. */
 static void check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task, const float *const *x,
-                        uint64_t n, const char *what)
+                        uint64_t n, int bracket, const char *what)
 {
     const uint32_t *st = vkm_mstream_slots(ms);
     float *d = test_alloc(n * 4);
@@ -107,6 +108,11 @@ static void check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *t
         if (r[2] != want_mode) fail_msg("%s: slot %u (input %u, k %llu): mode %u, want %u", what, s, j,
                                         (unsigned long long)k, r[2], want_mode);
         if (want_mode != 1) continue;
+        /* large tensors: one pass gathers the keys inside a sampled bracket, the threshold comes
+         * from them (a forced miss: from the tensor again) */
+        const uint32_t want_src = bracket == VKM_BRACKET_AUTO && n >= 32768 ? 1 : 0;
+        if (r[8] != want_src) fail_msg("%s: slot %u: threshold from %s, want %s", what, s, r[8] ? "candidates" : "the tensor",
+                                       want_src ? "candidates" : "the tensor");
         /* the GPU stops narrowing once every candidate left is wanted: its threshold may be below
          * the k-th key, but it must select the same k elements (keys are distinct) */
         uint64_t want = ref_select_key(d, n, k), got = ((uint64_t)r[4] << 32) | r[5], count = 0;
@@ -178,17 +184,18 @@ static void run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes, ui
     vkm_mstream *ms = NULL;
     if (vkm_mstream_create(d, pl.n_in, chunk_bytes, device_bytes, capture_write, &cap, &ms))
         fail_msg("mstream: %s", vkm_context_errmsg(ctx));
+    vkm_mstream_set_bracket(ms, mc->bracket);
     if (vkm_mstream_tensor(ms, &pl, &t) || vkm_mstream_flush(ms))
         fail_msg("merge: %s", vkm_context_errmsg(ctx));
 
     char what[256];
-    snprintf(what, sizeof what, "%s [%s] %ux%u in %s%s out %s chunk %llu seed %llu",
-             vkm_merge_method_name(mc->method), cfg_name, mc->rows, mc->cols, vkm_dtype_name(mc->in_dt),
+    snprintf(what, sizeof what, "%s%s [%s] %ux%u in %s%s out %s chunk %llu seed %llu",
+             vkm_merge_method_name(mc->method), mc->bracket == VKM_BRACKET_MISS ? " (bracket missed)" : "", cfg_name, mc->rows, mc->cols, vkm_dtype_name(mc->in_dt),
              mc->mixed_dt ? "(mixed)" : "", vkm_dtype_name(mc->out_dt), (unsigned long long)chunk_bytes,
              (unsigned long long)seed);
     vkm_mtask task;
     vkm_mplan_task(&pl, t.name, n, &task);
-    check_slots(ms, &pl, &task, (const float *const *)x, n, what);
+    check_slots(ms, &pl, &task, (const float *const *)x, n, mc->bracket, what);
     vkm_mstream_destroy(ms);
 
     ref_merge_cfg rc;
@@ -290,6 +297,23 @@ static void test_ties(void **state)
     method_sweep(VKM_MERGE_TIES, &mc);
     mc.coarse = true; /* thousands of equal magnitudes at the threshold: the index decides */
     method_sweep(VKM_MERGE_TIES, &mc);
+    /* a sampled bracket that holds nothing: the large tensors fall back to radix passes over
+     * the tensor (whole, and in windows of small chunks), thresholds still exact */
+    mc.bracket = VKM_BRACKET_MISS;
+    for (size_t ci = 0; ci < sizeof configs / sizeof configs[0]; ci++) {
+        vkm_context *ctx = config_context(&configs[ci]);
+        for (int coarse = 0; coarse < 2; coarse++) {
+            mc.coarse = coarse;
+            mc.method = VKM_MERGE_TIES;
+            mc.rows = 1;
+            mc.cols = 70001;
+            mc.in_dt = coarse ? VKM_F16 : VKM_F32;
+            mc.out_dt = VKM_F32;
+            run_case(ctx, &mc, 0, 0, 77 + coarse, configs[ci].name);
+            run_case(ctx, &mc, 4096, 1, 79 + coarse, configs[ci].name);
+        }
+        test_context_done(ctx);
+    }
 }
 
 static void test_dare(void **state)
@@ -344,13 +368,59 @@ static void test_model_stock(void **state)
     method_sweep(VKM_MERGE_MODEL_STOCK, &mc);
 }
 
+/* The radix passes over gathered candidates, crafted: (a) every candidate wanted, the first
+ * pass ends it with the prefix 0x3f000000, below the bracket's bottom: the threshold must be
+ * raised to (lo, 0) or elements below the bracket would pass; (b) the 2 largest of five
+ * candidates (ties on magnitude). */
+static void test_select_candidates(void **state)
+{
+    (void)state;
+    vkm_context *ctx = test_context();
+    test_gpu g;
+    test_gpu_init(&g, ctx);
+    const uint32_t cap = 8, lo = 0x3f900000u;
+    uint32_t cand[2 * 2 * 8] = {0}, st[2 * VKM_MSLOT_WORDS] = {0};
+    const uint32_t mags_a[3] = {0x3fa00000u, 0x3f950000u, lo}, mags_b[5] = {lo, 0x3fa00000u, 0x3fa00000u, lo + 1, lo};
+    for (uint32_t i = 0; i < 3; i++) cand[2 * i] = mags_a[i], cand[2 * i + 1] = ~(100u + i);
+    for (uint32_t i = 0; i < 5; i++) cand[2 * (cap + i)] = mags_b[i], cand[2 * (cap + i) + 1] = ~(7u * i);
+    for (uint32_t sl = 0; sl < 2; sl++) {
+        uint32_t *r = st + sl * VKM_MSLOT_WORDS;
+        r[3] = sl ? 2 : 3; /* k */
+        r[6] = lo;
+        r[7] = 0x40000000u;
+        r[8] = 1;
+        r[9] = sl ? 5 : 3;
+    }
+    vkm_range cr = test_gpu_floats(&g, (const float *)(const void *)cand, 2 * 2 * cap);
+    vkm_range sr = test_gpu_floats(&g, (const float *)(const void *)st, 2 * VKM_MSLOT_WORDS);
+    vkm_range hr = test_gpu_floats(&g, NULL, 2 * 256);
+    vkm_rec *r = test_gpu_begin(&g);
+    vkm_rec_fill(r, hr, 0);
+    for (uint32_t pass = 0; pass < VKM_SELECT_PASSES; pass++) {
+        vkm_mop_select_cand(r, pass, 0, 2, 5, cr, cap, hr, sr);
+        vkm_mop_select_pick(r, pass, 2, hr, sr);
+    }
+    test_gpu_run(&g);
+    test_gpu_read(&g, sr, (float *)(void *)st, 2 * VKM_MSLOT_WORDS);
+    assert_int_equal(st[2], 1);
+    assert_int_equal(st[4], lo); /* (0x3f000000, 0) would also pass every element in [0x3f000000, lo) */
+    assert_int_equal(st[5], 0);
+    /* slot 1: the two largest keys are (0x3fa00000, ~7) and (0x3fa00000, ~14); the threshold
+     * may stop at their common prefix, above (lo + 1, .) */
+    assert_int_equal(st[VKM_MSLOT_WORDS + 2], 1);
+    assert_int_equal(st[VKM_MSLOT_WORDS + 4], 0x3fa00000u);
+    assert_true(st[VKM_MSLOT_WORDS + 5] <= ~14u);
+    test_gpu_done(&g);
+    test_context_done(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),       cmocka_unit_test(test_task_arithmetic),
         cmocka_unit_test(test_ties),         cmocka_unit_test(test_dare),
         cmocka_unit_test(test_breadcrumbs),  cmocka_unit_test(test_slerp),
-        cmocka_unit_test(test_model_stock),
+        cmocka_unit_test(test_model_stock),  cmocka_unit_test(test_select_candidates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

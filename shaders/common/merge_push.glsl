@@ -27,6 +27,7 @@ layout(push_constant) uniform Push {
     uint pass;       // 0..7: key bits [63 - 8 pass, 56 - 8 pass] are narrowed
     uint n_slots;    // slots handled: [slot0, slot0 + n_slots)
     uint slot0;
+    uint cap;        // candidates each slot's list holds (bracket, cand)
 } pc;
 #endif
 
