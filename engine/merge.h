@@ -197,7 +197,8 @@ vkm_status vkm_mstream_flush(vkm_mstream *ms);
  * (word 8: 1 when the threshold came from the keys gathered inside a sampled bracket). */
 const uint32_t *vkm_mstream_slots(vkm_mstream *ms);
 /* How thresholds are found (tests): a sampled bracket first where it pays (the default),
- * never, or with a bracket nothing falls inside (so the search goes back to the tensor). */
+ * never, or with the first slot's bracket holding nothing (so its search goes back to the
+ * tensor while the other slots narrow over their candidates). */
 enum { VKM_BRACKET_AUTO, VKM_BRACKET_OFF, VKM_BRACKET_MISS };
 void vkm_mstream_set_bracket(vkm_mstream *ms, int how);
 /* Whether the kernels use the device's f16 conversions (found exact by a probe at creation). */

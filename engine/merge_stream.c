@@ -455,7 +455,7 @@ static vkm_status window_begin(vkm_mstream *ms, const chunking *c, uint32_t w0, 
 
 /* ---- selection ----------------------------------------------------------------------------- */
 #define BRACKET_MIN_N 32768u      /* smaller tensors: radix passes over the tensor            */
-#define BRACKET_MIN_SAMPLE 16384u
+#define BRACKET_MIN_SAMPLE 65536u
 
 /* Input j's element at position pos of the tensor (f32 / f16 / bf16 sources), false else. */
 static bool sample_value(const vkm_mtensor *t, uint32_t j, uint64_t pos, float *v)
@@ -509,7 +509,7 @@ static bool choose_brackets(vkm_mstream *ms, const vkm_mtask *task, const chunki
         r[7] = top < 0 ? 0xffffffffu : mag[(uint64_t)top];         /* hi: above it, all wanted */
         r[6] = bottom >= (double)S ? 0u : mag[(uint64_t)bottom];  /* lo: below it, none      */
         r[8] = 2;
-        if (ms->bracket == VKM_BRACKET_MISS) r[6] = r[7] = 0xffffffffu; /* nothing inside */
+        if (ms->bracket == VKM_BRACKET_MISS && i == 0) r[6] = r[7] = 0xffffffffu; /* nothing inside */
     }
     free(mag);
     return ok;
@@ -568,9 +568,23 @@ static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chun
     return vkm_upload(ms->d, ms->state, ms->slots, sizeof ms->slots);
 }
 
+/* The radix passes from `pass` on over the gathered keys, one command buffer for all of them
+ * (a slot's passes after its pick finished it exit at once). */
+static void record_cand_passes(vkm_mstream *ms, const vkm_mtask *task, uint32_t pass, uint32_t last, uint32_t most)
+{
+    const uint32_t batch = 16;
+    for (uint32_t p = pass; p <= last; p++) {
+        for (uint32_t s0 = 0; most && s0 < task->n_slots; s0 += batch)
+            vkm_mop_select_cand(&ms->rec, p, s0, task->n_slots - s0 < batch ? task->n_slots - s0 : batch, most,
+                                ms->cand, ms->cand_cap, ms->hist, ms->state);
+        vkm_mop_select_pick(&ms->rec, p, task->n_slots, ms->hist, ms->state);
+    }
+}
+
 /* Runs the selection passes until every slot has its threshold: a bracket pass first, then
- * radix passes over windows of K chunks for the slots searching the tensor and over the
- * gathered keys for the others. */
+ * radix passes over windows of K chunks for the slots searching the tensor (read back after
+ * each) and over the gathered keys for the others (all in one go once no slot needs the
+ * tensor). */
 static vkm_status run_select(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task,
                              const chunking *c)
 {
@@ -586,22 +600,24 @@ static vkm_status run_select(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mta
             data |= r[8] == 0;
             if (r[8] == 1 && r[9] > most) most = r[9];
         }
-        for (uint32_t w0 = 0; (data && w0 < c->n_chunks) || (!data && w0 == 0); w0 += K) {
+        if (!data) {
+            if ((s = slab_begin(ms, 0, false))) break;
+            record_cand_passes(ms, task, pass, VKM_SELECT_PASSES - 1, most);
+            if (!(s = slab_submit(ms, 0, 0, true))) s = vkm_download(ms->d, ms->state, ms->slots, sizeof ms->slots);
+            break;
+        }
+        for (uint32_t w0 = 0; w0 < c->n_chunks && !s; w0 += K) {
             uint32_t nw = c->n_chunks - w0 < K ? c->n_chunks - w0 : K;
-            if ((s = data ? window_begin(ms, c, w0, nw) : slab_begin(ms, 0, false))) break;
-            for (uint32_t k = 0; data && k < nw; k++) {
+            if ((s = window_begin(ms, c, w0, nw))) break;
+            for (uint32_t k = 0; k < nw; k++) {
                 vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
                 for (uint32_t s0 = 0; s0 < task->n_slots; s0 += batch)
                     vkm_mop_select_hist(&ms->rec, &v, pass, s0,
                                         task->n_slots - s0 < batch ? task->n_slots - s0 : batch,
                                         ms->hist, ms->state);
             }
-            if (!data || w0 + nw == c->n_chunks) { /* the gathered keys, then one workgroup picks */
-                for (uint32_t s0 = 0; most && s0 < task->n_slots; s0 += batch)
-                    vkm_mop_select_cand(&ms->rec, pass, s0, task->n_slots - s0 < batch ? task->n_slots - s0 : batch,
-                                        most, ms->cand, ms->cand_cap, ms->hist, ms->state);
-                vkm_mop_select_pick(&ms->rec, pass, task->n_slots, ms->hist, ms->state);
-            }
+            if (w0 + nw == c->n_chunks) /* the gathered keys too; one workgroup picks for all */
+                record_cand_passes(ms, task, pass, pass, most);
             s = slab_submit(ms, 0, 0, true);
         }
         if (s || (s = vkm_download(ms->d, ms->state, ms->slots, sizeof ms->slots))) break;

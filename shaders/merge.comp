@@ -42,12 +42,35 @@ layout(binding = 3) readonly buffer State { uint st[]; };
 
 float pf(uint i) { return uintBitsToFloat(prm[i]); }
 
-// Is the element with this key among the k largest of selection slot s?
-bool in_top(uint s, uvec2 key)
+// What every element shares, per input j: read from the params and the selection records once
+// per invocation (llvmpipe gathers storage loads lane by lane, even at uniform addresses).
+// Selections as (mode, threshold): mode 3 keeps all, 1 keys >= threshold, else none.
+#define MAXN 16u
+float j_w[MAXN], j_div[MAXN];
+uint j_top[MAXN], j_excl[MAXN], j_thr[MAXN];
+uvec2 j_top_key[MAXN], j_excl_key[MAXN], j_dare[MAXN];
+
+void load_selection(uint slot, uint none_mode, out uint mode, out uvec2 key)
 {
-    const uint mode = st[s * 16u + 2u];
-    return mode == 3u || (mode == 1u && key_ge(key, uvec2(st[s * 16u + 4u], st[s * 16u + 5u])));
+    mode = slot == VKM_NONE ? none_mode : st[slot * 16u + 2u];
+    key = slot == VKM_NONE ? uvec2(0u) : uvec2(st[slot * 16u + 4u], st[slot * 16u + 5u]);
 }
+
+void load_params()
+{
+    for (uint j = 0; j < N; j++) {
+        j_w[j] = pf(8u * j);
+        j_div[j] = pf(8u * j + 4u);
+        j_thr[j] = prm[8u * j + 1u];
+        j_dare[j] = uvec2(prm[8u * j + 2u], prm[8u * j + 3u]);
+        if ((FLAGS & 3u) == SPARSE_SELECT) {
+            load_selection(prm[8u * j + 5u], 3u, j_top[j], j_top_key[j]);  // no slot: keep all
+            load_selection(prm[8u * j + 6u], 2u, j_excl[j], j_excl_key[j]); // no slot: drop none
+        }
+    }
+}
+
+bool selected(uint mode, uvec2 thr, uvec2 key) { return mode == 3u || (mode == 1u && key_ge(key, thr)); }
 
 // delta_j sparsified and weighted, for element idx.
 float weighted_delta(uint j, float x, float xb, uint idx)
@@ -57,14 +80,12 @@ float weighted_delta(uint j, float x, float xb, uint idx)
     bool keep = true;
     if (sparse == SPARSE_SELECT) {
         const uvec2 key = mag_key(d, idx);
-        const uint top = prm[8u * j + 5u], excl = prm[8u * j + 6u];
-        keep = (top == VKM_NONE || in_top(top, key)) && (excl == VKM_NONE || !in_top(excl, key));
+        keep = selected(j_top[j], j_top_key[j], key) && !selected(j_excl[j], j_excl_key[j], key);
     } else if (sparse == SPARSE_RANDOM) {
-        const uint thr = prm[8u * j + 1u];
-        keep = thr == VKM_NONE || dare_u32(idx, uvec2(prm[8u * j + 2u], prm[8u * j + 3u])) < thr;
+        keep = j_thr[j] == VKM_NONE || dare_u32(idx, j_dare[j]) < j_thr[j];
     }
-    precise float r = keep ? d / pf(8u * j + 4u) : 0.0;
-    precise float wd = pf(8u * j) * r;
+    precise float r = keep ? d / j_div[j] : 0.0;
+    precise float wd = j_w[j] * r;
     return wd;
 }
 
@@ -76,7 +97,7 @@ void combine(uint g, out float y[8])
         for (uint j = 0; j < N; j++) {
             if (j == BASE) continue;
             load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
-            const float c = pf(8u * j);
+            const float c = j_w[j];
             [[unroll]] for (uint k = 0; k < 8u; k++) acc[k] += c * x[k];
         }
         if (BASE < N) load_group(in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
@@ -90,10 +111,14 @@ void combine(uint g, out float y[8])
     load_group(in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
     const uint idx0 = pc.elem0 + g * 8u;
     precise float sum[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    float wd[MAXN * 8u]; // each model's weighted delta, for the sign consensus
     for (uint j = 0; j < N; j++) {
         if (j == BASE) continue;
         load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
-        [[unroll]] for (uint k = 0; k < 8u; k++) sum[k] += weighted_delta(j, x[k], xb[k], idx0 + k);
+        [[unroll]] for (uint k = 0; k < 8u; k++) {
+            wd[8u * j + k] = weighted_delta(j, x[k], xb[k], idx0 + k);
+            sum[k] += wd[8u * j + k];
+        }
     }
     precise float mixed[8], div[8];
     const bool normalize = (FLAGS & 8u) != 0u;
@@ -101,13 +126,11 @@ void combine(uint g, out float y[8])
         [[unroll]] for (uint k = 0; k < 8u; k++) mixed[k] = div[k] = 0.0;
         for (uint j = 0; j < N; j++) {
             if (j == BASE) continue;
-            load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
-            const float w = pf(8u * j);
             [[unroll]] for (uint k = 0; k < 8u; k++) {
-                const float wd = weighted_delta(j, x[k], xb[k], idx0 + k);
-                if (wd != 0.0 && (wd > 0.0) == (sum[k] >= 0.0)) {
-                    mixed[k] += wd;
-                    div[k] += w;
+                const float v = wd[8u * j + k];
+                if (v != 0.0 && (v > 0.0) == (sum[k] >= 0.0)) {
+                    mixed[k] += v;
+                    div[k] += j_w[j];
                 }
             }
         }
@@ -118,9 +141,10 @@ void combine(uint g, out float y[8])
     } else {
         [[unroll]] for (uint k = 0; k < 8u; k++) mixed[k] = normalize ? sum[k] * pf(G) : sum[k];
     }
+    const float lambda = pf(G + 3u);
     [[unroll]] for (uint k = 0; k < 8u; k++) {
         precise float m = mixed[k];
-        precise float v = xb[k] + pf(G + 3u) * m;
+        precise float v = xb[k] + lambda * m;
         y[k] = v;
     }
 }
@@ -129,6 +153,7 @@ void main()
 {
     const uint n_groups = (pc.n + 7u) / 8u;
     const uint stride = gl_NumWorkGroups.x * gl_NumWorkGroups.y * WG;
+    load_params();
     for (uint g = vkm_group_id() * WG + gl_LocalInvocationID.x; g < n_groups; g += stride) {
         float y[8];
         combine(g, y);
