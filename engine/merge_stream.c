@@ -561,6 +561,11 @@ static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chun
             r[3] -= above;
             r[8] = 1;
             r[9] = inside;
+            /* the candidates' magnitudes share the top bits of lo and hi: the passes start below */
+            const uint32_t diff = r[6] ^ r[7], common = diff ? (uint32_t)__builtin_clz(diff) : 32;
+            r[10] = common;
+            r[4] = common ? r[6] & ~(0xffffffffu >> (common - 1) >> 1) : 0;
+            r[5] = 0;
         } else {
             r[8] = 0; /* the sample missed: radix passes over the tensor */
         }

@@ -7,7 +7,9 @@
 //   3 keep all   [3] k: rank still wanted among the candidates   [4..5] key prefix (hi, lo),
 //   the threshold once mode is 1: an element is among the k largest iff its key >= it;
 //   [6..7] a bracket of magnitude bits (lo, hi) the threshold should lie in   [8] source:
-//   0 the tensor, 1 the candidates, 2 bracket pending   [9] candidates.
+//   0 the tensor, 1 the candidates, 2 bracket pending   [9] candidates   [10] key bits the
+//   candidates share (those of lo and hi), already in the prefix: pass p narrows the 8 bits
+//   from bit [10] + 8 p (0: the top of the magnitude word).
 // A bracket (chosen by the host from a sample of the tensor) makes one pass over the tensor
 // enough: SELECT_BRACKET counts the elements above it and gathers those inside it (their keys)
 // into the slot's candidate list, without an atomic per element; when the rank falls inside,
@@ -26,6 +28,7 @@
 //                  gathered candidates the threshold is then raised to the bracket's bottom,
 //                  (lo, 0), so no element below the bracket passes it).
 // Eight passes (64 key bits) always suffice; passes after every slot finished exit at once.
+
 #include "types.glsl"
 #define VKM_PUSH_SELECT
 #include "merge_push.glsl"
@@ -33,6 +36,26 @@
 #define REC 16u
 
 uint top_mask(uint bits) { return bits == 0u ? 0u : bits >= 32u ? 0xffffffffu : ~(0xffffffffu >> bits); }
+
+// The 8 key bits from bit t of the 64-bit key (x, y) (bits past its end read as 0), and the
+// prefix with digit d placed there.
+uint key_digit(uvec2 key, uint t)
+{
+    if (t + 8u <= 32u) return (key.x >> (24u - t)) & 255u;
+    if (t >= 32u) return t <= 56u ? (key.y >> (56u - t)) & 255u : (key.y << (t - 56u)) & 255u;
+    return ((key.x << (t - 24u)) | (key.y >> (56u - t))) & 255u;
+}
+
+uvec2 with_digit(uvec2 pfx, uint t, uint d)
+{
+    if (t + 8u <= 32u) pfx.x |= d << (24u - t);
+    else if (t >= 32u) pfx.y |= t <= 56u ? d << (56u - t) : d >> (t - 56u);
+    else {
+        pfx.x |= d >> (t - 24u);
+        pfx.y |= d << (56u - t);
+    }
+    return pfx;
+}
 
 #if defined(SELECT_HIST) || defined(SELECT_CAND)
 layout(constant_id = 1) const uint SLOTS = 1;  // slots one dispatch handles at most
@@ -50,13 +73,12 @@ layout(binding = 2) readonly buffer State { uint st[]; };
 
 shared uint sh[SLOTS * 256];
 
-// Counts key into slot s's histogram if it starts with the prefix.
-void count_key(uint s, uvec2 key, uvec2 pfx, uint mhi, uint mlo)
+// Counts key into slot s's histogram if it starts with the prefix (its top t bits).
+void count_key(uint s, uvec2 key, uvec2 pfx, uint t)
 {
-    const uint p = pc.pass;
+    const uint mhi = top_mask(min(t, 32u)), mlo = top_mask(t > 32u ? t - 32u : 0u);
     if ((key.x & mhi) != pfx.x || (key.y & mlo) != pfx.y) return;
-    const uint digit = p < 4u ? (key.x >> (24u - 8u * p)) & 255u : (key.y >> (56u - 8u * p)) & 255u;
-    atomicAdd(sh[s * 256u + digit], 1u);
+    atomicAdd(sh[s * 256u + key_digit(key, t)], 1u);
 }
 
 void main()
@@ -73,8 +95,6 @@ void main()
     if (live == 0u) return;
     for (uint i = lid; i < pc.n_slots * 256u; i += WG) sh[i] = 0u;
     barrier();
-    const uint hi_bits = min(8u * p, 32u), lo_bits = 8u * p > 32u ? 8u * p - 32u : 0u;
-    const uint mhi = top_mask(hi_bits), mlo = top_mask(lo_bits);
     const uint stride = gl_NumWorkGroups.x * gl_NumWorkGroups.y * WG;
 #ifdef SELECT_HIST
     const uint n_groups = (pc.n + 7u) / 8u;
@@ -83,13 +103,14 @@ void main()
             if ((live & (1u << s)) == 0u) continue;
             const uint rec = (pc.slot0 + s) * REC, j = st[rec], b = st[rec + 1u];
             const uvec2 pfx = uvec2(st[rec + 4u], st[rec + 5u]);
+            const uint t = st[rec + 10u] + 8u * p;
             float x[8], y[8];
             load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
             load_group(in_dtype(DTYPES, b), pc.off[b], g, y);
             for (uint k = 0; k < 8u; k++) {
                 const uint e = g * 8u + k;
                 if (e >= pc.n) break;
-                count_key(s, mag_key(x[k] - y[k], pc.elem0 + e), pfx, mhi, mlo);
+                count_key(s, mag_key(x[k] - y[k], pc.elem0 + e), pfx, t);
             }
         }
     }
@@ -98,8 +119,9 @@ void main()
         if ((live & (1u << s)) == 0u) continue;
         const uint slot = pc.slot0 + s, rec = slot * REC, n_c = st[rec + 9u];
         const uvec2 pfx = uvec2(st[rec + 4u], st[rec + 5u]);
+        const uint t = st[rec + 10u] + 8u * p;
         for (uint i = vkm_group_id() * WG + lid; i < n_c; i += stride)
-            count_key(s, cand[slot * pc.cap + i], pfx, mhi, mlo);
+            count_key(s, cand[slot * pc.cap + i], pfx, t);
     }
 #endif
     barrier();
@@ -184,6 +206,7 @@ void main()
     for (uint s = gl_LocalInvocationID.x; s < pc.n_slots; s += WG) {
         const uint rec = (pc.slot0 + s) * REC, h = (pc.slot0 + s) * 256u;
         if (st[rec + 2u] != 0u) continue;
+        const uint t = st[rec + 10u] + 8u * p;
         uint k = st[rec + 3u], cum = 0u, c = 0u;
         int bin = 255;
         for (; bin >= 0; bin--) {
@@ -196,10 +219,11 @@ void main()
             continue;
         }
         k -= cum;
-        if (p < 4u) st[rec + 4u] |= uint(bin) << (24u - 8u * p);
-        else st[rec + 5u] |= uint(bin) << (56u - 8u * p);
+        const uvec2 pfx = with_digit(uvec2(st[rec + 4u], st[rec + 5u]), t, uint(bin));
+        st[rec + 4u] = pfx.x;
+        st[rec + 5u] = pfx.y;
         st[rec + 3u] = k;
-        if (c == k || p == 7u) {
+        if (c == k || t + 8u >= 64u) {
             st[rec + 2u] = 1u;
             // over gathered candidates the elements below the bracket were never counted: the
             // threshold must stay above them (they are all below (lo, 0); the candidates not
