@@ -151,9 +151,6 @@ int main(int argc, char **argv)
     vkm_model_get_info(bm, &bi);
     vkm_session *bs = session(ctx, bm, VKM_ROUTE_DEFAULT, NULL);
     if (vkm_model_set_profiling(bm, false) != VKM_OK) fail(ctx, "profiling"); /* times: untimed kernels */
-    const double t_base = decode_time(ctx, &bs, 1, steps);
-    vkm_session_free(bs);
-    vkm_model_free(bm);
     /* the bank, routed top-k */
     vkm_model *m = NULL;
     if (vkm_model_load(ctx, manifest, &mp, &m) != VKM_OK) fail(ctx, manifest);
@@ -161,7 +158,17 @@ int main(int argc, char **argv)
     vkm_model_get_info(m, &mi);
     vkm_session *rs = session(ctx, m, VKM_ROUTE_ROUTER, NULL);
     if (vkm_model_set_profiling(m, false) != VKM_OK) fail(ctx, "profiling");
-    const double t_moe = decode_time(ctx, &rs, 1, steps);
+    /* bare and routed alternately, twice, the faster of each: the first seconds of a process
+     * on a loaded VM run slow (first touches, thread pool, clocks) and would count against
+     * whichever came first */
+    double t_base = 1e30, t_moe = 1e30;
+    for (int round = 0; round < 2; round++) {
+        const double tb = decode_time(ctx, &bs, 1, steps), tm = decode_time(ctx, &rs, 1, steps);
+        if (tb < t_base) t_base = tb;
+        if (tm < t_moe) t_moe = tm;
+    }
+    vkm_session_free(bs);
+    vkm_model_free(bm);
     if (vkm_model_set_profiling(m, true) != VKM_OK) fail(ctx, "profiling"); /* the router's share */
     decode_time(ctx, &rs, 1, 2);
     const double share = router_share(m, profile && !json);
