@@ -528,6 +528,51 @@ static vkm_status cand_lists(vkm_mstream *ms, uint32_t n_slots)
     return vkm_arena_alloc(&ms->cand_arena, bytes, 16, &ms->cand);
 }
 
+#define SLOT_BATCH 16u /* slots one selection dispatch handles */
+
+static uint32_t slot_batch(const vkm_mtask *task, uint32_t s0)
+{
+    return task->n_slots - s0 < SLOT_BATCH ? task->n_slots - s0 : SLOT_BATCH;
+}
+
+/* The radix passes from `pass` on over the gathered keys, one command buffer for all of them
+ * (a slot's passes after its pick finished it exit at once). */
+static void record_cand_passes(vkm_mstream *ms, const vkm_mtask *task, uint32_t pass, uint32_t last, uint32_t most)
+{
+    for (uint32_t p = pass; p <= last; p++) {
+        for (uint32_t s0 = 0; most && s0 < task->n_slots; s0 += SLOT_BATCH)
+            vkm_mop_select_cand(&ms->rec, p, s0, slot_batch(task, s0), most, ms->cand, ms->cand_cap, ms->hist,
+                                ms->state);
+        vkm_mop_select_pick(&ms->rec, p, task->n_slots, ms->hist, ms->state);
+    }
+}
+
+/* One pass over the tensor in windows of K chunks, each window submitted and waited for: per
+ * chunk and batch of slots the bracket kernel (pass < 0) or radix pass `pass`; a radix pass
+ * ends with the same pass over the gathered keys and the pick (one workgroup for all slots). */
+static vkm_status tensor_pass(vkm_mstream *ms, const vkm_mtask *task, const chunking *c, int pass, uint32_t most)
+{
+    const uint32_t K = ms->n_slabs;
+    vkm_status s = VKM_OK;
+    for (uint32_t w0 = 0; w0 < c->n_chunks && !s; w0 += K) {
+        uint32_t nw = c->n_chunks - w0 < K ? c->n_chunks - w0 : K;
+        if ((s = window_begin(ms, c, w0, nw))) break;
+        for (uint32_t k = 0; k < nw; k++) {
+            vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
+            for (uint32_t s0 = 0; s0 < task->n_slots; s0 += SLOT_BATCH) {
+                if (pass < 0)
+                    vkm_mop_select_bracket(&ms->rec, &v, s0, slot_batch(task, s0), ms->cand, ms->cand_cap, ms->cnt,
+                                           ms->state);
+                else
+                    vkm_mop_select_hist(&ms->rec, &v, (uint32_t)pass, s0, slot_batch(task, s0), ms->hist, ms->state);
+            }
+        }
+        if (pass >= 0 && w0 + nw == c->n_chunks) record_cand_passes(ms, task, (uint32_t)pass, (uint32_t)pass, most);
+        s = slab_submit(ms, 0, 0, true);
+    }
+    return s;
+}
+
 /* One pass over the tensor counting above each slot's bracket and gathering the keys inside;
  * a slot whose rank falls inside (and whose keys fit) narrows over its candidates from here,
  * the others over the tensor. */
@@ -539,18 +584,7 @@ static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chun
     static const uint32_t zeros[VKM_MAX_SLOTS * 2];
     s = vkm_upload(ms->d, ms->state, ms->slots, sizeof ms->slots);
     if (!s) s = vkm_upload(ms->d, ms->cnt, zeros, sizeof zeros);
-    const uint32_t K = ms->n_slabs, batch = 16;
-    for (uint32_t w0 = 0; w0 < c->n_chunks && !s; w0 += K) {
-        uint32_t nw = c->n_chunks - w0 < K ? c->n_chunks - w0 : K;
-        if ((s = window_begin(ms, c, w0, nw))) break;
-        for (uint32_t k = 0; k < nw; k++) {
-            vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
-            for (uint32_t s0 = 0; s0 < task->n_slots; s0 += batch)
-                vkm_mop_select_bracket(&ms->rec, &v, s0, task->n_slots - s0 < batch ? task->n_slots - s0 : batch,
-                                       ms->cand, ms->cand_cap, ms->cnt, ms->state);
-        }
-        s = slab_submit(ms, 0, 0, true);
-    }
+    if (!s) s = tensor_pass(ms, task, c, -1, 0);
     uint32_t cnt[VKM_MAX_SLOTS * 2];
     if (s || (s = vkm_download(ms->d, ms->cnt, cnt, sizeof cnt))) return s;
     for (uint32_t i = 0; i < task->n_slots; i++) {
@@ -573,19 +607,6 @@ static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chun
     return vkm_upload(ms->d, ms->state, ms->slots, sizeof ms->slots);
 }
 
-/* The radix passes from `pass` on over the gathered keys, one command buffer for all of them
- * (a slot's passes after its pick finished it exit at once). */
-static void record_cand_passes(vkm_mstream *ms, const vkm_mtask *task, uint32_t pass, uint32_t last, uint32_t most)
-{
-    const uint32_t batch = 16;
-    for (uint32_t p = pass; p <= last; p++) {
-        for (uint32_t s0 = 0; most && s0 < task->n_slots; s0 += batch)
-            vkm_mop_select_cand(&ms->rec, p, s0, task->n_slots - s0 < batch ? task->n_slots - s0 : batch, most,
-                                ms->cand, ms->cand_cap, ms->hist, ms->state);
-        vkm_mop_select_pick(&ms->rec, p, task->n_slots, ms->hist, ms->state);
-    }
-}
-
 /* Runs the selection passes until every slot has its threshold: a bracket pass first, then
  * radix passes over windows of K chunks for the slots searching the tensor (read back after
  * each) and over the gathered keys for the others (all in one go once no slot needs the
@@ -595,7 +616,6 @@ static vkm_status run_select(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mta
 {
     vkm_status s = init_slots(ms, pl, task, c->n);
     if (!s) s = run_bracket(ms, task, c);
-    const uint32_t K = ms->n_slabs, batch = 16;
     for (uint32_t pass = 0; pass < VKM_SELECT_PASSES && !s; pass++) {
         bool data = false;
         uint32_t most = 0;
@@ -611,20 +631,7 @@ static vkm_status run_select(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mta
             if (!(s = slab_submit(ms, 0, 0, true))) s = vkm_download(ms->d, ms->state, ms->slots, sizeof ms->slots);
             break;
         }
-        for (uint32_t w0 = 0; w0 < c->n_chunks && !s; w0 += K) {
-            uint32_t nw = c->n_chunks - w0 < K ? c->n_chunks - w0 : K;
-            if ((s = window_begin(ms, c, w0, nw))) break;
-            for (uint32_t k = 0; k < nw; k++) {
-                vkm_mslab v = chunk_slab(ms, c, k, w0 + k);
-                for (uint32_t s0 = 0; s0 < task->n_slots; s0 += batch)
-                    vkm_mop_select_hist(&ms->rec, &v, pass, s0,
-                                        task->n_slots - s0 < batch ? task->n_slots - s0 : batch,
-                                        ms->hist, ms->state);
-            }
-            if (w0 + nw == c->n_chunks) /* the gathered keys too; one workgroup picks for all */
-                record_cand_passes(ms, task, pass, pass, most);
-            s = slab_submit(ms, 0, 0, true);
-        }
+        if ((s = tensor_pass(ms, task, c, (int)pass, most))) break;
         if (s || (s = vkm_download(ms->d, ms->state, ms->slots, sizeof ms->slots))) break;
         bool done = true;
         for (uint32_t i = 0; i < task->n_slots; i++) done &= ms->slots[i * VKM_MSLOT_WORDS + 2] != 0;
