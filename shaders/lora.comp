@@ -56,11 +56,11 @@ void main()
                 if (k < r) acc[k] += a[(off + k) * pc.in_dim + c] * xv;
         }
     }
-    [[unroll]] for (uint k = 0; k < RMAX; k++) part[k * WG + lid] = acc[k];
+    WG_PARTS(acc, RMAX, part);
     barrier();
     for (uint k = lid; k < r; k += WG) {
         float s = 0.0;
-        for (uint q = 0; q < WG; q++) s += part[k * WG + q];
+        for (uint q = 0; q < VKM_PARTS; q++) s += part[k * WG + q];
         t[(i * pc.row_stride + j) * RMAX + k] = s;
     }
 }

@@ -126,19 +126,11 @@ void main()
     }
 
     // one barrier: partial sums of every (row, vector) to shared, then NR*NT invocations finish
-#ifndef VKM_NO_SUBGROUP
-    [[unroll]] for (uint i = 0; i < NR * NT; i++) acc[i] = subgroupAdd(acc[i]);
-    const uint nsub = gl_NumSubgroups;
-    if (subgroupElect())
-        [[unroll]] for (uint i = 0; i < NR * NT; i++) part[i * nsub + gl_SubgroupID] = acc[i];
-#else
-    const uint nsub = WG;
-    [[unroll]] for (uint i = 0; i < NR * NT; i++) part[i * nsub + lid] = acc[i];
-#endif
+    WG_PARTS(acc, NR * NT, part);
     barrier();
     for (uint i = lid; i < NR * NT; i += WG) {
         float sum = 0.0;
-        for (uint j = 0; j < nsub; j++) sum += part[i * nsub + j];
+        for (uint j = 0; j < VKM_PARTS; j++) sum += part[i * WG + j];
         const uint r = i / NT, t = i % NT, row = rbase + r;
         if (row < pc.rows && sel[t] >= 0) {
             const uint yi = y_base(t) + pc.row0 + row;

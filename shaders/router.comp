@@ -54,12 +54,12 @@ void main()
         }
     }
     const float norm = sqrt(wg_sum(ss));
-    [[unroll]] for (uint e = 0; e < EMAX; e++) part[e * WG + lid] = acc[e];
+    WG_PARTS(acc, EMAX, part);
     barrier();
     if (lid != 0) return;
     for (uint e = 0; e < pc.n_exp; e++) {
         float s = 0.0;
-        for (uint t = 0; t < WG; t++) s += part[e * WG + t];
+        for (uint t = 0; t < VKM_PARTS; t++) s += part[e * WG + t];
         if ((pc.flags & 1u) != 0u) s = norm > 0.0 ? s / norm : 0.0;
         if ((pc.flags & 2u) != 0u) s = abs(s);
         if ((pc.flags & 16u) != 0u) s += rw[mb + pc.n_exp * pc.in_dim + e]; // biases: the row after the experts

@@ -288,10 +288,15 @@ static void lora_case(test_gpu *g, uint32_t T, uint32_t E, uint32_t in, uint32_t
     free(a); free(bt); free(x); free(y0); free(ref); free(got); free(w); free(ids); free(lst);
 }
 
+/* Both tunings: a CPU device's (one subgroup per workgroup) and a GPU's (several subgroups per
+ * workgroup, whose partial sums the shrink kernel combines). */
 static void test_lora_paths(void **state)
 {
     (void)state;
-    vkm_context *ctx = test_context();
+    for (int gpu = 0; gpu < 2; gpu++) {
+    vkm_context_params cp = vkm_context_default_params();
+    cp.tune_as_gpu = gpu;
+    vkm_context *ctx = test_context_with(cp);
     test_gpu g;
     test_gpu_init(&g, ctx);
     static const uint32_t toks[] = {1, 5, 9, 23}, experts[] = {2, 3, 8};
@@ -307,18 +312,22 @@ static void test_lora_paths(void **state)
             }
     test_gpu_done(&g);
     test_context_done(ctx);
+    }
 }
 
 /* One router dispatch deciding several routing points that share the input (q, k, v): point
  * i's matrix mat_stride words after point i-1's, its rows copy_stride words further; each
  * point's ids and weights against the reference, and no point writes another's rows. With and
- * without subgroup arithmetic (the router's _nosg twin). */
+ * without subgroup arithmetic (the router's _nosg twin), and tuned as a GPU (workgroups of several
+ * subgroups). */
 static void test_router_points(void **state)
 {
     (void)state;
-    for (int no_sg = 0; no_sg < 2; no_sg++) {
+    for (int mode = 0; mode < 3; mode++) {
+    const int no_sg = mode == 1;
     vkm_context_params cp = vkm_context_default_params();
     cp.disable_subgroup_arith = no_sg;
+    cp.tune_as_gpu = mode == 2;
     vkm_context *ctx = test_context_with(cp);
     test_gpu g;
     test_gpu_init(&g, ctx);

@@ -35,6 +35,25 @@ vec4 i8x4(uint w)
 
 shared float vkm_red[WG];
 
+// Partial sums of N values per invocation (acc[0..N-1]) for a reduction over the workgroup:
+// WG_PARTS stores them into part[k * WG + s] for s < VKM_PARTS (one per subgroup, reduced with
+// subgroup arithmetic; without subgroups, one per invocation), after which (and a barrier) any
+// invocation adds the VKM_PARTS partials of value k. A serial sum over all WG invocations' values
+// instead costs WG dependent shared-memory reads per value: it dominated the router and LoRA
+// shrink kernels on GPUs with wide workgroups. Call from uniform control flow.
+#ifndef VKM_NO_SUBGROUP
+#define VKM_PARTS gl_NumSubgroups
+#define WG_PARTS(acc, N, part) \
+    [[unroll]] for (uint k_ = 0; k_ < (N); k_++) { \
+        const float s_ = subgroupAdd(acc[k_]); \
+        if (subgroupElect()) part[k_ * WG + gl_SubgroupID] = s_; \
+    }
+#else
+#define VKM_PARTS WG
+#define WG_PARTS(acc, N, part) \
+    [[unroll]] for (uint k_ = 0; k_ < (N); k_++) part[k_ * WG + gl_LocalInvocationID.x] = acc[k_];
+#endif
+
 // Sum of v over the workgroup; every invocation gets the result. Call from uniform control flow.
 float wg_sum(float v)
 {
