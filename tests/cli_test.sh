@@ -31,7 +31,9 @@ manifest=$(dirname "$0")/../third_party/models/testbed-moe/manifest.json
 # ---- vkmoe route: 40 tokens of the python eval text, sequence-level router (one row per token)
 if run "$vkmoe" route -M "$manifest" --file "$shared/testbed/eval/python.txt" --limit 40 \
     --csv "$tmp/r.csv" --json "$tmp/r.json" --png "$tmp/r.png"; then
-    [ "$(lines "$tmp/r.csv")" = 41 ] && ok "route: 40 CSV rows" || fail "route: $(lines "$tmp/r.csv") CSV lines, want 41"
+    # one row per (token, chosen expert): the default router merges its top two
+    [ "$(lines "$tmp/r.csv")" = 81 ] && ok "route: 80 CSV rows" || fail "route: $(lines "$tmp/r.csv") CSV lines, want 81"
+    [ "$(tail -n +2 "$tmp/r.csv" | cut -d, -f2 | sort -u | wc -l)" = 40 ] && ok "route: 40 tokens" || fail "route: tokens in the CSV"
     head -n 1 "$tmp/r.csv" | grep -qx 'token,text_index,layer,module,expert,name,weight' || fail "route: CSV header"
     [ "$(grep -c '"index"' "$tmp/r.json")" = 40 ] && ok "route: 40 JSON tokens" || fail "route: JSON tokens"
     grep -q '"top_choice_by_layer"' "$tmp/r.json" || fail "route: JSON has no top_choice_by_layer"
@@ -49,9 +51,11 @@ if run "$vkmoe" run -M "$manifest" -p "$prompt" -n 8 --temp 0 --no-roofline \
     want=$(cat "$tmp/out")
     n_prompt=$(echo "$want" | wc -w)
     # positions fed: the prompt's tokens and every generated token but the last
-    rows=$(($(lines "$tmp/g.csv") - 1))
-    [ "$rows" = $((n_prompt + 7)) ] && ok "run: $rows routed positions" || fail "run: $rows CSV rows, want $((n_prompt + 7))"
-    got=$(sed -n "2,$((n_prompt + 1))p" "$tmp/g.csv" | cut -d, -f1 | tr '\n' ' ' | sed 's/ $//')
+    # positions (text_index) with their token id, one line each (the CSV has a row per expert)
+    tail -n +2 "$tmp/g.csv" | cut -d, -f1,2 | uniq >"$tmp/pos"
+    rows=$(lines "$tmp/pos")
+    [ "$rows" = $((n_prompt + 7)) ] && ok "run: $rows routed positions" || fail "run: $rows positions, want $((n_prompt + 7))"
+    got=$(head -n "$n_prompt" "$tmp/pos" | cut -d, -f1 | tr '\n' ' ' | sed 's/ $//')
     [ "$got" = "$want" ] && ok "run: CSV token ids = tokenize ($want)" || fail "run: CSV ids '$got', tokenize '$want'"
     png_magic "$tmp/g.png" || fail "run: not a PNG"
     grep -q '"tokens"' "$tmp/g.json" || fail "run: JSON"

@@ -791,6 +791,94 @@ static void test_golden_python(void **state)
     test_context_done(ctx);
 }
 
+/* ---- a sequence-level router fitted on calibration texts (vkm_model_fit_router) -------------- */
+/* The testbed's five experts with their calibration texts: the linear discriminant fitted on them
+ * (through a manifest whose centroid router is computed from the same texts at load), written,
+ * then loaded as policy "learned", routes each domain's calibration text to its own expert; so
+ * does the centroid router computed at load. */
+static void write_testbed_manifest(const char *path, const char *router_json, bool calib)
+{
+    static const char *dom[5] = {"python", "c", "shell", "english", "legal"};
+    const char *tb = VKM_SHARED_DIR "/testbed";
+    FILE *o = fopen(path, "w");
+    assert_non_null(o);
+    fprintf(o, "{\"base\": \"%s/base/model.gguf\", \"experts\": [", tb);
+    for (int d = 0; d < 5; d++) {
+        fprintf(o, "%s{\"name\": \"%s\", \"lora\": \"%s/experts/%s/adapter.gguf\"", d ? ", " : "", dom[d], tb, dom[d]);
+        if (calib) fprintf(o, ", \"calib\": [\"%s/calib/%s.txt\"]", tb, dom[d]);
+        fprintf(o, "}");
+    }
+    fprintf(o, "], \"router\": {%s}, \"aggregate\": \"parameter\", \"merge\": \"exact\"}\n", router_json);
+    fclose(o);
+}
+
+/* Routes 96 tokens of each domain's calibration text (from the first line after byte 3000: the
+ * files open with license headers, legal's domain) and fails unless its own expert is chosen. */
+static void route_own(vkm_context *ctx, vkm_model *m, const char *what)
+{
+    static const char *dom[5] = {"python", "c", "shell", "english", "legal"};
+    const vkm_tokenizer *tok = vkm_model_tokenizer(m);
+    assert_non_null(tok);
+    for (uint32_t d = 0; d < 5; d++) {
+        char tpath[700], buf[3700];
+        snprintf(tpath, sizeof tpath, "%s/calib/%s.txt", VKM_SHARED_DIR "/testbed", dom[d]);
+        FILE *f = fopen(tpath, "rb");
+        assert_non_null(f);
+        const size_t got = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        assert_true(got == sizeof buf);
+        const char *nl = memchr(buf + 3000, '\n', 200);
+        assert_non_null(nl);
+        int32_t ids[1024];
+        size_t n = 0;
+        assert_int_equal(vkm_tokenize(tok, nl + 1, 400, true, false, ids, 1024, &n), VKM_OK);
+        assert_true(n >= 96);
+        n = 96; /* the testbed's context is 128 */
+        vkm_session *s;
+        assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+        int32_t next;
+        if (vkm_session_prompt(s, ids, n, &next) != VKM_OK) fail_msg("%s: %s", dom[d], vkm_context_errmsg(ctx));
+        uint32_t ex[5];
+        float w[5];
+        size_t ne = 0;
+        assert_int_equal(vkm_session_experts(s, 0, ex, w, 5, &ne), VKM_OK);
+        printf("%s: %-8s -> %s (%.3f)\n", what, dom[d], ne ? dom[ex[0] % 5] : "-", ne ? (double)w[0] : 0.0);
+        if (ne != 1 || ex[0] != d) fail_msg("%s: %s routed to expert %u, not its own", what, dom[d], ne ? ex[0] : 99u);
+        vkm_session_free(s);
+    }
+}
+
+static void test_fit_router(void **state)
+{
+    (void)state;
+    vkm_context *ctx = test_context();
+    char dir[512], mpath[700], lpath[700], rpath[700], router[900];
+    snprintf(dir, sizeof dir, "%s/%d-fit", VKM_TEST_TMPDIR, (int)getpid());
+    mkdir(dir, 0755);
+    snprintf(mpath, sizeof mpath, "%s/calib.json", dir);
+    snprintf(lpath, sizeof lpath, "%s/learned.json", dir);
+    snprintf(rpath, sizeof rpath, "%s/lda.safetensors", dir);
+    write_testbed_manifest(mpath, "\"policy\": \"centroid\", \"granularity\": \"sequence\", \"depth\": \"model\", \"top_k\": 1", true);
+    vkm_model *m = load(ctx, mpath, 1);
+    if (vkm_model_fit_router(m, rpath) != VKM_OK) fail_msg("fit: %s", vkm_context_errmsg(ctx));
+    route_own(ctx, m, "centroids from calib");
+    vkm_session *s;
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    assert_int_equal(vkm_model_fit_router(m, rpath), VKM_ERR_STATE); /* a session is live */
+    vkm_session_free(s);
+    vkm_model_free(m);
+
+    snprintf(router, sizeof router, "\"policy\": \"learned\", \"granularity\": \"sequence\", \"depth\": \"model\", "
+             "\"top_k\": 1, \"weights\": \"%s\"", rpath);
+    write_testbed_manifest(lpath, router, false);
+    m = load(ctx, lpath, 1);
+    assert_int_equal(vkm_model_fit_router(m, rpath), VKM_ERR_INVALID_ARGUMENT); /* no calibration texts */
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "calib"));
+    route_own(ctx, m, "fitted discriminant");
+    vkm_model_free(m);
+    test_context_done(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -801,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_noisy_and_arrow),
         cmocka_unit_test(test_heterogeneous_batch),
         cmocka_unit_test(test_golden_python),
+        cmocka_unit_test(test_fit_router),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
