@@ -207,7 +207,11 @@ vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
     if (chunk_bytes > range) chunk_bytes = range;
     if (chunk_bytes < 1024) chunk_bytes = 1024;
     ms->chunk_bytes = chunk_bytes & ~(uint64_t)255;
-    if (!device_bytes) {
+    if (!device_bytes && d->cpu_tuning) {
+        /* a CPU device's slabs are host memory the merge shares with the page cache, and each
+         * costs its pages' clearing up front: four keep the two sides overlapped */
+        device_bytes = 4 * (ms->chunk_bytes + ms->chunk_bytes / 2);
+    } else if (!device_bytes) {
         device_bytes = d->caps.device_local_bytes / 2;
         if (device_bytes > (1ull << 30)) device_bytes = 1ull << 30;
     }
