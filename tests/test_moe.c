@@ -296,14 +296,17 @@ static void token_case(vkm_context *ctx, fixture *f, const char *name, int depth
     assert_int_equal(vkm_session_trace_routing(s, on_route, &tr), VKM_OK);
     float *got = test_alloc((size_t)n * f->rm.vocab * 4);
     if (vkm_session_eval(s, ids, n - 1, got)) fail_msg("%s", vkm_context_errmsg(ctx));
-    const float *lg; /* the last token as a decode step (matvec path) */
+    const float *lg; /* the last token as a decode step (matvec path), after a prompt in steps of 6 */
     vkm_session_free(s);
     vkm_session_params sp = vkm_session_default_params();
     sp.keep_logits = true;
     assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
     assert_int_equal(vkm_session_trace_routing(s, on_route, &tr), VKM_OK);
     int32_t next;
-    assert_int_equal(vkm_session_prompt(s, ids, n - 1, &next), VKM_OK);
+    /* the prompt in two steps of 6 tokens: the decode-size path (per-token BGMV, matvec passes)
+     * for the prompt too, the second step's tokens routed past the first's in the KV cache */
+    assert_int_equal(vkm_session_prompt(s, ids, 6, &next), VKM_OK);
+    assert_int_equal(vkm_session_prompt(s, ids + 6, n - 7, &next), VKM_OK);
     assert_int_equal(vkm_session_decode(s, ids[n - 1], &next), VKM_OK);
     assert_int_equal(vkm_session_logits(s, &lg, NULL), VKM_OK);
     memcpy(got + (size_t)(n - 1) * f->rm.vocab, lg, f->rm.vocab * 4);
@@ -356,6 +359,12 @@ static void test_token_routers(void **state)
     token_case(ctx, &f, "t_mod_bias", 0, "sigmoid", 1, 2, 1.0f, -1, "learned", false, false);
     with_bias = false;
     token_case(ctx, &f, "t_phatgoose", 0, "softmax", 0, 2, 1.0f, -1, "phatgoose", true, false);
+    test_context_done(ctx);
+    /* tuned as a GPU: workgroups of several subgroups, eight decode vectors per matvec pass */
+    vkm_context_params cp = vkm_context_default_params();
+    cp.tune_as_gpu = true;
+    ctx = test_context_with(cp);
+    token_case(ctx, &f, "t_mod_soft2_gpu", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
     test_context_done(ctx);
     fixture_free(&f);
 }
