@@ -7,21 +7,7 @@ set -u
 vkmoe=${1:?usage: cli_test.sh VKMOE SHARED_DIR TMP_DIR}
 shared=${2:?}
 tmp=${3:?}/cli
-rm -rf "$tmp" && mkdir -p "$tmp"
-export VKMOE_VALIDATE=1 VKMOE_PIPELINE_CACHE=
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
-# runs a command, stdout to $tmp/out, stderr to $tmp/err; any validation message is a failure
-run() {
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    if grep -qE 'VUID|SYNC-HAZARD|Validation (Error|Warning)|vkmoe: (warning|error): ' "$tmp/err"; then
-        fail "validation messages from: $*"
-        grep -E 'VUID|SYNC-HAZARD|Validation|vkmoe: (warning|error)' "$tmp/err" | head -5
-    fi
-    return $rc
-}
+. "$(dirname "$0")/sh_common.sh"
 lines() { wc -l <"$1" | tr -d ' '; }
 png_magic() { [ "$(od -An -tx1 -N8 "$1" | tr -d ' \n')" = 89504e470d0a1a0a ]; }
 
@@ -89,5 +75,4 @@ for cmd in "run -m $tmp/cut.gguf -p x -n 1" "info $tmp/cut.gguf" "ppl -m $tmp/cu
     fi
 done
 
-[ "$fails" = 0 ] && echo "cli: all passed" || echo "cli: $fails failed"
-[ "$fails" = 0 ]
+finish cli

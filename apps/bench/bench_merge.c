@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_env.h"
 #include "vkmoe.h"
 
 static double now_s(void)
@@ -129,8 +130,7 @@ int main(int argc, char **argv)
         in[i] = paths[i];
         if (ensure_model(paths[i], &shape, i ? 0.01f : 0.0f, (uint64_t)i + 100)) return 1;
     }
-    vkm_context_params cp = vkm_context_default_params();
-    cp.device = device;
+    vkm_context_params cp = bench_context_params(device);
     vkm_context *ctx = NULL;
     if (vkm_context_create(&cp, &ctx)) {
         fprintf(stderr, "bench_merge: %s\n", ctx ? vkm_context_errmsg(ctx) : "no context");
@@ -161,7 +161,7 @@ int main(int argc, char **argv)
         printf("  peak resident memory %.2f GB = %.1f%% of the inputs (%.2f GB in 3 files)\n", rss * 1e-9,
                100 * rss / inputs, inputs * 1e-9);
     }
-    vkm_context_destroy(ctx);
+    bad |= bench_context_done(ctx, "bench_merge");
     for (int i = 0; clean && i < 3; i++) unlink(in[i]);
     return bad;
 }

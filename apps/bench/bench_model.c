@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "bench_env.h"
 #include "vkmoe.h"
 
 static double now(void)
@@ -71,8 +72,7 @@ int main(int argc, char **argv)
         labels[1] = "dense";
         n_shapes = 2;
     }
-    vkm_context_params cp = vkm_context_default_params();
-    cp.device = device;
+    vkm_context_params cp = bench_context_params(device);
     vkm_context *ctx = NULL;
     if (vkm_context_create(&cp, &ctx) != VKM_OK) return fail(ctx, "context");
     double copy = 0;
@@ -180,6 +180,5 @@ int main(int argc, char **argv)
         vkm_model_free(m);
     }
     if (json) printf("]}\n");
-    vkm_context_destroy(ctx);
-    return 0;
+    return bench_context_done(ctx, "bench_model");
 }

@@ -6,7 +6,10 @@
  * The base and adapters are random files written once into --dir (kept for later runs).
  *
  *   bench_moe [--shape 1.1b|testbed] [--experts E] [--rank R] [--top-k K] [--depth module|layer]
- *             [--type f16|q8_0|q4_0] [--decode N] [--dir DIR] [--device D] [--json] [--profile]
+ *             [--type f16|q8_0|q4_0] [--decode N] [--rounds N] [--dir DIR] [--device D] [--json]
+ *             [--profile]
+ * Bare and routed decode alternate in --rounds rounds (default 4) of --decode steps each (default
+ * 3); the fastest round of each side is reported, and the spread of the rounds' own ratios.
  * --profile prints the routed step kernel by kernel (timed with a timestamp per dispatch).
  */
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_env.h"
 #include "vkmoe.h"
 
 static double now(void)
@@ -82,7 +86,7 @@ int main(int argc, char **argv)
     vkm_model_shape sh = {32000, 2048, 22, 32, 4, 0, 5632, 2048, 10000.0f, false, 0, 0};
     const char *shape_name = "1.1b", *dir = "/tmp/vkmoe-bench", *device = getenv("VKMOE_DEVICE"), *type = "f16";
     const char *depth = "module";
-    int experts = 8, rank = 16, top_k = 2, steps = 6;
+    int experts = 8, rank = 16, top_k = 2, steps = 3, rounds = 4;
     bool json = false, profile = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -100,12 +104,14 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--depth")) depth = v;
         else if (!strcmp(a, "--type")) type = v;
         else if (!strcmp(a, "--decode")) steps = atoi(v);
+        else if (!strcmp(a, "--rounds")) rounds = atoi(v);
         else if (!strcmp(a, "--dir")) dir = v;
         else if (!strcmp(a, "--device")) device = v;
         else { fprintf(stderr, "bench_moe: unknown option %s\n", a); return 2; }
     }
-    if (experts < 1 || experts > 64 || rank < 1 || top_k < 1 || top_k > experts || steps < 1) {
-        fprintf(stderr, "bench_moe: 1 <= top-k <= experts <= 64, rank >= 1, decode >= 1\n");
+    if (experts < 1 || experts > 64 || rank < 1 || top_k < 1 || top_k > experts || steps < 1 || rounds < 1 ||
+        rounds > 64) {
+        fprintf(stderr, "bench_moe: 1 <= top-k <= experts <= 64, rank >= 1, decode >= 1, 1 <= rounds <= 64\n");
         return 2;
     }
     mkdir(dir, 0755);
@@ -132,8 +138,7 @@ int main(int argc, char **argv)
                "\"noise_std\": 1.0, \"seed\": 5}}\n", depth, top_k);
     fclose(o);
 
-    vkm_context_params cp = vkm_context_default_params();
-    cp.device = device;
+    vkm_context_params cp = bench_context_params(device);
     vkm_context *ctx = NULL;
     if (vkm_context_create(&cp, &ctx) != VKM_OK) fail(ctx, "context");
     double copy = 0;
@@ -158,14 +163,16 @@ int main(int argc, char **argv)
     vkm_model_get_info(m, &mi);
     vkm_session *rs = session(ctx, m, VKM_ROUTE_ROUTER, NULL);
     if (vkm_model_set_profiling(m, false) != VKM_OK) fail(ctx, "profiling");
-    /* bare and routed alternately, twice, the faster of each: the first seconds of a process
-     * on a loaded VM run slow (first touches, thread pool, clocks) and would count against
-     * whichever came first */
-    double t_base = 1e30, t_moe = 1e30;
-    for (int round = 0; round < 2; round++) {
+    /* bare and routed alternately in short rounds, the fastest round of each: a loaded VM slows
+     * whole seconds at a time (and the first seconds of a process: first touches, thread pool,
+     * clocks), which would count against whichever side ran then; each round's own ratio too */
+    double t_base = 1e30, t_moe = 1e30, r_lo = 1e30, r_hi = 0;
+    for (int round = 0; round < rounds; round++) {
         const double tb = decode_time(ctx, &bs, 1, steps), tm = decode_time(ctx, &rs, 1, steps);
         if (tb < t_base) t_base = tb;
         if (tm < t_moe) t_moe = tm;
+        if (tm / tb < r_lo) r_lo = tm / tb;
+        if (tm / tb > r_hi) r_hi = tm / tb;
     }
     vkm_session_free(bs);
     vkm_model_free(bm);
@@ -187,20 +194,21 @@ int main(int argc, char **argv)
     if (json) {
         printf("{\"shape\": \"%s\", \"type\": \"%s\", \"experts\": %d, \"rank\": %d, \"top_k\": %d, \"depth\": \"%s\", "
                "\"copy_gbps\": %.3f, \"base_ms\": %.3f, \"moe_ms\": %.3f, \"overhead\": %.4f, \"router_share\": %.4f, "
-               "\"base_roofline\": %.4f, \"moe_roofline\": %.4f, \"four_singles_ms\": %.3f, \"batch4_ms\": %.3f}\n",
+               "\"overhead_rounds\": [%.4f, %.4f], \"rounds\": %d, \"base_roofline\": %.4f, \"moe_roofline\": %.4f, "
+               "\"four_singles_ms\": %.3f, \"batch4_ms\": %.3f}\n",
                shape_name, type, experts, rank, top_k, depth, copy, t_base * 1e3, t_moe * 1e3, t_moe / t_base - 1,
-               share, roof_base / t_base, roof_moe / t_moe, singles * 1e3, batch * 1e3);
+               share, r_lo - 1, r_hi - 1, rounds, roof_base / t_base, roof_moe / t_moe, singles * 1e3, batch * 1e3);
     } else {
         printf("device copy bandwidth %.2f GB/s; %s %s base, %d LoRA experts of rank %d on all 7 matrices, "
                "noisy router top-%d per token at %s depth\n", copy, shape_name, type, experts, rank, top_k, depth);
         printf("bare base         %9.2f ms/token  %5.1f%% of roofline (%.1f MB/token)\n", t_base * 1e3,
                100 * roof_base / t_base, bi.bytes_per_token / 1e6);
-        printf("routed top-%d      %9.2f ms/token  %5.1f%% of roofline (%.1f MB/token)  overhead %+.1f%%\n", top_k,
-               t_moe * 1e3, 100 * roof_moe / t_moe, mi.bytes_per_token / 1e6, 100 * (t_moe / t_base - 1));
+        printf("routed top-%d      %9.2f ms/token  %5.1f%% of roofline (%.1f MB/token)  overhead %+.1f%% "
+               "(rounds: %+.1f%% to %+.1f%%)\n", top_k, t_moe * 1e3, 100 * roof_moe / t_moe, mi.bytes_per_token / 1e6,
+               100 * (t_moe / t_base - 1), 100 * (r_lo - 1), 100 * (r_hi - 1));
         printf("router kernels    %9.1f%% of the routed step's kernel time\n", 100 * share);
         printf("4 sequences       %9.2f ms in one step vs %.2f ms as 4 single steps (%.2fx)\n", batch * 1e3,
                singles * 1e3, singles / batch);
     }
-    vkm_context_destroy(ctx);
-    return 0;
+    return bench_context_done(ctx, "bench_moe");
 }

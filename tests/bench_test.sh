@@ -1,0 +1,40 @@
+#!/bin/sh
+# bench_test.sh BENCH_MOE BENCH_MODEL BENCH_MERGE TMP_DIR — the microbenchmarks of apps/bench run
+# end to end on small shapes with the validation layer on (any validation message fails), and
+# their JSON carries every figure with a sane value. Timings are not judged here (docs/
+# performance.md has the figures): this keeps the benchmarks themselves from rotting.
+set -u
+bench_moe=${1:?usage: bench_test.sh BENCH_MOE BENCH_MODEL BENCH_MERGE TMP_DIR}
+bench_model=${2:?}
+bench_merge=${3:?}
+tmp=${4:?}/bench
+. "$(dirname "$0")/sh_common.sh"
+# runs a benchmark (run, sh_common.sh); a non-zero exit fails
+bench() { run "$@" || { fail "exit $rc from: $* ($(tail -c 300 "$tmp/err"))"; return 1; }; }
+# has KEY [KEY...]: each "key": followed by a positive number (not nan, inf or negative) in $tmp/out
+has() {
+    for k in "$@"; do
+        grep -qE "\"$k\": *[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?[,}]" "$tmp/out" && ! grep -qE "\"$k\": *(0|0\.0+)[,}]" "$tmp/out" ||
+            { fail "\"$k\" missing or not positive in: $(head -c 600 "$tmp/out")"; return 1; }
+    done
+}
+
+# the LoRA bank against the bare base (testbed shape), two rounds of one step
+if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 1 --rounds 2 --dir "$tmp/moe" --json; then
+    has copy_gbps base_ms moe_ms base_roofline moe_roofline four_singles_ms batch4_ms &&
+        grep -qE '"overhead": *-?[0-9.]+, "router_share": *0\.[0-9]+, "overhead_rounds": \[-?[0-9.]+, -?[0-9.]+\], "rounds": 2' "$tmp/out" &&
+        ok "bench_moe: $(cat "$tmp/out" | cut -c1-160)" || fail "bench_moe: $(cat "$tmp/out")"
+fi
+# a Mixtral-style model and its dense equivalent, per weight type: four rows
+if bench "$bench_model" --shape tiny --types f16,q4_0 --experts 4 --top-k 2 --prefill 8 --decode 2 --json; then
+    rows=$(grep -o '"decode_tps"' "$tmp/out" | wc -l)
+    [ "$rows" -eq 4 ] && has copy_gbps bytes_per_token prefill_tps decode_tps roofline_tps fraction &&
+        ok "bench_model: $rows rows" || fail "bench_model: $(cat "$tmp/out")"
+fi
+# merge throughput on the quick shape, the output checked for nothing but its figures
+if bench "$bench_merge" --quick --dir "$tmp/merge" --json --clean; then
+    [ "$(grep -o '"gbps"' "$tmp/out" | wc -l)" -eq 2 ] && has copy_gbps inputs_bytes peak_rss_bytes seconds gbps fraction_of_copy &&
+        ok "bench_merge: $(cat "$tmp/out" | tr -d '\n' | cut -c1-200)" || fail "bench_merge: $(cat "$tmp/out")"
+fi
+
+finish benches
