@@ -10,8 +10,8 @@ what=${1:-runtime}
 pkgs=(build-essential cmake ninja-build pkg-config glslang-tools libvulkan-dev libvulkan1
       mesa-vulkan-drivers libcjson-dev libyaml-dev libstb-dev)
 if [ "$what" = test ]; then
-  pkgs+=(vulkan-validationlayers libcmocka-dev clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-         libvulkan-dev:arm64 libcjson-dev:arm64 libyaml-dev:arm64)
+  pkgs+=(vulkan-validationlayers libcmocka-dev clang libclang-rt-14-dev gcc-aarch64-linux-gnu
+         libc6-dev-arm64-cross libvulkan-dev:arm64 libcjson-dev:arm64 libyaml-dev:arm64)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
