@@ -3,7 +3,7 @@
  * temporary file receiving the header and the streamed data (with padding between tensors), the
  * sticky error, and the rename that publishes the file only when it is complete.
  */
-#define _GNU_SOURCE /* O_TMPFILE */
+#define _GNU_SOURCE /* O_TMPFILE, O_DIRECT */
 #include "wfile.h"
 
 #include <errno.h>
@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "wqueue.h"
 
 /* ---- byte buffer -------------------------------------------------------------------------- */
 void vkm_wbuf_put(vkm_wbuf *b, const void *data, uint64_t n)
@@ -60,6 +62,7 @@ void vkm_wbuf_free(vkm_wbuf *b)
 vkm_status vkm_wfile_init(vkm_wfile *w, const char *path, vkm_err *e)
 {
     memset(w, 0, sizeof *w);
+    w->fd = -1;
     w->e = e;
     vkm_err_clear(e);
     int n = snprintf(w->path, sizeof w->path, "%s", path ? path : "");
@@ -171,8 +174,8 @@ vkm_status vkm_wfile_layout(vkm_wfile *w, uint32_t align)
 /* ---- the file ----------------------------------------------------------------------------- */
 static vkm_status put(vkm_wfile *w, const void *data, uint64_t n)
 {
-    if (n && fwrite(data, 1, (size_t)n, w->f) != n)
-        return vkm_wfile_fail(w, VKM_ERR_IO, "%s: write failed: %s", w->tmp, strerror(errno));
+    int err = n ? vkm_wq_put(w->q, data, n) : 0;
+    if (err) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: write failed: %s", w->tmp, strerror(err));
     return VKM_OK;
 }
 
@@ -194,11 +197,26 @@ vkm_status vkm_wfile_open(vkm_wfile *w, const void *header, uint64_t n, uint64_t
     if (s) return s;
     char dir[1024];
     vkm_path_dir(dir, sizeof dir, w->path);
-    int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
-    if (fd >= 0 && !(w->f = fdopen(fd, "wb"))) close(fd);
-    w->unnamed = w->f != NULL;
-    if (!w->f) w->f = fopen(w->tmp, "wb"); /* no O_TMPFILE here: a named temporary file */
-    if (!w->f) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
+    /* direct I/O where the file system takes it (not tmpfs), else ordinary writes */
+    bool direct = true;
+    int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC | O_DIRECT, 0666);
+    if (fd < 0) {
+        direct = false;
+        fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+    }
+    w->unnamed = fd >= 0;
+    if (fd < 0) { /* no O_TMPFILE here: a named temporary file */
+        direct = true;
+        fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0666);
+    }
+    if (fd < 0) {
+        direct = false;
+        fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    }
+    if (fd < 0) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
+    w->fd = fd;
+    int err = vkm_wq_create(fd, direct, &w->q);
+    if (err) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot start the writer: %s", w->tmp, strerror(err));
     w->begun = true;
     w->data_start = data_start;
     if ((s = put(w, header, n))) return s;
@@ -277,17 +295,20 @@ vkm_status vkm_wfile_finish(vkm_wfile *w)
                               w->t[w->cur].name,
                               (unsigned long long)(w->t[w->cur].offset + w->t[w->cur].nbytes -
                                                    (w->pos > w->t[w->cur].offset ? w->pos : w->t[w->cur].offset)));
-    int bad = fflush(w->f) != 0 || fsync(fileno(w->f)) != 0;
-    if (!bad && w->unnamed) { /* name it "<path>.tmp" (linkat cannot replace), then rename */
+    int err = vkm_wq_finish(w->q);
+    if (!err && fsync(w->fd) != 0) err = errno;
+    if (!err && w->unnamed) { /* name it "<path>.tmp" (linkat cannot replace), then rename */
         char proc[64];
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fileno(w->f));
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->fd);
         unlink(w->tmp);
-        bad = linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) != 0;
-        w->unnamed = bad;
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) != 0) err = errno;
+        else w->unnamed = false;
     }
-    bad |= fclose(w->f) != 0;
-    w->f = NULL;
-    if (bad) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: write failed: %s", w->tmp, strerror(errno));
+    vkm_wq_destroy(w->q);
+    w->q = NULL;
+    if (close(w->fd) != 0 && !err) err = errno;
+    w->fd = -1;
+    if (err) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: write failed: %s", w->tmp, strerror(err));
     if (rename(w->tmp, w->path) != 0)
         return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot rename to %s: %s", w->tmp, w->path,
                               strerror(errno));
@@ -297,10 +318,10 @@ vkm_status vkm_wfile_finish(vkm_wfile *w)
 
 void vkm_wfile_free(vkm_wfile *w)
 {
-    if (w->f) {
-        fclose(w->f);
-        w->f = NULL;
-    }
+    vkm_wq_destroy(w->q);
+    w->q = NULL;
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
     if (w->begun && !w->finished && !w->unnamed) unlink(w->tmp);
     free(w->t);
     w->t = NULL;

@@ -1,7 +1,8 @@
 /*
  * wfile.h — internal to the writers: the part GGUF and safetensors writing share. A list of
  * tensors with their data layout, a temporary file that receives the header and then the data
- * streamed in tensor order, a sticky error, and the final rename.
+ * streamed in tensor order (through a writer thread, direct I/O where the file system has it:
+ * wqueue.h), a sticky error, and the final rename.
  */
 #ifndef VKM_WFILE_H
 #define VKM_WFILE_H
@@ -21,7 +22,8 @@ typedef struct vkm_wtensor {
 
 typedef struct vkm_wfile {
     char path[1024], tmp[1040];
-    FILE *f;
+    int fd;                   /* -1: not open                                                  */
+    struct vkm_wqueue *q;     /* the writer thread (wqueue.h)                                  */
     bool unnamed;             /* an O_TMPFILE file: it gets a name only when complete          */
     vkm_err *e;
     vkm_status status;        /* sticky: the first failure                                    */

@@ -8,9 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "loader_util.h"
 #include "writer.h"
+#include "wqueue.h"
 
 /* ---- the real files ----------------------------------------------------------------------- */
 static void check_base_common(const vkm_gguf *g)
@@ -316,6 +320,78 @@ static void test_write_tensors(void **state)
         assert_int_equal(g.tensors[12].nbytes, 0);
         vkm_gguf_close(&g);
     }
+}
+
+/* Data past the writer's buffers (four of 8 MiB, written by a thread with direct I/O where the
+ * file system has it) in irregular pieces, in the build tree and on tmpfs (no direct I/O):
+ * the file has exactly the header and the tensors, the tail included. */
+static void test_write_large(void **state)
+{
+    (void)state;
+    const int64_t sizes[3] = {(9 << 20) + 5, (17 << 20) + 1, 7 << 20};
+    uint8_t *data[3];
+    for (int t = 0; t < 3; t++) {
+        data[t] = malloc((size_t)sizes[t]);
+        assert_non_null(data[t]);
+        uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1);
+        for (int64_t j = 0; j < sizes[t]; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            data[t][j] = (uint8_t)x;
+        }
+    }
+    const char *dirs[2] = {VKM_TEST_TMPDIR, "/dev/shm"};
+    for (int k = 0; k < 2; k++) {
+        if (!vkm_is_dir(dirs[k])) continue;
+        char path[1100];
+        snprintf(path, sizeof path, "%s/vkm-large-%d.gguf", dirs[k], (int)getpid());
+        vkm_err e = {0};
+        vkm_gguf_writer *w;
+        expect_ok(vkm_gguf_writer_create(path, &w, &e), &e);
+        for (int t = 0; t < 3; t++) {
+            char name[16];
+            snprintf(name, sizeof name, "t%d", t);
+            expect_ok(vkm_gguf_writer_add_tensor(w, name, VKM_I8, 1, &sizes[t]), &e);
+        }
+        expect_ok(vkm_gguf_writer_begin(w), &e);
+        for (int t = 0; t < 3; t++)
+            for (int64_t j = 0, piece = 1; j < sizes[t]; j += piece, piece = piece * 3 + 7)
+                expect_ok(vkm_gguf_writer_write(w, data[t] + j, (uint64_t)(sizes[t] - j < piece ? sizes[t] - j : piece)), &e);
+        expect_ok(vkm_gguf_writer_finish(w), &e);
+        vkm_gguf_writer_free(w);
+        vkm_gguf g;
+        expect_ok(vkm_gguf_open(path, &g, &e), &e);
+        assert_int_equal(g.n_tensors, 3);
+        for (int t = 0; t < 3; t++) {
+            assert_int_equal(g.tensors[t].nbytes, (uint64_t)sizes[t]);
+            assert_memory_equal(g.tensors[t].data, data[t], (size_t)sizes[t]);
+        }
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal((uint64_t)st.st_size, g.tensors[2].offset + (uint64_t)sizes[2]); /* file offsets */
+        vkm_gguf_close(&g);
+        unlink(path);
+    }
+    /* the queue alone on an ordinary descriptor (a file system without direct I/O) */
+    char path[1100];
+    snprintf(path, sizeof path, "%s/vkm-queue-%d.bin", VKM_TEST_TMPDIR, (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    assert_true(fd >= 0);
+    vkm_wqueue *q;
+    assert_int_equal(vkm_wq_create(fd, false, &q), 0);
+    for (int t = 0; t < 3; t++) assert_int_equal(vkm_wq_put(q, data[t], (uint64_t)sizes[t]), 0);
+    assert_int_equal(vkm_wq_size(q), (uint64_t)(sizes[0] + sizes[1] + sizes[2]));
+    assert_int_equal(vkm_wq_finish(q), 0);
+    vkm_wq_destroy(q);
+    close(fd);
+    vkm_map m;
+    vkm_err e = {0};
+    expect_ok(vkm_map_open(path, &m, &e), &e);
+    assert_int_equal(m.size, (uint64_t)(sizes[0] + sizes[1] + sizes[2]));
+    for (int t = 0, off = 0; t < 3; off += (int)sizes[t], t++)
+        assert_memory_equal(m.data + off, data[t], (size_t)sizes[t]);
+    vkm_map_close(&m);
+    unlink(path);
+    for (int t = 0; t < 3; t++) free(data[t]);
 }
 
 static void test_write_quantized_values(void **state)
@@ -749,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_real_others),
         cmocka_unit_test(test_write_metadata),
         cmocka_unit_test(test_write_tensors),
+        cmocka_unit_test(test_write_large),
         cmocka_unit_test(test_write_quantized_values),
         cmocka_unit_test(test_writer_misuse),
         cmocka_unit_test(test_nested_arrays),
