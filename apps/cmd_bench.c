@@ -1,5 +1,6 @@
 /*
- * cmd_bench.c — `vkmoe bench [--json] [--quick]`: the device's copy bandwidth, then each kernel's
+ * cmd_bench.c — `vkmoe bench [--json] [--quick] [--only PREFIX]`: the device's copy bandwidth,
+ * then each kernel's
  * effective GB/s on realistic shapes as a fraction of that copy bandwidth (the roofline).
  */
 #include <string.h>
@@ -28,6 +29,8 @@ static const shape full_shapes[] = {
     {"rmsnorm", VKM_F32, 64, 4096, 1, "rmsnorm"},
     {"softmax", VKM_F32, 32, 32000, 1, "softmax"},
     {"silu_mul", VKM_F32, 1, 1 << 22, 1, "silu_mul"},
+    {"merge", VKM_F16, 2048, 5632, 3, "merge_f16_x3"},
+    {"merge", VKM_F32, 2048, 2816, 3, "merge_f32_x3"},
 };
 static const shape quick_shapes[] = {
     {"matvec", VKM_F32, 2048, 2048, 1, "matvec_f32"},
@@ -36,6 +39,7 @@ static const shape quick_shapes[] = {
     {"matvec", VKM_Q4_0, 2048, 2048, 1, "matvec_q4_0"},
     {"matvec", VKM_F16, 2048, 2048, 32, "matvec_f16_x32"},
     {"matmul", VKM_F16, 2048, 2048, 32, "matmul_f16_x32"},
+    {"merge", VKM_F16, 2048, 5632, 3, "merge_f16_x3"},
 };
 
 int cmd_bench(int argc, char **argv)
@@ -43,12 +47,14 @@ int cmd_bench(int argc, char **argv)
     cli_dev_opts o;
     cli_dev_opts_init(&o);
     bool json = false, quick = false;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (cli_dev_opts_parse(&o, argc, argv, &i)) continue;
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: vkmoe bench [--json] [--quick] [--device D]\n");
+            printf("usage: vkmoe bench [--json] [--quick] [--only PREFIX] [--device D]\n");
             return 0;
         } else return cli_error("bench", "unknown option %s", argv[i]);
     }
@@ -68,7 +74,9 @@ int cmd_bench(int argc, char **argv)
     else printf("device %s\ncopy bandwidth %.2f GB/s\n\n%-16s %-14s %10s %10s %9s %10s\n", c->name, copy,
                 "kernel", "shape", "time (us)", "GB/s", "fraction", "max err");
     int rc = 0;
+    bool first = true;
     for (size_t i = 0; i < n; i++) {
+        if (only && strncmp(sh[i].name, only, strlen(only))) continue;
         vkm_bench_result r;
         s = vkm_bench_kernel(ctx, sh[i].kernel, sh[i].dtype, sh[i].rows, sh[i].cols, sh[i].n, &r);
         if (s != VKM_OK) {
@@ -78,7 +86,7 @@ int cmd_bench(int argc, char **argv)
         double frac = copy > 0 ? r.gbps / copy : 0;
         if (json)
             printf("%s{\"name\": \"%s\", \"shape\": [%u, %u], \"n\": %u, \"seconds\": %.9f, "
-                   "\"gbps\": %.3f, \"fraction\": %.4f, \"max_err\": %.3g}", i ? ", " : "",
+                   "\"gbps\": %.3f, \"fraction\": %.4f, \"max_err\": %.3g}", first ? "" : ", ",
                    sh[i].name, sh[i].rows, sh[i].cols, sh[i].n, r.seconds, r.gbps, frac, r.max_err);
         else {
             char shp[32];
@@ -87,6 +95,7 @@ int cmd_bench(int argc, char **argv)
                    r.gbps, 100 * frac, r.max_err);
         }
         fflush(stdout);
+        first = false;
     }
     if (json) printf("]}\n");
     vkm_context_destroy(ctx);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "merge.h"
 #include "ops.h"
 
 static uint64_t rng_next(uint64_t *s)
@@ -159,6 +160,91 @@ static vkm_status bench_matvec(bench_ctx *b, vkm_dtype dt, uint32_t rows, uint32
     return s;
 }
 
+typedef struct merge_args {
+    vkm_mslab v;
+    vkm_range out, params, state;
+} merge_args;
+
+static void merge_body(vkm_rec *r, void *u)
+{
+    merge_args *a = u;
+    vkm_mop_combine(r, &a->v, VKM_MOP_LINEAR, a->v.n_in, 0, a->v.dt[0], a->out, a->params, a->state);
+}
+
+/* The linear merge kernel of `vkmoe merge` over one chunk: n_in inputs of n elements of dtype
+ * (F32, F16, BF16) in one slab, equal weights, the output in the same type; a few elements
+ * checked against the host. */
+static vkm_status bench_merge(bench_ctx *b, vkm_dtype dt, uint64_t n, uint32_t n_in, vkm_bench_result *res)
+{
+    if (dt != VKM_F32 && dt != VKM_F16 && dt != VKM_BF16)
+        return vkm_fail(b->d->err, VKM_ERR_INVALID_ARGUMENT, "merge: F32, F16 or BF16 inputs");
+    if (n_in < 2 || n_in > VKM_MERGE_MAX_IN)
+        return vkm_fail(b->d->err, VKM_ERR_INVALID_ARGUMENT, "merge: 2 to %d inputs", VKM_MERGE_MAX_IN);
+    const uint32_t eb = dt == VKM_F32 ? 4 : 2;
+    const uint64_t slot = vkm_align_up(n * eb, 32);
+    if (n >= (1ull << 32) || slot * n_in > b->d->caps.max_storage_range)
+        return vkm_fail(b->d->err, VKM_ERR_LIMIT, "merge: %u inputs of %llu elements exceed the storage range",
+                        n_in, (unsigned long long)n);
+    merge_args a;
+    memset(&a, 0, sizeof a);
+    a.v.n_in = n_in;
+    a.v.n = (uint32_t)n;
+    a.v.hw_f16 = (b->d->f16_probe & (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT)) ==
+                 (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT);
+    uint32_t prm[VKM_MPARAM_WORDS] = {0};
+    const float w = 1.0f / (float)n_in, one = 1.0f;
+    for (uint32_t j = 0; j < n_in; j++) {
+        a.v.dt[j] = dt == VKM_F32 ? VKM_MDT_F32 : dt == VKM_F16 ? VKM_MDT_F16 : VKM_MDT_BF16;
+        a.v.off[j] = (uint32_t)(slot * j / 4);
+        memcpy(&prm[8 * j], &w, 4);
+        memcpy(&prm[8 * j + 4], &one, 4);
+    }
+    memcpy(&prm[VKM_MPARAM_G], &one, 4);
+    uint8_t *in = malloc(slot * n_in);
+    vkm_status s = in ? VKM_OK : vkm_fail(b->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    uint64_t seed = 777;
+    for (uint64_t i = 0; s == VKM_OK && i < slot * n_in / eb; i++) {
+        const float x = rng_unit(&seed);
+        if (dt == VKM_F32) memcpy(in + 4 * i, &x, 4);
+        else {
+            const uint16_t h = dt == VKM_F16 ? vkm_f32_to_f16(x) : vkm_f32_to_bf16(x);
+            memcpy(in + 2 * i, &h, 2);
+        }
+    }
+    if (s == VKM_OK) s = vkm_arena_alloc(&b->arena, slot * n_in, 16, &a.v.r);
+    if (s == VKM_OK) s = vkm_arena_alloc(&b->arena, slot, 16, &a.out);
+    if (s == VKM_OK) s = vkm_arena_alloc(&b->arena, sizeof prm, 16, &a.params);
+    if (s == VKM_OK) s = vkm_arena_alloc(&b->arena, VKM_MAX_SLOTS * VKM_MSLOT_WORDS * 4, 16, &a.state);
+    if (s == VKM_OK) s = vkm_upload(b->d, a.v.r, in, slot * n_in);
+    if (s == VKM_OK) s = vkm_upload(b->d, a.params, prm, sizeof prm);
+    double ns = 0;
+    if (s == VKM_OK) s = run_timed(b, merge_body, &a, &ns);
+    uint8_t *out = s == VKM_OK ? malloc(slot) : NULL;
+    if (s == VKM_OK && !out) s = vkm_fail(b->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    if (s == VKM_OK) s = vkm_download(b->d, a.out, out, slot);
+    res->max_err = 0;
+    for (uint32_t k = 0; s == VKM_OK && k < 64; k++) {
+        const uint64_t i = k * (n - 1) / 63;
+        double ref = 0, got;
+        float x;
+        for (uint32_t j = 0; j < n_in; j++) {
+            const uint8_t *p = in + slot * j + i * eb;
+            if (dt == VKM_F32) memcpy(&x, p, 4);
+            else x = dt == VKM_F16 ? vkm_f16_to_f32(vkm_rd16(p)) : vkm_bf16_to_f32(vkm_rd16(p));
+            ref += (double)w * x;
+        }
+        if (dt == VKM_F32) memcpy(&x, out + 4 * i, 4);
+        else x = dt == VKM_F16 ? vkm_f16_to_f32(vkm_rd16(out + 2 * i)) : vkm_bf16_to_f32(vkm_rd16(out + 2 * i));
+        got = x;
+        if (fabs(got - ref) > res->max_err) res->max_err = fabs(got - ref);
+    }
+    free(in);
+    free(out);
+    res->seconds = ns * 1e-9;
+    res->bytes = (double)n * eb * (n_in + 1);
+    return s;
+}
+
 vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtype, uint32_t rows,
                             uint32_t cols, uint32_t n_vec, vkm_bench_result *out)
 {
@@ -188,9 +274,11 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
             out->seconds = ns * 1e-9;
             out->bytes = !strcmp(kernel, "silu_mul") ? 12.0 * n
                        : !strcmp(kernel, "softmax") ? 8.0 * n : 8.0 * n;
+        } else if (!strcmp(kernel, "merge")) {
+            s = bench_merge(&b, dtype, (uint64_t)rows * cols, n_vec ? n_vec : 3, out);
         } else {
             s = vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "unknown kernel '%s' (matvec, matmul, rmsnorm, "
-                         "softmax, silu_mul, copy)", kernel);
+                         "softmax, silu_mul, copy, merge)", kernel);
         }
     }
     if (out->seconds > 0) out->gbps = out->bytes / out->seconds * 1e-9;

@@ -438,7 +438,7 @@ static vkm_status device_create(vkm_dev *d, const vkm_context_params *p)
     }
     bool v12 = c->api_version >= VK_API_VERSION_1_2, v13 = c->api_version >= VK_API_VERSION_1_3;
 
-    const char *exts[8];
+    const char *exts[12];
     uint32_t n_exts = 0;
     VkPhysicalDeviceFeatures2 f2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
     VkPhysicalDevice16BitStorageFeatures s16 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
@@ -476,6 +476,17 @@ static vkm_status device_create(vkm_dev *d, const vkm_context_params *p)
         exts[n_exts++] = VK_KHR_DRIVER_PROPERTIES_EXTENSION_NAME;
     if (has_device_ext(d->phys, "VK_KHR_portability_subset"))
         exts[n_exts++] = "VK_KHR_portability_subset";
+    /* reading the files' maps in place (merges): the extension and its alignment */
+    VkPhysicalDeviceExternalMemoryHostPropertiesEXT hp = {
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
+    VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+    p2.pNext = &hp;
+    vkGetPhysicalDeviceProperties2(d->phys, &p2);
+    d->max_stage_storage = p2.properties.limits.maxPerStageDescriptorStorageBuffers;
+    bool host_import = has_device_ext(d->phys, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME) &&
+                       hp.minImportedHostPointerAlignment > 0 &&
+                       (hp.minImportedHostPointerAlignment & (hp.minImportedHostPointerAlignment - 1)) == 0;
+    if (host_import) exts[n_exts++] = VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME; /* 1.1: external memory */
 
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qci = {VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
@@ -489,6 +500,11 @@ static vkm_status device_create(vkm_dev *d, const vkm_context_params *p)
     dci.enabledExtensionCount = n_exts;
     dci.ppEnabledExtensionNames = exts;
     VKM_VK(d, vkCreateDevice(d->phys, &dci, NULL, &d->device));
+    if (host_import) {
+        d->get_host_ptr_props = (PFN_vkGetMemoryHostPointerPropertiesEXT)vkGetDeviceProcAddr(
+            d->device, "vkGetMemoryHostPointerPropertiesEXT");
+        d->host_import_align = d->get_host_ptr_props ? hp.minImportedHostPointerAlignment : 0;
+    }
     vkGetDeviceQueue(d->device, fam, 0, &d->queue);
 
     VkCommandPoolCreateInfo pci = {VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};

@@ -35,6 +35,11 @@ typedef struct vkm_dev {
     uint32_t mem_readback;        /* host-visible, preferably cached: downloads             */
     bool device_mappable;         /* mem_device is host-visible: write weights directly     */
     bool cpu_tuning;              /* a CPU device tuned as one (not params.tune_as_gpu)      */
+    /* VK_EXT_external_memory_host enabled: host memory (a file's map) imported as a buffer
+     * (vkm_buf_import); 0 when not, else minImportedHostPointerAlignment */
+    uint64_t host_import_align;
+    uint32_t max_stage_storage;   /* maxPerStageDescriptorStorageBuffers                    */
+    PFN_vkGetMemoryHostPointerPropertiesEXT get_host_ptr_props;
     /* the device's own f16 conversions (unpackHalf2x16 / packHalf2x16) against the host's on
      * every half and the rounding cases (vkm_dev_probe_f16, merge_stream.c): 0 not probed yet */
     uint8_t f16_probe;            /* VKM_F16_PROBE_* bits once probed                        */
@@ -97,6 +102,11 @@ typedef struct vkm_buf {
 } vkm_buf;
 
 vkm_status vkm_buf_create(vkm_dev *d, uint64_t size, vkm_mem_kind kind, vkm_buf *b);
+/* A buffer over `size` bytes of host memory at p (both multiples of d->host_import_align), read
+ * in place by the device: VK_EXT_external_memory_host. The memory must stay mapped until the
+ * buffer is destroyed. VKM_ERR_UNSUPPORTED where the device cannot import it (the caller copies
+ * instead). */
+vkm_status vkm_buf_import(vkm_dev *d, const void *p, uint64_t size, vkm_buf *b);
 void vkm_buf_destroy(vkm_dev *d, vkm_buf *b);
 
 /* A bindable range of a buffer: size <= maxStorageBufferRange, offset aligned. */

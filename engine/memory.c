@@ -51,6 +51,50 @@ vkm_status vkm_buf_create(vkm_dev *d, uint64_t size, vkm_mem_kind kind, vkm_buf 
     return VKM_OK;
 }
 
+vkm_status vkm_buf_import(vkm_dev *d, const void *p, uint64_t size, vkm_buf *b)
+{
+    memset(b, 0, sizeof *b);
+    const uint64_t a = d->host_import_align;
+    if (!a || !size || ((uintptr_t)p | size) & (a - 1) || (d->caps.max_alloc && size > d->caps.max_alloc))
+        return VKM_ERR_UNSUPPORTED;
+    const VkExternalMemoryHandleTypeFlagBits ht = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT;
+    VkMemoryHostPointerPropertiesEXT hpp = {VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
+    if (d->get_host_ptr_props(d->device, ht, p, &hpp) != VK_SUCCESS || !hpp.memoryTypeBits)
+        return VKM_ERR_UNSUPPORTED;
+    VkExternalMemoryBufferCreateInfo ebi = {VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO};
+    ebi.handleTypes = ht;
+    VkBufferCreateInfo bci = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+    bci.pNext = &ebi;
+    bci.size = size;
+    bci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT;
+    bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    if (vkCreateBuffer(d->device, &bci, NULL, &b->buf) != VK_SUCCESS) {
+        b->buf = VK_NULL_HANDLE;
+        return VKM_ERR_UNSUPPORTED;
+    }
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(d->device, b->buf, &req);
+    uint32_t bits = req.memoryTypeBits & hpp.memoryTypeBits, type = 0;
+    while (bits && !(bits & (1u << type))) type++;
+    VkImportMemoryHostPointerInfoEXT imp = {VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT};
+    imp.handleType = ht;
+    imp.pHostPointer = (void *)p;
+    VkMemoryAllocateInfo mai = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+    mai.pNext = &imp;
+    mai.allocationSize = size;
+    mai.memoryTypeIndex = type;
+    VkDeviceMemory mem = VK_NULL_HANDLE;
+    bool ok = bits && req.size <= size && vkAllocateMemory(d->device, &mai, NULL, &mem) == VK_SUCCESS;
+    b->mem = ok ? mem : VK_NULL_HANDLE;
+    if (!ok || vkBindBufferMemory(d->device, b->buf, b->mem, 0) != VK_SUCCESS) {
+        vkm_buf_destroy(d, b);
+        return VKM_ERR_UNSUPPORTED;
+    }
+    b->size = size;
+    b->kind = VKM_MEM_UPLOAD;
+    return VKM_OK;
+}
+
 void vkm_buf_destroy(vkm_dev *d, vkm_buf *b)
 {
     if (!b || !d->device) return;

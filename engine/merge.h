@@ -78,9 +78,14 @@ enum {
 #define VKM_REDUCE_MAXV 8     /* vectors merge_reduce.comp handles                              */
 
 /* What one dispatch of a merge kernel reads: a slab holding n elements of each input at the
- * word offsets off[j], with element types dt[j]. */
+ * word offsets off[j], with element types dt[j]; with `split` (vkm_mop_combine only, at most
+ * VKM_MSPLIT_MAX inputs) input j is read from its own range in[j] instead, at word off[j] (e.g.
+ * a window of its file's map imported as device memory; others may still be the slab). */
+#define VKM_MSPLIT_MAX 8
 typedef struct vkm_mslab {
     vkm_range r;
+    bool split;
+    vkm_range in[VKM_MSPLIT_MAX];
     uint32_t n_in;
     uint32_t off[VKM_MERGE_MAX_IN];
     uint32_t dt[VKM_MERGE_MAX_IN];
@@ -201,6 +206,15 @@ const uint32_t *vkm_mstream_slots(vkm_mstream *ms);
  * tensor while the other slots narrow over their candidates). */
 enum { VKM_BRACKET_AUTO, VKM_BRACKET_OFF, VKM_BRACKET_MISS };
 void vkm_mstream_set_bracket(vkm_mstream *ms, int how);
+/* Whether chunks of plain element-wise tensors are read in place from the inputs' maps where
+ * the device can import them (on by default where it can: unified memory, at most
+ * VKM_MSPLIT_MAX inputs, VK_EXT_external_memory_host), rather than copied into the slabs. The
+ * number of input chunks read in place so far (tests). */
+void vkm_mstream_set_import(vkm_mstream *ms, bool on);
+/* Releases the pages of [p, p + n) of an input's map from the process (MADV_DONTNEED: not from
+ * the page cache) once the chunks in flight, which may read them in place, are done. */
+void vkm_mstream_release(vkm_mstream *ms, const void *p, uint64_t n);
+uint64_t vkm_mstream_imported(const vkm_mstream *ms);
 /* Whether the kernels use the device's f16 conversions (found exact by a probe at creation). */
 bool vkm_mstream_hw_f16(const vkm_mstream *ms);
 /* madvise over the pages of [p, p + n): `outward` covers every page the range touches, else

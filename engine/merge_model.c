@@ -228,7 +228,7 @@ static vkm_status merge_tensor(mrun *r, vkm_mstream *ms, uint32_t i)
     for (uint32_t j = 0; j < r->pl.n_in; j++) {
         free(maps[j]);
         const vkm_tensor_src *x = vkm_model_src_tensor(&r->in[j], name); /* its pages leave the */
-        vkm_madvise_pages(x->data, x->nbytes, MADV_DONTNEED, false);     /* process, not the cache */
+        vkm_mstream_release(ms, x->data, x->nbytes);                     /* process, not the cache */
     }
     return s;
 }
@@ -257,6 +257,7 @@ static vkm_status merge_all(mrun *r, const char *out_path)
     if (!s) s = vkm_mout_begin(&r->out);
     vkm_mstream *ms = NULL;
     if (!s) s = vkm_mstream_create(r->d, r->pl.n_in, r->p->chunk_bytes, r->p->device_bytes, sink, r, &ms);
+    if (!s && r->p->copy_inputs) vkm_mstream_set_import(ms, false);
     for (uint32_t i = 0; i < r->n_tensors && !s; i++) s = merge_tensor(r, ms, i);
     if (!s) s = vkm_mstream_flush(ms);
     vkm_mstream_destroy(ms);

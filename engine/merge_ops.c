@@ -35,13 +35,16 @@ void vkm_mop_combine(vkm_rec *r, const vkm_mslab *s, vkm_mop op, uint32_t base, 
     /* one 8-element group per invocation: a grid-stride loop costs llvmpipe half its speed */
     uint32_t wg = vkm_ops_stream_wg(r->dev);
     uint32_t spec[8] = {wg, s->n_in, pack_dtypes(s), odt, (uint32_t)op, base, flags, s->hw_f16};
-    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_merge, spec, 8);
+    const bool split = s->split && s->n_in <= VKM_MSPLIT_MAX;
+    vkm_pipe *p = vkm_ops_pipe(r, split ? VKM_SPV_merge_in : VKM_SPV_merge, spec, 8);
     if (!p) return;
     vkm_push_combine pc;
     SLAB_PUSH(pc, s);
     pc.elem0 = s->elem0;
-    vkm_range b[4] = {s->r, out, params, state};
-    vkm_rec_dispatch_n(r, p, b, 4, &pc, sizeof pc, stream_groups(s->n, wg, 1u << 30));
+    /* split: input 0 at binding 0, input j > 0 at 3 + j (unused ones repeat input 0) */
+    vkm_range b[4 + VKM_MSPLIT_MAX - 1] = {split ? s->in[0] : s->r, out, params, state};
+    for (uint32_t j = 1; split && j < VKM_MSPLIT_MAX; j++) b[3 + j] = j < s->n_in ? s->in[j] : s->in[0];
+    vkm_rec_dispatch_n(r, p, b, split ? 3 + VKM_MSPLIT_MAX : 4, &pc, sizeof pc, stream_groups(s->n, wg, 1u << 30));
 }
 
 uint32_t vkm_mop_reduce_groups(const vkm_dev *d, uint32_t n)

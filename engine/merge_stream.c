@@ -31,6 +31,10 @@ typedef struct slab {
     uint64_t out_bytes;
     uint64_t holds_tensor;           /* the chunk its inputs hold: (tensor serial, chunk)    */
     uint32_t holds_chunk;
+    vkm_buf imp[VKM_MSPLIT_MAX];     /* windows of the inputs' maps its chunk reads in place  */
+    const void *rel_p[VKM_MERGE_MAX_IN]; /* map pages to release when it retires             */
+    uint64_t rel_n[VKM_MERGE_MAX_IN];
+    uint32_t n_rel;
 } slab;
 
 struct vkm_mstream {
@@ -53,6 +57,8 @@ struct vkm_mstream {
     vkm_msink_fn sink;
     void *sink_user;
     bool hw_f16;                     /* the device's f16 conversions match the host's        */
+    bool import;                     /* read inputs in place where possible                   */
+    uint64_t imported;               /* input chunks read in place                            */
     uint32_t slots[VKM_MAX_SLOTS * VKM_MSLOT_WORDS];
 };
 
@@ -241,6 +247,8 @@ vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
     if (!s) s = vkm_dev_probe_f16(d);
     ms->hw_f16 = (d->f16_probe & (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT)) ==
                  (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT);
+    ms->import = d->host_import_align && !ms->staged && n_in <= VKM_MSPLIT_MAX &&
+                 d->max_stage_storage >= 3 + VKM_MSPLIT_MAX;
     if (s) {
         vkm_mstream_destroy(ms);
         return s;
@@ -249,12 +257,23 @@ vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
     return VKM_OK;
 }
 
+/* Once slab b's work is done: its imported windows destroyed, the map pages queued on it
+ * released from the process (vkm_mstream_release). */
+static void release_imports(vkm_mstream *ms, slab *b)
+{
+    for (uint32_t j = 0; j < VKM_MSPLIT_MAX; j++)
+        if (b->imp[j].buf) vkm_buf_destroy(ms->d, &b->imp[j]);
+    for (uint32_t k = 0; k < b->n_rel; k++) vkm_madvise_pages(b->rel_p[k], b->rel_n[k], MADV_DONTNEED, false);
+    b->n_rel = 0;
+}
+
 void vkm_mstream_destroy(vkm_mstream *ms)
 {
     if (!ms) return;
     vkm_dev *d = ms->d;
     vkDeviceWaitIdle(d->device);
     for (uint32_t i = 0; i < ms->n_slabs; i++) {
+        release_imports(ms, &ms->s[i]);
         if (ms->s[i].fence) vkDestroyFence(d->device, ms->s[i].fence, NULL);
         if (ms->s[i].cmd) vkFreeCommandBuffers(d->device, d->cmd_pool, 1, &ms->s[i].cmd);
     }
@@ -272,6 +291,26 @@ bool vkm_mstream_hw_f16(const vkm_mstream *ms) { return ms->hw_f16; }
 
 void vkm_mstream_set_bracket(vkm_mstream *ms, int how) { ms->bracket = how; }
 
+void vkm_mstream_set_import(vkm_mstream *ms, bool on)
+{
+    ms->import = on && ms->d->host_import_align && !ms->staged && ms->n_in <= VKM_MSPLIT_MAX &&
+                 ms->d->max_stage_storage >= 3 + VKM_MSPLIT_MAX;
+}
+
+uint64_t vkm_mstream_imported(const vkm_mstream *ms) { return ms->imported; }
+
+void vkm_mstream_release(vkm_mstream *ms, const void *p, uint64_t n)
+{
+    slab *last = ms->next ? &ms->s[(ms->next - 1) % ms->n_slabs] : NULL;
+    if (!last || !last->busy || last->n_rel == VKM_MERGE_MAX_IN) {
+        /* nothing in flight reads it (or, never expected, no room: the pages fault back in) */
+        vkm_madvise_pages(p, n, MADV_DONTNEED, false);
+        return;
+    }
+    last->rel_p[last->n_rel] = p;
+    last->rel_n[last->n_rel++] = n;
+}
+
 /* ---- the ring ----------------------------------------------------------------------------- */
 /* Waits for slab i's submission and hands its output to the sink. */
 static vkm_status retire(vkm_mstream *ms, uint32_t i)
@@ -280,6 +319,7 @@ static vkm_status retire(vkm_mstream *ms, uint32_t i)
     if (!b->busy) return VKM_OK;
     b->busy = false;
     VKM_VK(ms->d, vkWaitForFences(ms->d->device, 1, &b->fence, VK_TRUE, UINT64_MAX));
+    release_imports(ms, b);
     return b->out_bytes ? ms->sink(ms->sink_user, b->out_h.map, b->out_bytes) : VKM_OK;
 }
 
@@ -384,14 +424,16 @@ static vkm_mslab chunk_slab(const vkm_mstream *ms, const chunking *c, uint32_t i
     return v;
 }
 
-/* Copies (or converts to f32) chunk k of every input into slab i's host view. */
-static vkm_status fill(vkm_mstream *ms, const chunking *c, uint32_t i, uint32_t k)
+/* Copies (or converts to f32) chunk k of every input into slab i's host view, but those in
+ * `skip` (bit j: input j is read in place). */
+static vkm_status fill(vkm_mstream *ms, const chunking *c, uint32_t i, uint32_t k, uint32_t skip)
 {
     slab *b = &ms->s[i];
     if (b->holds_tensor == ms->serial && b->holds_chunk == k) return VKM_OK;
     const vkm_mtensor *t = c->t;
     vkm_mslab v = chunk_slab(ms, c, i, k);
     for (uint32_t j = 0; j < ms->n_in; j++) {
+        if (skip & (1u << j)) continue;
         const vkm_msrc *src = &t->src[j];
         uint8_t *dst = (uint8_t *)b->in_h.map + 4ull * c->off[j];
         uint32_t eb = c->dt[j] == VKM_MDT_F32 ? 4 : 2;
@@ -413,9 +455,43 @@ static vkm_status fill(vkm_mstream *ms, const chunking *c, uint32_t i, uint32_t 
                                 t->name, vkm_dtype_name(src->dtype));
         }
     }
-    b->holds_tensor = ms->serial;
+    b->holds_tensor = skip ? 0 : ms->serial; /* a partial fill holds no chunk */
     b->holds_chunk = k;
     return VKM_OK;
+}
+
+/* Reads chunk k of the inputs stored as the kernels take them (f32, f16, bf16 in file order) in
+ * place: a window of each one's map around the chunk imported as device memory into slab i,
+ * bound as that input's range in v. Returns the inputs read so (bit j); the others are filled.
+ * An import the device refuses turns importing off for the stream. */
+static uint32_t import_inputs(vkm_mstream *ms, const chunking *c, uint32_t i, vkm_mslab *v)
+{
+    slab *b = &ms->s[i];
+    const uint64_t A = ms->d->host_import_align;
+    uint32_t mask = 0;
+    for (uint32_t j = 0; ms->import && j < ms->n_in; j++) {
+        const vkm_msrc *src = &c->t->src[j];
+        const uint32_t eb = c->dt[j] == VKM_MDT_F32 ? 4 : 2;
+        if (src->row_map || dev_type(src->dtype) != c->dt[j] ||
+            (src->dtype != VKM_F32 && src->dtype != VKM_F16 && src->dtype != VKM_BF16))
+            continue;
+        const uintptr_t p = (uintptr_t)(src->data + (uint64_t)v->elem0 * eb);
+        const uintptr_t lo = p & ~(uintptr_t)(A - 1), hi = (p + (uint64_t)v->n * eb + A - 1) & ~(uintptr_t)(A - 1);
+        if ((p & 15) || hi - lo > ms->d->caps.max_storage_range) continue; /* uvec4 words, one range */
+        if (vkm_buf_import(ms->d, (const void *)lo, hi - lo, &b->imp[j]) != VKM_OK) {
+            ms->import = false;
+            break;
+        }
+        v->in[j] = (vkm_range){b->imp[j].buf, 0, hi - lo, NULL};
+        v->off[j] = (uint32_t)((p - lo) / 4);
+        mask |= 1u << j;
+    }
+    if (!mask) return 0;
+    v->split = true;
+    for (uint32_t j = 0; j < ms->n_in; j++)
+        if (!(mask & (1u << j))) v->in[j] = b->in;
+    ms->imported += (uint64_t)__builtin_popcount(mask);
+    return mask;
 }
 
 /* ---- passes ------------------------------------------------------------------------------- */
@@ -450,7 +526,7 @@ static vkm_status write_params(vkm_mstream *ms, uint32_t i, const vkm_mtask *tas
 static vkm_status window_begin(vkm_mstream *ms, const chunking *c, uint32_t w0, uint32_t nw)
 {
     vkm_status s = VKM_OK;
-    for (uint32_t k = 0; k < nw && !s; k++) s = fill(ms, c, k, w0 + k);
+    for (uint32_t k = 0; k < nw && !s; k++) s = fill(ms, c, k, w0 + k, 0);
     if (s || (s = slab_begin(ms, 0, false))) return s;
     for (uint32_t k = 0; ms->staged && k < nw; k++)
         vkm_rec_copy(&ms->rec, ms->s[k].in_h, ms->s[k].in, ms->s[k].in.size);
@@ -692,10 +768,11 @@ vkm_status vkm_mstream_tensor(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mt
     }
     for (uint32_t k = 0; k < c.n_chunks && !s; k++) {
         uint32_t i = (uint32_t)(ms->next++ % ms->n_slabs);
-        if ((s = retire(ms, i)) || (s = fill(ms, &c, i, k)) || (s = write_params(ms, i, &task)))
-            break;
-        if ((s = slab_begin(ms, i, true))) break;
+        if ((s = retire(ms, i))) break;
         vkm_mslab v = chunk_slab(ms, &c, i, k);
+        const uint32_t in_place = multi ? 0 : import_inputs(ms, &c, i, &v);
+        if ((s = fill(ms, &c, i, k, in_place)) || (s = write_params(ms, i, &task))) break;
+        if ((s = slab_begin(ms, i, true))) break;
         vkm_mop_combine(&ms->rec, &v, pl->op, pl->base, pl->flags, c.odt, ms->s[i].out,
                         ms->s[i].params, ms->state);
         s = slab_submit(ms, i, (uint64_t)v.n * c.ob, false);

@@ -16,6 +16,7 @@
 // Params buffer (32-bit words): input j at 8 j: [0] weight / coefficient, [1] DARE threshold,
 // [2..3] DARE key, [4] rescale divisor (density, or 1), [5] top slot, [6] excl slot (or NONE);
 // globals at 128: [0] scale, [2] c_base, [3] lambda.
+// Variant merge_in (VKM_MERGE_INPUTS, at most 8 inputs): each input from its own binding.
 #include "types.glsl"
 #define VKM_PUSH_COMBINE
 #include "merge_push.glsl"
@@ -28,6 +29,16 @@ layout(constant_id = 5) const uint BASE = 2;   // index of the base input; N: no
 layout(constant_id = 6) const uint FLAGS = 0;
 
 layout(binding = 0) readonly buffer In { uvec4 in4[]; };
+#ifdef VKM_MERGE_INPUTS
+// input j > 0 at binding 3 + j (its own range; input 0 at binding 0)
+layout(binding = 4) readonly buffer In1 { uvec4 in4_1[]; };
+layout(binding = 5) readonly buffer In2 { uvec4 in4_2[]; };
+layout(binding = 6) readonly buffer In3 { uvec4 in4_3[]; };
+layout(binding = 7) readonly buffer In4 { uvec4 in4_4[]; };
+layout(binding = 8) readonly buffer In5 { uvec4 in4_5[]; };
+layout(binding = 9) readonly buffer In6 { uvec4 in4_6[]; };
+layout(binding = 10) readonly buffer In7 { uvec4 in4_7[]; };
+#endif
 layout(binding = 1) writeonly buffer Out { uvec4 o4[]; };
 layout(binding = 1) writeonly buffer Out1 { uint o1[]; };
 layout(binding = 2) readonly buffer Params { uint prm[]; };
@@ -96,11 +107,11 @@ void combine(uint g, out float y[8])
         precise float acc[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
         for (uint j = 0; j < N; j++) {
             if (j == BASE) continue;
-            load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
+            load_group(j, in_dtype(DTYPES, j), pc.off[j], g, x);
             const float c = j_w[j];
             [[unroll]] for (uint k = 0; k < 8u; k++) acc[k] += c * x[k];
         }
-        if (BASE < N) load_group(in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
+        if (BASE < N) load_group(BASE, in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
         [[unroll]] for (uint k = 0; k < 8u; k++) {
             precise float v = acc[k] * pf(G);
             if (BASE < N) v += pf(G + 2u) * xb[k];
@@ -108,13 +119,13 @@ void combine(uint g, out float y[8])
         }
         return;
     }
-    load_group(in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
+    load_group(BASE, in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
     const uint idx0 = pc.elem0 + g * 8u;
     precise float sum[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     float wd[MAXN * 8u]; // each model's weighted delta, for the sign consensus
     for (uint j = 0; j < N; j++) {
         if (j == BASE) continue;
-        load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
+        load_group(j, in_dtype(DTYPES, j), pc.off[j], g, x);
         [[unroll]] for (uint k = 0; k < 8u; k++) {
             wd[8u * j + k] = weighted_delta(j, x[k], xb[k], idx0 + k);
             sum[k] += wd[8u * j + k];

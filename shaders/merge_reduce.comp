@@ -31,11 +31,11 @@ void main()
     const uint stride = gl_NumWorkGroups.x * gl_NumWorkGroups.y * WG;
     for (uint g = vkm_group_id() * WG + gl_LocalInvocationID.x; g < n_groups; g += stride) {
         float v[MAXV][8], xb[8], x[8];
-        if (BASE < N) load_group(in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
+        if (BASE < N) load_group(BASE, in_dtype(DTYPES, BASE), pc.off[BASE], g, xb);
         uint m = 0;
         for (uint j = 0; j < N; j++) {
             if (j == BASE) continue;
-            load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
+            load_group(j, in_dtype(DTYPES, j), pc.off[j], g, x);
             for (uint k = 0; k < 8u; k++) {
                 const bool ok = g * 8u + k < pc.n;
                 v[m][k] = ok ? (BASE < N ? x[k] - xb[k] : x[k]) : 0.0;

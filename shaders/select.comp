@@ -105,8 +105,8 @@ void main()
             const uvec2 pfx = uvec2(st[rec + 4u], st[rec + 5u]);
             const uint t = st[rec + 10u] + 8u * p;
             float x[8], y[8];
-            load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
-            load_group(in_dtype(DTYPES, b), pc.off[b], g, y);
+            load_group(j, in_dtype(DTYPES, j), pc.off[j], g, x);
+            load_group(b, in_dtype(DTYPES, b), pc.off[b], g, y);
             for (uint k = 0; k < 8u; k++) {
                 const uint e = g * 8u + k;
                 if (e >= pc.n) break;
@@ -160,8 +160,8 @@ void main()
             uint mag[8], inside = 0u, n_in = 0u;
             if (g < n_groups) {
                 float x[8], y[8];
-                load_group(in_dtype(DTYPES, j), pc.off[j], g, x);
-                load_group(in_dtype(DTYPES, b), pc.off[b], g, y);
+                load_group(j, in_dtype(DTYPES, j), pc.off[j], g, x);
+                load_group(b, in_dtype(DTYPES, b), pc.off[b], g, y);
                 for (uint k = 0; k < 8u; k++) {
                     mag[k] = floatBitsToUint(abs(x[k] - y[k]));
                     if (g * 8u + k >= pc.n) continue;

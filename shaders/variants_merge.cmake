@@ -1,6 +1,7 @@
 # The merging kernels (engine/merge*.c): element-wise merge methods, per-tensor reductions,
 # the GPU magnitude selection (radix select) and the in-place LoRA delta for each weight layout.
 vkm_shader(merge merge.comp)
+vkm_shader(merge_in merge.comp VKM_MERGE_INPUTS)
 vkm_shader_sg(merge_reduce merge_reduce.comp)
 vkm_shader(select_hist select.comp SELECT_HIST)
 vkm_shader(select_pick select.comp SELECT_PICK)

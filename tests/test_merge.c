@@ -130,8 +130,13 @@ static void check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *t
     free(d);
 }
 
+/* How the streamer reads the inputs: copied into its slabs; in place where the device can
+ * import them (the chunks of element-wise methods); in place with input 1 misaligned for it
+ * (not on a 16-byte boundary), so that one is copied beside the others read in place. */
+enum { READ_COPY, READ_IN_PLACE, READ_MIXED };
+
 static void run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes, uint64_t device_bytes,
-                     uint64_t seed, const char *cfg_name)
+                     uint64_t seed, const char *cfg_name, int read)
 {
     vkm_dev *d = &ctx->dev;
     vkm_merge_params p = vkm_merge_default_params();
@@ -179,14 +184,33 @@ static void run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes, ui
         t.src[j].dtype = input_dtype(mc, j);
         bytes[j] = store(t.src[j].dtype, x[j], n);
         t.src[j].data = bytes[j];
+        if (read == READ_MIXED && j == 1) { /* 8 bytes off a 16-byte boundary */
+            uint64_t nb = n * (t.src[j].dtype == VKM_F32 ? 4 : 2);
+            uint8_t *q = test_alloc(nb + 16);
+            memcpy(q + 8, bytes[j], nb);
+            free(bytes[j]);
+            bytes[j] = q;
+            t.src[j].data = q + 8;
+        }
     }
     capture cap = {0};
     vkm_mstream *ms = NULL;
     if (vkm_mstream_create(d, pl.n_in, chunk_bytes, device_bytes, capture_write, &cap, &ms))
         fail_msg("mstream: %s", vkm_context_errmsg(ctx));
     vkm_mstream_set_bracket(ms, mc->bracket);
+    vkm_mstream_set_import(ms, read != READ_COPY);
     if (vkm_mstream_tensor(ms, &pl, &t) || vkm_mstream_flush(ms))
         fail_msg("merge: %s", vkm_context_errmsg(ctx));
+    /* lavapipe imports host memory: the chunks of element-wise methods (no selection, no
+     * reduction) read in place there, the copies otherwise */
+    vkm_mtask task0;
+    vkm_mplan_task(&pl, t.name, n, &task0);
+    const bool element_wise = task0.n_slots == 0 && pl.reduce == VKM_MRED_NONE;
+    const uint64_t chunks_in_place = vkm_mstream_imported(ms);
+    if (vkm_context_caps(ctx)->type == VK_PHYSICAL_DEVICE_TYPE_CPU && d->host_import_align &&
+        (read != READ_COPY && element_wise) != (chunks_in_place > 0))
+        fail_msg("%s: %llu input chunks read in place (read mode %d, element-wise %d)", vkm_merge_method_name(mc->method),
+                 (unsigned long long)chunks_in_place, read, element_wise);
 
     char what[256];
     snprintf(what, sizeof what, "%s%s [%s] %ux%u in %s%s out %s chunk %llu seed %llu",
@@ -266,9 +290,9 @@ static void method_sweep(vkm_merge_method m, const mcase *proto)
             mc.mixed_dt = s % 3 == 1;
             mc.in_dt = s % 2 ? VKM_F16 : VKM_F32;
             mc.out_dt = s == 2 ? VKM_F16 : s == 3 ? VKM_BF16 : VKM_F32;
-            run_case(ctx, &mc, 0, 0, seed++, configs[ci].name);
+            run_case(ctx, &mc, 0, 0, seed++, configs[ci].name, s % 2 ? READ_MIXED : READ_IN_PLACE);
             /* small chunks, two slabs: windows of chunks, re-read per pass */
-            if (mc.rows * mc.cols > 64) run_case(ctx, &mc, 2048, 1, seed++, configs[ci].name);
+            if (mc.rows * mc.cols > 64) run_case(ctx, &mc, 2048, 1, seed++, configs[ci].name, READ_COPY);
         }
         test_context_done(ctx);
     }
@@ -309,8 +333,8 @@ static void test_ties(void **state)
             mc.cols = 70001;
             mc.in_dt = coarse ? VKM_F16 : VKM_F32;
             mc.out_dt = VKM_F32;
-            run_case(ctx, &mc, 0, 0, 77 + coarse, configs[ci].name);
-            run_case(ctx, &mc, 4096, 1, 79 + coarse, configs[ci].name);
+            run_case(ctx, &mc, 0, 0, 77 + coarse, configs[ci].name, READ_IN_PLACE);
+            run_case(ctx, &mc, 4096, 1, 79 + coarse, configs[ci].name, READ_COPY);
         }
         test_context_done(ctx);
     }

@@ -6,7 +6,10 @@
  * moved (input tensors read + output written) per second as a fraction of the device's measured
  * copy bandwidth (read + write), and the peak resident memory (ru_maxrss) against the sum of the
  * input files (a streamed merge stays far below it). Uses the public API only.
+ * --copy-inputs copies the inputs into device memory even where the device could read the files'
+ * maps in place (the comparison).
  *   bench_merge [--dir D] [--quick] [--json] [--device D] [--chunk-mb N] [--only linear|ties] [--clean]
+ *               [--copy-inputs]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,12 +62,15 @@ typedef struct result {
     double seconds, bytes, gbps, fraction;
 } result;
 
+static bool copy_inputs;
+
 static int run_merge(vkm_context *ctx, vkm_merge_method m, const char *dir, const char *const *in,
                      uint32_t n_in, uint64_t chunk, double copy_gbps, result *r)
 {
     vkm_merge_params p = vkm_merge_default_params();
     p.method = m;
     p.chunk_bytes = chunk;
+    p.copy_inputs = copy_inputs;
     if (m == VKM_MERGE_TIES) {
         snprintf(p.base, sizeof p.base, "%s", in[0]);
         p.density = 0.5;
@@ -107,9 +113,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--quick")) quick = true;
         else if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--clean")) clean = true;
+        else if (!strcmp(argv[i], "--copy-inputs")) copy_inputs = true;
         else {
             fprintf(stderr, "usage: bench_merge [--dir D] [--quick] [--json] [--device D] [--chunk-mb N] "
-                            "[--only linear|ties] [--clean]\n");
+                            "[--only linear|ties] [--clean] [--copy-inputs]\n");
             return 2;
         }
     }

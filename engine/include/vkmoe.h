@@ -181,7 +181,9 @@ typedef struct vkm_bench_result {
 
 /* Times one kernel on random data: kernel "matvec" (rows x cols weights of `dtype` times
  * n_vec vectors), "rmsnorm" (rows x cols), "softmax" (rows x cols), "silu_mul" (rows*cols),
- * "copy" (rows*cols floats). Uses timestamps when the device has them, else wall time. */
+ * "copy" (rows*cols floats), "merge" (the linear merge kernel of vkm_merge: n_vec inputs, default
+ * 3, of rows*cols elements of `dtype` F32 / F16 / BF16 in one chunk, output in the same type).
+ * Uses timestamps when the device has them, else wall time. */
 vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtype, uint32_t rows,
                             uint32_t cols, uint32_t n_vec, vkm_bench_result *out);
 
@@ -626,6 +628,8 @@ typedef struct vkm_merge_params {
                                  VKM_F16, VKM_BF16 for every matrix (GGUF keeps vectors F32)    */
     uint64_t chunk_bytes;     /* input bytes per chunk; 0: 64 MiB or the storage range (tests) */
     uint64_t device_bytes;    /* device memory for the input chunks; 0: a default              */
+    bool copy_inputs;         /* copy the inputs into device memory even where the device can
+                               * read the files' maps in place (benchmarks, tests)            */
     vkm_merge_progress_fn progress;
     void *progress_user;
 } vkm_merge_params;

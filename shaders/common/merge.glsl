@@ -22,23 +22,43 @@ layout(constant_id = 7) const uint HW_F16 = 0;
 uint in_dtype(uint dtypes, uint j) { return (dtypes >> (2u * j)) & 3u; }
 
 #ifdef VKM_MERGE_SLAB
-// The 8 elements of group g of an input whose slot starts at word `off` (a multiple of 4).
-void load_group(uint dt, uint off, uint g, out float v[8])
+#ifdef VKM_MERGE_INPUTS
+// Each input in its own binding (the kernel declares in4_1 .. in4_7 beside in4), e.g. a window
+// of its file's map imported as device memory; off is then the word offset in that binding.
+uvec4 in_word4(uint j, uint i)
+{
+    switch (j) {
+    case 0u: return in4[i];
+    case 1u: return in4_1[i];
+    case 2u: return in4_2[i];
+    case 3u: return in4_3[i];
+    case 4u: return in4_4[i];
+    case 5u: return in4_5[i];
+    case 6u: return in4_6[i];
+    default: return in4_7[i];
+    }
+}
+#else
+#define in_word4(j, i) in4[i]
+#endif
+
+// The 8 elements of group g of input j, stored as dt from word `off` (a multiple of 4).
+void load_group(uint j, uint dt, uint off, uint g, out float v[8])
 {
     if (dt == VKM_DT_F32) {
-        uvec4 a = in4[(off >> 2) + 2u * g], b = in4[(off >> 2) + 2u * g + 1u];
+        uvec4 a = in_word4(j, (off >> 2) + 2u * g), b = in_word4(j, (off >> 2) + 2u * g + 1u);
         v[0] = uintBitsToFloat(a.x); v[1] = uintBitsToFloat(a.y);
         v[2] = uintBitsToFloat(a.z); v[3] = uintBitsToFloat(a.w);
         v[4] = uintBitsToFloat(b.x); v[5] = uintBitsToFloat(b.y);
         v[6] = uintBitsToFloat(b.z); v[7] = uintBitsToFloat(b.w);
     } else if (dt == VKM_DT_F16) {
-        uvec4 q = in4[(off >> 2) + g];
+        uvec4 q = in_word4(j, (off >> 2) + g);
         vec4 lo = HW_F16 != 0u ? vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y)) : f16x4(q.xy);
         vec4 hi = HW_F16 != 0u ? vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w)) : f16x4(q.zw);
         v[0] = lo.x; v[1] = lo.y; v[2] = lo.z; v[3] = lo.w;
         v[4] = hi.x; v[5] = hi.y; v[6] = hi.z; v[7] = hi.w;
     } else {
-        uvec4 q = in4[(off >> 2) + g];
+        uvec4 q = in_word4(j, (off >> 2) + g);
         [[unroll]] for (uint k = 0; k < 4; k++) {
             v[2 * k] = uintBitsToFloat(q[k] << 16);
             v[2 * k + 1] = uintBitsToFloat(q[k] & 0xffff0000u);
