@@ -1,7 +1,7 @@
 /*
  * cmd_bench.c — `vkmoe bench [--json] [--quick] [--only PREFIX]`: the device's copy bandwidth,
- * then each kernel's
- * effective GB/s on realistic shapes as a fraction of that copy bandwidth (the roofline).
+ * then each kernel's effective GB/s on realistic shapes as a fraction of that copy bandwidth
+ * (the roofline); --only keeps the shapes whose name starts with PREFIX.
  */
 #include <string.h>
 

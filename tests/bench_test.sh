@@ -1,13 +1,14 @@
 #!/bin/sh
-# bench_test.sh BENCH_MOE BENCH_MODEL BENCH_MERGE TMP_DIR — the microbenchmarks of apps/bench run
-# end to end on small shapes with the validation layer on (any validation message fails), and
+# bench_test.sh BENCH_MOE BENCH_MODEL BENCH_MERGE TMP_DIR VKMOE — the microbenchmarks of apps/bench
+# and the kernel ones of `vkmoe bench` run end to end on small shapes with the validation layer on (any validation message fails), and
 # their JSON carries every figure with a sane value. Timings are not judged here (docs/
 # performance.md has the figures): this keeps the benchmarks themselves from rotting.
 set -u
-bench_moe=${1:?usage: bench_test.sh BENCH_MOE BENCH_MODEL BENCH_MERGE TMP_DIR}
+bench_moe=${1:?usage: bench_test.sh BENCH_MOE BENCH_MODEL BENCH_MERGE TMP_DIR VKMOE}
 bench_model=${2:?}
 bench_merge=${3:?}
 tmp=${4:?}/bench
+vkmoe=${5:?}
 . "$(dirname "$0")/sh_common.sh"
 # runs a benchmark (run, sh_common.sh); a non-zero exit fails
 bench() { run "$@" || { fail "exit $rc from: $* ($(tail -c 300 "$tmp/err"))"; return 1; }; }
@@ -35,6 +36,12 @@ fi
 if bench "$bench_merge" --quick --dir "$tmp/merge" --json --clean; then
     [ "$(grep -o '"gbps"' "$tmp/out" | wc -l)" -eq 2 ] && has copy_gbps inputs_bytes peak_rss_bytes seconds gbps fraction_of_copy &&
         ok "bench_merge: $(cat "$tmp/out" | tr -d '\n' | cut -c1-200)" || fail "bench_merge: $(cat "$tmp/out")"
+fi
+# a kernel microbenchmark: the merge kernel, its spot check against the host within f16 rounding
+if bench "$vkmoe" bench --quick --only merge --json; then
+    [ "$(grep -o '"name"' "$tmp/out" | wc -l)" -eq 1 ] && has copy_gbps seconds gbps fraction &&
+        grep -qE '"max_err": *([0-9]e-0[4-9]|[0-9.]+e-[1-9][0-9]|0\.000[0-9]*|0)[,}]' "$tmp/out" &&
+        ok "vkmoe bench --only merge: $(cut -c1-200 "$tmp/out")" || fail "vkmoe bench: $(cat "$tmp/out")"
 fi
 
 finish benches
