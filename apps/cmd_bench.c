@@ -30,6 +30,7 @@ static const shape full_shapes[] = {
     {"softmax", VKM_F32, 32, 32000, 1, "softmax"},
     {"silu_mul", VKM_F32, 1, 1 << 22, 1, "silu_mul"},
     {"merge", VKM_F16, 2048, 5632, 3, "merge_f16_x3"},
+    {"merge", VKM_BF16, 2048, 5632, 3, "merge_bf16_x3"},
     {"merge", VKM_F32, 2048, 2816, 3, "merge_f32_x3"},
 };
 static const shape quick_shapes[] = {

@@ -178,8 +178,8 @@ static vkm_status bench_merge(bench_ctx *b, vkm_dtype dt, uint64_t n, uint32_t n
 {
     if (dt != VKM_F32 && dt != VKM_F16 && dt != VKM_BF16)
         return vkm_fail(b->d->err, VKM_ERR_INVALID_ARGUMENT, "merge: F32, F16 or BF16 inputs");
-    if (n_in < 2 || n_in > VKM_MERGE_MAX_IN)
-        return vkm_fail(b->d->err, VKM_ERR_INVALID_ARGUMENT, "merge: 2 to %d inputs", VKM_MERGE_MAX_IN);
+    if (n_in < 1 || n_in > VKM_MERGE_MAX_IN)
+        return vkm_fail(b->d->err, VKM_ERR_INVALID_ARGUMENT, "merge: 1 to %d inputs", VKM_MERGE_MAX_IN);
     const uint32_t eb = dt == VKM_F32 ? 4 : 2;
     const uint64_t slot = vkm_align_up(n * eb, 32);
     if (n >= (1ull << 32) || slot * n_in > b->d->caps.max_storage_range)

@@ -40,7 +40,7 @@ typedef struct vkm_dev {
     uint64_t host_import_align;
     uint32_t max_stage_storage;   /* maxPerStageDescriptorStorageBuffers                    */
     PFN_vkGetMemoryHostPointerPropertiesEXT get_host_ptr_props;
-    /* the device's own f16 conversions (unpackHalf2x16 / packHalf2x16) against the host's on
+    /* the float f16 conversions (unpackHalf2x16; merge.glsl's encoder) against the host's on
      * every half and the rounding cases (vkm_dev_probe_f16, merge_stream.c): 0 not probed yet */
     uint8_t f16_probe;            /* VKM_F16_PROBE_* bits once probed                        */
     /* diagnostics */
@@ -73,7 +73,8 @@ const char *vkm_vk_result_str(VkResult r);
 
 #define VKM_F16_PROBED 1u
 #define VKM_F16_DECODE_EXACT 2u /* unpackHalf2x16 gives every half exactly                   */
-#define VKM_F16_ENCODE_EXACT 4u /* packHalf2x16 rounds as the host does (ties, subnormals)    */
+#define VKM_F16_ENCODE_EXACT 4u /* the merge kernels' f16 encoder (merge.glsl) rounds as the  */
+                                /* host does (ties, subnormals, overflow, NaN)               */
 /* Probes the f16 conversions once per device (a few small dispatches); the result stays in
  * d->f16_probe. Weight kernels read f16 through unpackHalf2x16 where decoding is exact (several
  * times cheaper than integer decoding on CPU devices). */

@@ -396,6 +396,23 @@ static void test_model_stock(void **state)
  * pass ends it with the prefix 0x3f000000, below the bracket's bottom: the threshold must be
  * raised to (lo, 0) or elements below the bracket would pass; (b) the 2 largest of five
  * candidates (ties on magnitude). */
+/* The f16 conversions the merge kernels use with hw_f16 (unpackHalf2x16; the branch-free
+ * rounding-by-addition encoder of merge.glsl) against the host on every half and every rounding
+ * case (the probe, merge_stream.c): a CPU device does IEEE f32 arithmetic, so both must come out
+ * exact there (elsewhere the kernels fall back to the integer conversions when they do not). */
+static void test_f16_conversions(void **state)
+{
+    (void)state;
+    vkm_context *ctx = config_context(&configs[0]);
+    vkm_dev *d = &ctx->dev;
+    if (vkm_dev_probe_f16(d)) fail_msg("probe: %s", vkm_context_errmsg(ctx));
+    const bool dec = d->f16_probe & VKM_F16_DECODE_EXACT, enc = d->f16_probe & VKM_F16_ENCODE_EXACT;
+    printf("device f16 conversions: decode %s, encode %s\n", dec ? "exact" : "not exact", enc ? "exact" : "not exact");
+    if (vkm_context_caps(ctx)->type == VK_PHYSICAL_DEVICE_TYPE_CPU && !(dec && enc))
+        fail_msg("a CPU device must decode and encode f16 exactly (decode %d, encode %d)", dec, enc);
+    test_context_done(ctx);
+}
+
 static void test_select_candidates(void **state)
 {
     (void)state;
@@ -445,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_ties),         cmocka_unit_test(test_dare),
         cmocka_unit_test(test_breadcrumbs),  cmocka_unit_test(test_slerp),
         cmocka_unit_test(test_model_stock),  cmocka_unit_test(test_select_candidates),
+        cmocka_unit_test(test_f16_conversions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,9 +9,10 @@
 //    is one exact set (ties in |x| go to the lower index).
 // A kernel reading a slab defines VKM_MERGE_SLAB and its binding as `in4` (uvec4 words) first.
 
-// HW_F16: 1 when the host found the device's own f16 conversions (unpackHalf2x16 /
-// packHalf2x16) bit-identical to the host's on a probe of tricky values (merge_stream.c); they
-// are several times cheaper on CPU devices. 0: the integer conversions below, exact everywhere.
+// HW_F16: 1 when the host found the float conversions (the device's unpackHalf2x16; the
+// branch-free f32_to_f16_round_add below, exact in IEEE f32 arithmetic) bit-identical to the
+// host's on a probe of tricky values (merge_stream.c); they are several times cheaper on CPU
+// devices. 0: the integer conversions below, exact everywhere.
 layout(constant_id = 7) const uint HW_F16 = 0;
 
 #define VKM_DT_F32 0u
@@ -97,10 +98,26 @@ uint f32_to_bf16_bits(float f)
     return x >> 16;
 }
 
+// f32 -> f16 bits as f32_to_f16_bits, without branches: the rounding done by an f32 addition.
+// |f| is scaled up and back down (overflow -> inf) and added to a power of two whose ulp is the
+// f16 ulp at f's exponent (2^-24 at least, the subnormals), so the sum's mantissa holds f
+// rounded to nearest even in f16 precision; its exponent and top mantissa bits are then the f16
+// encoding. NaN -> sign | 0x7e00, as the host. Exact for every f32 the host converts (probed).
+uint f32_to_f16_round_add(float f)
+{
+    const uint w = floatBitsToUint(f), w2 = w + w;
+    precise float base = (abs(f) * 5.192296858534828e+33) * 7.703719777548943e-34; // 2^112, 2^-110
+    const uint bias = max(w2 & 0xff000000u, 0x71000000u);
+    precise float sum = uintBitsToFloat((bias >> 1) + 0x07800000u) + base;
+    const uint bits = floatBitsToUint(sum);
+    const uint nonsign = ((bits >> 13) & 0x7c00u) + (bits & 0x0fffu);
+    return ((w >> 16) & 0x8000u) | (w2 > 0xff000000u ? 0x7e00u : nonsign);
+}
+
 // Two elements packed into one 32-bit word of a 16-bit output type (odt: VKM_DT_F16 / BF16).
 uint pack2(uint odt, float a, float b)
 {
-    if (odt == VKM_DT_F16 && HW_F16 != 0u) return packHalf2x16(vec2(a, b));
+    if (odt == VKM_DT_F16 && HW_F16 != 0u) return f32_to_f16_round_add(a) | (f32_to_f16_round_add(b) << 16);
     return odt == VKM_DT_F16 ? f32_to_f16_bits(a) | (f32_to_f16_bits(b) << 16)
                              : f32_to_bf16_bits(a) | (f32_to_bf16_bits(b) << 16);
 }
