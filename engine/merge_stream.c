@@ -551,10 +551,32 @@ static bool sample_value(const vkm_mtensor *t, uint32_t j, uint64_t pos, float *
     }
 }
 
-static int cmp_desc(const void *a, const void *b)
+/* Rearranges a[0, n) so that a[k] is the value at position k of the descending order, those
+ * before it no smaller and those after it no larger (quickselect with three-way partitions:
+ * the samples hold long runs of equal magnitudes, zeros above all). */
+static void select_desc(uint32_t *a, uint64_t n, uint64_t k)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
+    uint64_t lo = 0, hi = n; /* [lo, hi) holds position k */
+    while (hi - lo > 1) {
+        const uint32_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+        const uint32_t p = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y); /* median */
+        uint64_t gt = lo, i = lo, lt = hi; /* [lo, gt) > p, [gt, i) == p, [lt, hi) < p */
+        while (i < lt) {
+            const uint32_t v = a[i];
+            if (v > p) {
+                a[i++] = a[gt];
+                a[gt++] = v;
+            } else if (v < p) {
+                a[i] = a[--lt];
+                a[lt] = v;
+            } else {
+                i++;
+            }
+        }
+        if (k < gt) hi = gt;
+        else if (k >= lt) lo = lt;
+        else return;
+    }
 }
 
 /* Brackets for the searching slots from a stratified sample of the task vectors: the rank of
@@ -582,10 +604,12 @@ static bool choose_brackets(vkm_mstream *ms, const vkm_mtask *task, const chunki
             memcpy(&mag[q], &d, 4);
         }
         if (!ok) break;
-        qsort(mag, S, 4, cmp_desc);
         const double frac = (double)r[3] / (double)n, at = frac * (double)S;
         const double margin = 4.0 * sqrt((double)S * frac * (1 - frac)) + 8;
         const double top = floor(at - margin), bottom = ceil(at + margin);
+        /* the two ranks of the descending order (bottom first: top is then among those before) */
+        if (bottom < (double)S) select_desc(mag, S, (uint64_t)bottom);
+        if (top >= 0) select_desc(mag, bottom < (double)S ? (uint64_t)bottom : S, (uint64_t)top);
         r[7] = top < 0 ? 0xffffffffu : mag[(uint64_t)top];         /* hi: above it, all wanted */
         r[6] = bottom >= (double)S ? 0u : mag[(uint64_t)bottom];  /* lo: below it, none      */
         r[8] = 2;
