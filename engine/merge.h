@@ -202,9 +202,10 @@ vkm_status vkm_mstream_flush(vkm_mstream *ms);
  * (word 8: 1 when the threshold came from the keys gathered inside a sampled bracket). */
 const uint32_t *vkm_mstream_slots(vkm_mstream *ms);
 /* How thresholds are found (tests): a sampled bracket first where it pays (the default),
- * never, or with the first slot's bracket holding nothing (so its search goes back to the
- * tensor while the other slots narrow over their candidates). */
-enum { VKM_BRACKET_AUTO, VKM_BRACKET_OFF, VKM_BRACKET_MISS };
+ * never, with the first slot's bracket holding nothing (so its search goes back to the tensor
+ * while the other slots narrow over their candidates), or with candidate lists of 4096 keys (a
+ * plateau of equal magnitudes overflows them: its slots search the tensor's index bits). */
+enum { VKM_BRACKET_AUTO, VKM_BRACKET_OFF, VKM_BRACKET_MISS, VKM_BRACKET_SMALL };
 void vkm_mstream_set_bracket(vkm_mstream *ms, int how);
 /* Whether chunks of plain element-wise tensors are read in place from the inputs' maps where
  * the device can import them (on by default where it can: unified memory, at most

@@ -586,7 +586,8 @@ static void select_desc(uint32_t *a, uint64_t n, uint64_t k)
 static bool choose_brackets(vkm_mstream *ms, const vkm_mtask *task, const chunking *c)
 {
     const uint64_t n = c->n;
-    double need = 8.0 * (double)n / ms->cand_cap;
+    /* sized for 1M keys inside (the lists hold more: discrete magnitudes widen a bracket) */
+    double need = 8.0 * (double)n / (ms->cand_cap < (1u << 20) ? ms->cand_cap : (1u << 20));
     uint64_t S = (uint64_t)(need * need);
     if (S < BRACKET_MIN_SAMPLE) S = BRACKET_MIN_SAMPLE;
     if (S > n) S = n;
@@ -619,11 +620,14 @@ static bool choose_brackets(vkm_mstream *ms, const vkm_mtask *task, const chunki
     return ok;
 }
 
-/* Candidate lists for n_slots slots (cap keys each, within the storage range). */
+/* Candidate lists for n_slots slots: 64 MiB (or the storage range) shared, up to 8M keys each;
+ * a bracket over discrete magnitudes (f16 / bf16 deltas) can hold millions of keys. */
 static vkm_status cand_lists(vkm_mstream *ms, uint32_t n_slots)
 {
-    uint64_t range = ms->d->caps.max_storage_range, cap = 1u << 20;
-    if (cap * 8 * n_slots > range) cap = range / 8 / n_slots;
+    const uint64_t range = ms->d->caps.max_storage_range, total = range < (64u << 20) ? range : 64u << 20;
+    uint64_t cap = total / 8 / n_slots;
+    if (cap > (8u << 20)) cap = 8u << 20;
+    if (ms->bracket == VKM_BRACKET_SMALL) cap = 4096;
     const uint64_t bytes = cap * 8 * n_slots;
     ms->cand_cap = (uint32_t)cap;
     if (ms->cand.buf && ms->cand.size >= bytes) return VKM_OK;
@@ -695,7 +699,8 @@ static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chun
         uint32_t *r = ms->slots + i * VKM_MSLOT_WORDS;
         if (r[2] != 0 || r[8] != 2) continue;
         const uint32_t above = cnt[2 * i], inside = cnt[2 * i + 1];
-        if (above < r[3] && r[3] - above <= inside && inside <= ms->cand_cap) {
+        const bool within = above < r[3] && r[3] - above <= inside;
+        if (within && inside <= ms->cand_cap) {
             r[3] -= above;
             r[8] = 1;
             r[9] = inside;
@@ -704,6 +709,15 @@ static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chun
             r[10] = common;
             r[4] = common ? r[6] & ~(0xffffffffu >> (common - 1) >> 1) : 0;
             r[5] = 0;
+        } else if (within && r[6] == r[7]) {
+            /* a plateau too wide to gather (many equal magnitudes, zeros above all): the k-th key
+             * has magnitude lo, the index orders those; radix passes over the tensor from the
+             * index bits, the rank counted among the keys of that magnitude */
+            r[3] -= above;
+            r[4] = r[6];
+            r[5] = 0;
+            r[10] = 32;
+            r[8] = 0;
         } else {
             r[8] = 0; /* the sample missed: radix passes over the tensor */
         }

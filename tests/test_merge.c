@@ -93,10 +93,12 @@ static float rounded(vkm_dtype dt, float f)
     return dt == VKM_F16 ? vkm_f16_to_f32(vkm_f32_to_f16(f)) : dt == VKM_BF16 ? vkm_bf16_to_f32(vkm_f32_to_bf16(f)) : f;
 }
 
-/* The slots the plan made for this tensor, checked against full-sort thresholds. */
-static void check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task, const float *const *x,
-                        uint64_t n, int bracket, const char *what)
+/* The slots the plan made for this tensor, checked against full-sort thresholds. Returns how
+ * many found theirs over the tensor's index bits (a plateau of equal magnitudes). */
+static uint32_t check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task, const float *const *x,
+                            uint64_t n, int bracket, const char *what)
 {
+    uint32_t plateaus = 0;
     const uint32_t *st = vkm_mstream_slots(ms);
     float *d = test_alloc(n * 4);
     for (uint32_t s = 0; s < task->n_slots; s++) {
@@ -111,7 +113,8 @@ static void check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *t
         /* large tensors: one pass gathers the keys inside a sampled bracket, the threshold comes
          * from them (a forced miss: from the tensor again) */
         const uint32_t want_src = bracket != VKM_BRACKET_OFF && n >= 32768 && !(bracket == VKM_BRACKET_MISS && s == 0);
-        if (r[8] != want_src) fail_msg("%s: slot %u: threshold from %s, want %s", what, s, r[8] ? "candidates" : "the tensor",
+        plateaus += r[8] == 0 && r[10] == 32;
+        if (r[8] != want_src && bracket != VKM_BRACKET_SMALL) /* small lists: either */ fail_msg("%s: slot %u: threshold from %s, want %s", what, s, r[8] ? "candidates" : "the tensor",
                                        want_src ? "candidates" : "the tensor");
         /* the GPU stops narrowing once every candidate left is wanted: its threshold may be below
          * the k-th key, but it must select the same k elements (keys are distinct) */
@@ -128,6 +131,7 @@ static void check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *t
                      (unsigned long long)got, (unsigned long long)count, (unsigned long long)want);
     }
     free(d);
+    return plateaus;
 }
 
 /* How the streamer reads the inputs: copied into its slabs; in place where the device can
@@ -135,8 +139,8 @@ static void check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *t
  * (not on a 16-byte boundary), so that one is copied beside the others read in place. */
 enum { READ_COPY, READ_IN_PLACE, READ_MIXED };
 
-static void run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes, uint64_t device_bytes,
-                     uint64_t seed, const char *cfg_name, int read)
+static uint32_t run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes, uint64_t device_bytes,
+                         uint64_t seed, const char *cfg_name, int read)
 {
     vkm_dev *d = &ctx->dev;
     vkm_merge_params p = vkm_merge_default_params();
@@ -219,7 +223,7 @@ static void run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes, ui
              (unsigned long long)seed);
     vkm_mtask task;
     vkm_mplan_task(&pl, t.name, n, &task);
-    check_slots(ms, &pl, &task, (const float *const *)x, n, mc->bracket, what);
+    const uint32_t plateaus = check_slots(ms, &pl, &task, (const float *const *)x, n, mc->bracket, what);
     vkm_mstream_destroy(ms);
 
     ref_merge_cfg rc;
@@ -271,6 +275,7 @@ static void run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes, ui
     }
     free(ref);
     free(cap.p);
+    return plateaus;
 }
 
 /* ---- tests ----------------------------------------------------------------------------------- */
@@ -338,6 +343,22 @@ static void test_ties(void **state)
         }
         test_context_done(ctx);
     }
+    /* candidate lists of 4096 keys: a plateau of ~1/8 of the elements at the threshold does not
+     * fit, its slots narrow the index bits over the tensor (and must), the others as they can */
+    mc.bracket = VKM_BRACKET_SMALL;
+    vkm_context *ctx = config_context(&configs[0]);
+    for (int coarse = 0; coarse < 2; coarse++) {
+        mc.coarse = coarse;
+        mc.rows = 1;
+        mc.cols = 70001;
+        mc.in_dt = VKM_F16;
+        mc.out_dt = VKM_F32;
+        uint32_t plateaus = run_case(ctx, &mc, 0, 0, 81 + coarse, configs[0].name, READ_IN_PLACE);
+        plateaus += run_case(ctx, &mc, 4096, 1, 83 + coarse, configs[0].name, READ_COPY);
+        if (coarse && plateaus == 0) fail_msg("ties, coarse values, small candidate lists: no slot went by the plateau");
+        printf("ties with small candidate lists (%s values): %u slots by the plateau\n", coarse ? "coarse" : "fine", plateaus);
+    }
+    test_context_done(ctx);
 }
 
 static void test_dare(void **state)
