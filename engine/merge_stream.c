@@ -498,7 +498,7 @@ static uint32_t import_inputs(vkm_mstream *ms, const chunking *c, uint32_t i, vk
 static bool need_select(const vkm_mtask *task) { return task->n_slots > 0; }
 
 /* Initial selection records: mode from the rank (none / all / searching). */
-static vkm_status init_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task, uint64_t n)
+static void init_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task, uint64_t n)
 {
     uint32_t *st = ms->slots;
     memset(st, 0, sizeof ms->slots);
@@ -509,10 +509,6 @@ static vkm_status init_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mta
         r[2] = task->slot_k[i] == 0 ? 2u : task->slot_k[i] >= n ? 3u : 0u;
         r[3] = task->slot_k[i];
     }
-    static const uint32_t zeros[VKM_MAX_SLOTS * 256];
-    vkm_status s = vkm_upload(ms->d, ms->state, st, sizeof ms->slots);
-    if (!s) s = vkm_upload(ms->d, ms->hist, zeros, sizeof zeros);
-    return s;
 }
 
 static vkm_status write_params(vkm_mstream *ms, uint32_t i, const vkm_mtask *task)
@@ -684,14 +680,26 @@ static vkm_status tensor_pass(vkm_mstream *ms, const vkm_mtask *task, const chun
 /* One pass over the tensor counting above each slot's bracket and gathering the keys inside;
  * a slot whose rank falls inside (and whose keys fit) narrows over its candidates from here,
  * the others over the tensor. */
-static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chunking *c)
+/* The host's part of a tensor's selection, done while the previous tensor's chunks are still
+ * on the device (it reads only the maps): the slots' records, and their sampled brackets where
+ * one pays. *bracketed: the bracket pass is to run. */
+static vkm_status plan_select(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task,
+                              const chunking *c, bool *bracketed)
 {
+    init_slots(ms, pl, task, c->n);
+    *bracketed = false;
     if (ms->bracket == VKM_BRACKET_OFF || c->n < BRACKET_MIN_N) return VKM_OK;
     vkm_status s = cand_lists(ms, task->n_slots);
-    if (s || !choose_brackets(ms, task, c)) return s;
+    if (s) return s;
+    *bracketed = choose_brackets(ms, task, c);
+    for (uint32_t i = 0; i < task->n_slots && !*bracketed; i++) ms->slots[i * VKM_MSLOT_WORDS + 8] = 0;
+    return VKM_OK;
+}
+
+static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chunking *c)
+{
     static const uint32_t zeros[VKM_MAX_SLOTS * 2];
-    s = vkm_upload(ms->d, ms->state, ms->slots, sizeof ms->slots);
-    if (!s) s = vkm_upload(ms->d, ms->cnt, zeros, sizeof zeros);
+    vkm_status s = vkm_upload(ms->d, ms->cnt, zeros, sizeof zeros);
     if (!s) s = tensor_pass(ms, task, c, -1, 0);
     uint32_t cnt[VKM_MAX_SLOTS * 2];
     if (s || (s = vkm_download(ms->d, ms->cnt, cnt, sizeof cnt))) return s;
@@ -725,15 +733,16 @@ static vkm_status run_bracket(vkm_mstream *ms, const vkm_mtask *task, const chun
     return vkm_upload(ms->d, ms->state, ms->slots, sizeof ms->slots);
 }
 
-/* Runs the selection passes until every slot has its threshold: a bracket pass first, then
- * radix passes over windows of K chunks for the slots searching the tensor (read back after
- * each) and over the gathered keys for the others (all in one go once no slot needs the
- * tensor). */
-static vkm_status run_select(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtask *task,
-                             const chunking *c)
+/* Runs the selection passes until every slot has its threshold (records and brackets from
+ * plan_select): a bracket pass first, then radix passes over windows of K chunks for the slots
+ * searching the tensor (read back after each) and over the gathered keys for the others (all in
+ * one go once no slot needs the tensor). */
+static vkm_status run_select(vkm_mstream *ms, const vkm_mtask *task, const chunking *c, bool bracketed)
 {
-    vkm_status s = init_slots(ms, pl, task, c->n);
-    if (!s) s = run_bracket(ms, task, c);
+    static const uint32_t zeros[VKM_MAX_SLOTS * 256];
+    vkm_status s = vkm_upload(ms->d, ms->state, ms->slots, sizeof ms->slots);
+    if (!s) s = vkm_upload(ms->d, ms->hist, zeros, sizeof zeros);
+    if (!s && bracketed) s = run_bracket(ms, task, c);
     for (uint32_t pass = 0; pass < VKM_SELECT_PASSES && !s; pass++) {
         bool data = false;
         uint32_t most = 0;
@@ -799,9 +808,11 @@ vkm_status vkm_mstream_tensor(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mt
     ms->serial++;
     bool multi = need_select(&task) || pl->reduce != VKM_MRED_NONE;
     if (multi) { /* the slabs hold this tensor's chunks from here: chunk k in slab k % K */
+        bool bracketed = false;
+        if (need_select(&task) && (s = plan_select(ms, pl, &task, &c, &bracketed))) return s;
         if ((s = vkm_mstream_flush(ms))) return s;
         ms->next = 0;
-        if (need_select(&task) && (s = run_select(ms, pl, &task, &c))) return s;
+        if (need_select(&task) && (s = run_select(ms, &task, &c, bracketed))) return s;
         if (pl->reduce != VKM_MRED_NONE && (s = run_reduce(ms, pl, &task, &c))) return s;
     }
     for (uint32_t k = 0; k < c.n_chunks && !s; k++) {
