@@ -100,26 +100,36 @@ static void pool_rows(moe_ctx *c, vkm_act x, uint32_t dim, uint32_t p)
     if (n) vkm_op_pool(&m->rec, x, n, dim, m->pool, (uint32_t)c->s->pool_slot * m->pool_len + m->pool_off[p]);
 }
 
-/* The experts of site (layer, module): routing at module depth, pooling, shrink + expand. */
-static void adapt(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm_act y)
+/* The experts of the sites (layer, mods[i]) that read the same input x, into ys[i]: routing
+ * at module depth, pooling, then shrink + expand (decoding: the shrinks in one dispatch). */
+static void adapt_sites(moe_ctx *c, uint32_t layer, const uint32_t *mods, uint32_t n, vkm_act x, const vkm_act *ys)
 {
     vkm_model *m = c->m;
     const vkm_bank *b = m->bank;
     if (!b) return;
-    const uint32_t p = vkm_site_index(layer, mod);
-    const vkm_site *site = &b->sites[p];
-    if (!site->used) return;
-    if (p < c->ahead_lo || p >= c->ahead_hi) route_tokens(c, VKM_DEPTH_MODULE, p, 1, 1, x, site->in);
-    if (c->s->pool_slot >= 0 && c->s->pool_depth == VKM_DEPTH_MODULE) pool_rows(c, x, site->in, p);
-    if (!c->lora) return;
-    vkm_lora_call lc = {
-        .x = x, .y = y, .n_tok = c->s->n_tok, .in_dim = site->in, .out_dim = site->out, .a = site->a,
-        .bt = site->bt, .meta = b->meta, .meta_off = p * b->n_total * 4, .rank_total = site->rank_total,
-        .rmax = b->rmax, .ids = m->route_ids, .wts = m->route_wts, .list = vkm_model_step_range(m),
-        .t = m->lora_t, .route_off = vkm_route_word(m, p, 0), .row_stride = b->n_exp,
-        .row_list_off = vkm_step_region(m, VKM_STEP_ROW), .meta_host = b->meta_host, .n_total = b->n_total,
-        .chunk = m->lora_chunk, .groups = m->lora_groups, .d = m->lora_d};
-    vkm_op_lora(&m->rec, &lc);
+    vkm_lora_call lc[VKM_LORA_MAX_SITES];
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint32_t p = vkm_site_index(layer, mods[i]);
+        const vkm_site *site = &b->sites[p];
+        if (!site->used) continue;
+        if (p < c->ahead_lo || p >= c->ahead_hi) route_tokens(c, VKM_DEPTH_MODULE, p, 1, 1, x, site->in);
+        if (c->s->pool_slot >= 0 && c->s->pool_depth == VKM_DEPTH_MODULE) pool_rows(c, x, site->in, p);
+        if (!c->lora) continue;
+        lc[k++] = (vkm_lora_call){
+            .x = x, .y = ys[i], .n_tok = c->s->n_tok, .in_dim = site->in, .out_dim = site->out, .a = site->a,
+            .bt = site->bt, .meta = b->meta, .meta_off = p * b->n_total * 4, .rank_total = site->rank_total,
+            .rmax = b->rmax, .ids = m->route_ids, .wts = m->route_wts, .list = vkm_model_step_range(m),
+            .t = m->lora_t, .route_off = vkm_route_word(m, p, 0), .row_stride = b->n_exp,
+            .row_list_off = vkm_step_region(m, VKM_STEP_ROW), .meta_host = b->meta_host, .n_total = b->n_total,
+            .chunk = m->lora_chunk, .groups = m->lora_groups, .d = m->lora_d};
+    }
+    if (k) vkm_op_lora_sites(&m->rec, lc, k);
+}
+
+static void adapt(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm_act y)
+{
+    adapt_sites(c, layer, &mod, 1, x, &y);
 }
 
 /* ---- FFN experts (ffn.h) ------------------------------------------------------------------ */
@@ -153,20 +163,23 @@ static void ffn_mixture(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm
 }
 
 /* A matrix of the attention block: the base's, or (attention mixing: q, k, v) the experts'
- * mixture with a decision of its own (routers of layer or module depth decide there). */
-static void attn_linear(moe_ctx *c, uint32_t layer, uint32_t mod, const vkm_tensor *w, vkm_act x, vkm_act y, bool acc)
+ * mixture with a decision of its own (routers of layer or module depth decide there). The
+ * base's LoRA experts are added here, or with `defer` left to the caller (true returned). */
+static bool attn_linear(moe_ctx *c, uint32_t layer, uint32_t mod, const vkm_tensor *w, vkm_act x, vkm_act y, bool acc,
+                        bool defer)
 {
     vkm_model *m = c->m;
     if (!m->ffn || mod == VKM_MOD_O || !vkm_ffn_mixed(m->ffn, mod)) {
         vkm_op_linear(&m->rec, w, x, y, c->s->n_tok, acc);
-        adapt(c, layer, mod, x, y);
-        return;
+        if (!defer) adapt(c, layer, mod, x, y);
+        return defer;
     }
     const uint32_t p = vkm_site_index(layer, mod);
     route_tokens(c, VKM_DEPTH_LAYER, p, 1, 1, x, m->hp.dim);
     route_tokens(c, VKM_DEPTH_MODULE, p, 1, 1, x, m->hp.dim);
     if (c->s->pool_slot >= 0 && c->s->pool_depth != VKM_DEPTH_MODEL) pool_rows(c, x, m->hp.dim, p);
     ffn_mixture(c, layer, mod, x, y, acc);
+    return false;
 }
 
 /* The FFN block of layer l on the normed input XN, added into X. Standard mixing: each token
@@ -263,14 +276,23 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
             if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_MODEL && l + 1 == hp->n_layers) pool_rows(&mc, XN, D, 0);
         }
         route_sites_ahead(&mc, l, VKM_MOD_Q, 3, XN);
-        attn_linear(&mc, l, VKM_MOD_Q, &ly->wq, XN, Q, false);
-        attn_linear(&mc, l, VKM_MOD_K, &ly->wk, XN, K, false);
-        attn_linear(&mc, l, VKM_MOD_V, &ly->wv, XN, V, false);
+        { /* q, k, v, then the LoRA experts of those that are the base's (shrinks fused) */
+            const vkm_tensor *w3[3] = {&ly->wq, &ly->wk, &ly->wv};
+            const vkm_act y3[3] = {Q, K, V};
+            uint32_t mods[3], n = 0;
+            vkm_act ys[3];
+            for (uint32_t i = 0; i < 3; i++)
+                if (attn_linear(&mc, l, VKM_MOD_Q + i, w3[i], XN, y3[i], false, true)) {
+                    mods[n] = VKM_MOD_Q + i;
+                    ys[n++] = y3[i];
+                }
+            adapt_sites(&mc, l, mods, n, XN, ys);
+        }
         vkm_op_rope(r, Q, &sb, T, hp->n_heads, hd, half, hp->rope_theta);
         vkm_op_rope(r, K, &sb, T, hp->n_kv_heads, hd, half, hp->rope_theta);
         vkm_op_kv_store(r, K, V, m->k_cache[l], m->v_cache[l], &sb, T, kvd, m->n_ctx);
         vkm_op_attention(r, Q, m->k_cache[l], m->v_cache[l], ATT, a->partials, &sb, T, max_keys, &shape);
-        attn_linear(&mc, l, VKM_MOD_O, &ly->wo, ATT, X, true);
+        attn_linear(&mc, l, VKM_MOD_O, &ly->wo, ATT, X, true, false);
         vkm_op_rmsnorm(r, X, ly->ffn_norm, XN, D, T, hp->norm_eps);
         if (m->ffn) {
             ffn_block(&mc, l, XN, X);
@@ -278,9 +300,10 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
         }
         route_sites_ahead(&mc, l, VKM_MOD_GATE, 2, XN);
         vkm_op_linear(r, &ly->w_gate, XN, G, T, false);
-        adapt(&mc, l, VKM_MOD_GATE, XN, G);
         vkm_op_linear(r, &ly->w_up, XN, U, T, false);
-        adapt(&mc, l, VKM_MOD_UP, XN, U);
+        const uint32_t gu[2] = {VKM_MOD_GATE, VKM_MOD_UP};
+        const vkm_act gu_y[2] = {G, U};
+        adapt_sites(&mc, l, gu, 2, XN, gu_y);
         vkm_op_eltwise(r, VKM_ELT_SILU_MUL, G, U, G, T * F);
         vkm_op_linear(r, &ly->w_down, G, X, T, true);
         adapt(&mc, l, VKM_MOD_DOWN, G, X);

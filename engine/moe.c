@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "ops_moe.h"
 #include "writer.h"
 
 vkm_status vkm_moe_alloc(vkm_model *m)
@@ -27,6 +28,11 @@ vkm_status vkm_moe_alloc(vkm_model *m)
     }
     uint64_t route = 4ull * b->n_sites * m->route_rows * b->n_exp;
     uint64_t t = 4ull * m->n_batch * b->n_exp * (b->rmax ? vkm_lora_rank_pad(b->rmax) : 1);
+    if (b->rmax) { /* decoding: the shrinks of the sites sharing an input write one region each */
+        const uint32_t dec = m->n_batch < VKM_MOE_MATVEC_MAX_T ? m->n_batch : VKM_MOE_MATVEC_MAX_T;
+        const uint64_t sites = vkm_lora_sites_t_bytes(d, dec, b->n_exp, b->rmax);
+        if (sites > t) t = sites;
+    }
     uint64_t pool = 4ull * m->n_seq * m->pool_len;
     vkm_status s = vkm_arena_alloc(&m->moe_arena, route, 16, &m->route_ids);
     if (s == VKM_OK) s = vkm_arena_alloc(&m->moe_arena, route, 16, &m->route_wts);

@@ -73,36 +73,107 @@ static void lora_grouped(vkm_rec *r, const vkm_lora_call *c)
     }
 }
 
-void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c)
+/* The shrink's pipeline for rows of in_dim read from x (spec: WG, padded rank, vec4 rows). */
+static vkm_pipe *shrink_pipe(vkm_rec *r, vkm_spv_id id, const vkm_lora_call *c)
 {
     const vkm_dev *d = r->dev;
-    if (c->n_tok > VKM_MOE_MATVEC_MAX_T && c->meta_host && c->d.buf) {
-        lora_grouped(r, c);
-        return;
-    }
-    uint32_t rmax = pow2_at_least(c->rmax, 4);
-    vkm_push_lora pc = {c->n_tok, c->in_dim, c->out_dim, c->x.stride, c->x.off, c->y.stride,
-                        c->y.off, c->route_off, c->row_stride, c->meta_off, c->rank_total,
-                        c->row_list_off};
+    const uint32_t rmax = pow2_at_least(c->rmax, 4);
     uint32_t swg = vkm_ops_reduce_wg(d);
     while (swg * rmax * 4 > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
     /* vec4 rows where every row start is 16-byte aligned (ranges are aligned to 16 bytes) */
     const bool svec = c->in_dim % 4 == 0 && c->x.off % 4 == 0 && c->x.stride % 4 == 0;
-    const bool evec = c->out_dim % 4 == 0;
     uint32_t sspec[3] = {swg, rmax, svec ? 1u : 0u};
-    vkm_pipe *sp = vkm_ops_pipe(r, VKM_SPV_lora_shrink, sspec, 3);
-    if (!sp) return;
-    vkm_range sb[6] = {c->x.r, c->a, c->meta, c->ids, c->list, c->t};
-    vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->in_dim + 2ull * c->rmax * c->in_dim));
-    vkm_rec_dispatch_n(r, sp, sb, 6, &pc, sizeof pc, (uint64_t)c->n_tok * c->row_stride);
+    return vkm_ops_pipe(r, id, sspec, 3);
+}
+
+/* The expand of one site from its shrink output in t (bound from the site's region). */
+static void lora_expand(vkm_rec *r, const vkm_lora_call *c, vkm_range t)
+{
+    const vkm_dev *d = r->dev;
+    const uint32_t rmax = pow2_at_least(c->rmax, 4);
+    vkm_push_lora pc = {c->n_tok, c->in_dim, c->out_dim, c->x.stride, c->x.off, c->y.stride,
+                        c->y.off, c->route_off, c->row_stride, c->meta_off, c->rank_total,
+                        c->row_list_off};
+    const bool evec = c->out_dim % 4 == 0;
     uint32_t espec[3] = {64, rmax, evec ? 1u : 0u};
     if (espec[0] > d->caps.max_wg_invocations) espec[0] = d->caps.max_wg_invocations;
     vkm_pipe *ep = vkm_ops_pipe(r, VKM_SPV_lora_expand, espec, 3);
     if (!ep) return;
-    vkm_range eb[7] = {c->t, c->bt, c->meta, c->ids, c->list, c->wts, c->y.r};
+    vkm_range eb[7] = {t, c->bt, c->meta, c->ids, c->list, c->wts, c->y.r};
     vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->out_dim + 2ull * c->rmax * c->out_dim));
     uint64_t outs = evec ? c->out_dim / 4 : c->out_dim, blocks = (outs + espec[0] - 1) / espec[0];
     vkm_rec_dispatch_n(r, ep, eb, 7, &pc, sizeof pc, (uint64_t)c->n_tok * blocks);
+}
+
+void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c)
+{
+    if (c->n_tok > VKM_MOE_MATVEC_MAX_T && c->meta_host && c->d.buf) {
+        lora_grouped(r, c);
+        return;
+    }
+    vkm_pipe *sp = shrink_pipe(r, VKM_SPV_lora_shrink, c);
+    if (!sp) return;
+    vkm_push_lora pc = {c->n_tok, c->in_dim, c->out_dim, c->x.stride, c->x.off, c->y.stride,
+                        c->y.off, c->route_off, c->row_stride, c->meta_off, c->rank_total,
+                        c->row_list_off};
+    vkm_range sb[6] = {c->x.r, c->a, c->meta, c->ids, c->list, c->t};
+    vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->in_dim + 2ull * c->rmax * c->in_dim));
+    vkm_rec_dispatch_n(r, sp, sb, 6, &pc, sizeof pc, (uint64_t)c->n_tok * c->row_stride);
+    lora_expand(r, c, c->t);
+}
+
+/* Bytes of t one site's shrink output takes in a fused shrink: n_tok rows of the routing
+ * entries' padded ranks, rounded up to the storage offset alignment (its expand binds it). */
+static uint64_t site_t_bytes(const vkm_dev *d, const vkm_lora_call *c)
+{
+    const uint64_t bytes = 4ull * c->n_tok * c->row_stride * pow2_at_least(c->rmax, 4);
+    const uint64_t a = d->caps.storage_align > 16 ? d->caps.storage_align : 16;
+    return (bytes + a - 1) / a * a;
+}
+
+uint64_t vkm_lora_sites_t_bytes(const vkm_dev *d, uint32_t n_tok, uint32_t row_stride, uint32_t rmax)
+{
+    const vkm_lora_call c = {.n_tok = n_tok, .row_stride = row_stride, .rmax = rmax};
+    return VKM_LORA_MAX_SITES * site_t_bytes(d, &c);
+}
+
+void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
+{
+    bool fuse = n > 1 && n <= VKM_LORA_MAX_SITES && c[0].n_tok <= VKM_MOE_MATVEC_MAX_T;
+    for (uint32_t s = 1; fuse && s < n; s++) /* the same input, tokens and routing rows */
+        fuse = c[s].x.r.buf == c[0].x.r.buf && c[s].x.r.off == c[0].x.r.off && c[s].x.off == c[0].x.off &&
+               c[s].x.stride == c[0].x.stride && c[s].in_dim == c[0].in_dim && c[s].n_tok == c[0].n_tok &&
+               c[s].rmax == c[0].rmax && c[s].row_stride == c[0].row_stride &&
+               c[s].row_list_off == c[0].row_list_off && c[s].t.buf == c[0].t.buf && c[s].t.off == c[0].t.off &&
+               c[s].meta.buf == c[0].meta.buf && c[s].ids.buf == c[0].ids.buf && c[s].list.buf == c[0].list.buf;
+    const uint64_t region = fuse ? site_t_bytes(r->dev, &c[0]) : 0;
+    if (fuse && region * n > c[0].t.size) fuse = false;
+    if (!fuse) {
+        for (uint32_t s = 0; s < n; s++) vkm_op_lora(r, &c[s]);
+        return;
+    }
+    vkm_pipe *sp = shrink_pipe(r, VKM_SPV_lora_shrink_sites, &c[0]);
+    if (!sp) return;
+    vkm_push_lora_sites pc;
+    memset(&pc, 0, sizeof pc);
+    for (uint32_t s = 0; s < n; s++) {
+        pc.meta_off[s] = c[s].meta_off;
+        pc.route_off[s] = c[s].route_off;
+        pc.t_off[s] = (uint32_t)(s * region / 4);
+    }
+    pc.n_tok = c[0].n_tok;
+    pc.in_dim = c[0].in_dim;
+    pc.x_stride = c[0].x.stride;
+    pc.x_off = c[0].x.off;
+    pc.row_stride = c[0].row_stride;
+    pc.row_list_off = c[0].row_list_off;
+    pc.n_sites = n;
+    /* site s's A at binding 1, 6, 7 (a missing third repeats the first) */
+    vkm_range sb[8] = {c[0].x.r, c[0].a, c[0].meta, c[0].ids, c[0].list, c[0].t, c[1].a, n > 2 ? c[2].a : c[0].a};
+    for (uint32_t s = 0; s < n; s++) vkm_rec_note_bytes(r, 4ull * c[s].n_tok * 2ull * c[s].rmax * c[s].in_dim);
+    vkm_rec_note_bytes(r, 4ull * c[0].n_tok * c[0].in_dim);
+    vkm_rec_dispatch_n(r, sp, sb, 8, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * c[0].row_stride);
+    for (uint32_t s = 0; s < n; s++) lora_expand(r, &c[s], vkm_range_sub(c[0].t, s * region, region));
 }
 
 void vkm_op_pool(vkm_rec *r, vkm_act x, uint32_t n_tok, uint32_t dim, vkm_range dst, uint32_t dst_off)

@@ -9,8 +9,16 @@
 // Spec constants: 0 WG, 1 RMAX (the largest rank: t's stride), 2 VEC: 1 when the rows of A
 // (shrink: in_dim and x's offset and stride) or of Bt (expand: out_dim) are multiples of 4
 // elements, read as vec4 (one 16-byte load per lane instead of four: CPU devices gather each).
+// Variant lora_shrink_sites (LORA_SHRINK + LORA_SITES): the shrinks of up to three sites that
+// read the same input (q, k, v; gate, up) in one dispatch, one workgroup per (site, token,
+// entry); site s's A at binding 1, 6, 7, its table, routing point and region of t from the push
+// constants.
 #include "types.glsl"
+#ifdef LORA_SITES
+#define VKM_PUSH_LORA_SITES
+#else
 #define VKM_PUSH_LORA
+#endif
 #include "push.glsl"
 
 layout(constant_id = 1) const uint RMAX = 16;
@@ -27,17 +35,51 @@ layout(binding = 1) readonly buffer Ab { float a[]; };
 layout(binding = 1) readonly buffer Ab4 { vec4 a4[]; };
 layout(binding = 5) writeonly buffer Tb { float t[]; };
 
+#ifdef LORA_SITES
+layout(binding = 6) readonly buffer Ab1 { float a_1[]; };
+layout(binding = 6) readonly buffer Ab14 { vec4 a4_1[]; };
+layout(binding = 7) readonly buffer Ab2 { float a_2[]; };
+layout(binding = 7) readonly buffer Ab24 { vec4 a4_2[]; };
+float a_at(uint s, uint i)
+{
+    if (s == 0u) return a[i];
+    if (s == 1u) return a_1[i];
+    return a_2[i];
+}
+vec4 a4_at(uint s, uint i)
+{
+    if (s == 0u) return a4[i];
+    if (s == 1u) return a4_1[i];
+    return a4_2[i];
+}
+#define META_OFF(s) pc.meta_off[s]
+#define ROUTE_OFF(s) pc.route_off[s]
+#define T_OFF(s) pc.t_off[s]
+#else
+float a_at(uint s, uint i) { return a[i]; }
+vec4 a4_at(uint s, uint i) { return a4[i]; }
+#define META_OFF(s) pc.meta_off
+#define ROUTE_OFF(s) pc.route_off
+#define T_OFF(s) 0u
+#endif
+
 shared float part[RMAX * WG];
 
 void main()
 {
-    const uint g = vkm_group_id(), lid = gl_LocalInvocationID.x;
+    const uint lid = gl_LocalInvocationID.x;
+#ifdef LORA_SITES
+    const uint per = pc.n_tok * pc.row_stride, s = vkm_group_id() / per, g = vkm_group_id() % per;
+    if (s >= pc.n_sites) return;
+#else
+    const uint s = 0u, g = vkm_group_id();
+#endif
     const uint i = g / pc.row_stride, j = g % pc.row_stride;
     if (i >= pc.n_tok) return;
     const uint row = list[pc.row_list_off + i];
-    const uint e = ids[pc.route_off + row * pc.row_stride + j];
+    const uint e = ids[ROUTE_OFF(s) + row * pc.row_stride + j];
     if (e == 0xffffffffu) return;
-    const uint off = meta[pc.meta_off + 4 * e], r = meta[pc.meta_off + 4 * e + 1];
+    const uint off = meta[META_OFF(s) + 4 * e], r = meta[META_OFF(s) + 4 * e + 1];
     if (r == 0u) return;
     float acc[RMAX];
     [[unroll]] for (uint k = 0; k < RMAX; k++) acc[k] = 0.0;
@@ -47,21 +89,21 @@ void main()
         for (uint c = lid; c < n4; c += WG) {
             const vec4 xv = x4[xb4 + c];
             [[unroll]] for (uint k = 0; k < RMAX; k++)
-                if (k < r) acc[k] += dot(a4[(off + k) * n4 + c], xv);
+                if (k < r) acc[k] += dot(a4_at(s, (off + k) * n4 + c), xv);
         }
     } else {
         for (uint c = lid; c < pc.in_dim; c += WG) {
             const float xv = x[xb + c];
             [[unroll]] for (uint k = 0; k < RMAX; k++)
-                if (k < r) acc[k] += a[(off + k) * pc.in_dim + c] * xv;
+                if (k < r) acc[k] += a_at(s, (off + k) * pc.in_dim + c) * xv;
         }
     }
     WG_PARTS(acc, RMAX, part);
     barrier();
     for (uint k = lid; k < r; k += WG) {
-        float s = 0.0;
-        for (uint q = 0; q < VKM_PARTS; q++) s += part[k * WG + q];
-        t[(i * pc.row_stride + j) * RMAX + k] = s;
+        float sum = 0.0;
+        for (uint q = 0; q < VKM_PARTS; q++) sum += part[k * WG + q];
+        t[T_OFF(s) + (i * pc.row_stride + j) * RMAX + k] = sum;
     }
 }
 #endif

@@ -175,6 +175,21 @@ layout(push_constant) uniform Push {
 } pc;
 #endif
 
+#ifdef VKM_PUSH_LORA_SITES
+// lora.comp LORA_SITES: the shrinks of up to 3 sites reading the same input in one dispatch
+layout(push_constant) uniform Push {
+    uint meta_off[3];       // each site's expert table
+    uint route_off[3];      // each site's routing point
+    uint t_off[3];          // each site's region of t (floats)
+    uint n_tok;
+    uint in_dim;
+    uint x_stride, x_off;
+    uint row_stride;
+    uint row_list_off;
+    uint n_sites;
+} pc;
+#endif
+
 #ifdef VKM_PUSH_POOL
 layout(push_constant) uniform Push {
     uint n_tok;             // tokens to add (rows 0..n_tok-1 of x)
