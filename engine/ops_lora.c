@@ -147,7 +147,7 @@ void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
                c[s].row_list_off == c[0].row_list_off && c[s].t.buf == c[0].t.buf && c[s].t.off == c[0].t.off &&
                c[s].meta.buf == c[0].meta.buf && c[s].ids.buf == c[0].ids.buf && c[s].list.buf == c[0].list.buf;
     const uint64_t region = fuse ? site_t_bytes(r->dev, &c[0]) : 0;
-    if (fuse && region * n > c[0].t.size) fuse = false;
+    if (fuse && (region * n > c[0].t.size || r->dev->max_stage_storage < 8)) fuse = false;
     if (!fuse) {
         for (uint32_t s = 0; s < n; s++) vkm_op_lora(r, &c[s]);
         return;
@@ -173,7 +173,32 @@ void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
     for (uint32_t s = 0; s < n; s++) vkm_rec_note_bytes(r, 4ull * c[s].n_tok * 2ull * c[s].rmax * c[s].in_dim);
     vkm_rec_note_bytes(r, 4ull * c[0].n_tok * c[0].in_dim);
     vkm_rec_dispatch_n(r, sp, sb, 8, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * c[0].row_stride);
-    for (uint32_t s = 0; s < n; s++) lora_expand(r, &c[s], vkm_range_sub(c[0].t, s * region, region));
+    /* the expands in one dispatch too where their rows read alike (vec4 or not) */
+    bool evec = c[0].out_dim % 4 == 0, same = r->dev->max_stage_storage >= 11;
+    for (uint32_t s = 1; s < n; s++) same &= (c[s].out_dim % 4 == 0) == evec;
+    if (!same) {
+        for (uint32_t s = 0; s < n; s++) lora_expand(r, &c[s], vkm_range_sub(c[0].t, s * region, region));
+        return;
+    }
+    uint32_t espec[3] = {64, pow2_at_least(c[0].rmax, 4), evec ? 1u : 0u};
+    if (espec[0] > r->dev->caps.max_wg_invocations) espec[0] = r->dev->caps.max_wg_invocations;
+    vkm_pipe *ep = vkm_ops_pipe(r, VKM_SPV_lora_expand_sites, espec, 3);
+    if (!ep) return;
+    uint64_t groups = 0;
+    for (uint32_t s = 0; s < n; s++) {
+        const uint64_t outs = evec ? c[s].out_dim / 4 : c[s].out_dim;
+        pc.out_dim[s] = c[s].out_dim;
+        pc.y_stride[s] = c[s].y.stride;
+        pc.y_off[s] = c[s].y.off;
+        pc.g0[s] = (uint32_t)groups;
+        groups += (uint64_t)c[s].n_tok * ((outs + espec[0] - 1) / espec[0]);
+        vkm_rec_note_bytes(r, 4ull * c[s].n_tok * (c[s].out_dim + 2ull * c[s].rmax * c[s].out_dim));
+    }
+    /* site s's Bt at binding 1, 7, 8 and y at 6, 9, 10 (a missing third repeats the first) */
+    const vkm_lora_call *c2 = n > 2 ? &c[2] : &c[0];
+    vkm_range eb[11] = {c[0].t, c[0].bt, c[0].meta, c[0].ids, c[0].list, c[0].wts, c[0].y.r,
+                        c[1].bt, c2->bt, c[1].y.r, c2->y.r};
+    vkm_rec_dispatch_n(r, ep, eb, 11, &pc, sizeof pc, groups);
 }
 
 void vkm_op_pool(vkm_rec *r, vkm_act x, uint32_t n_tok, uint32_t dim, vkm_range dst, uint32_t dst_off)

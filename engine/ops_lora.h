@@ -51,8 +51,9 @@ typedef struct vkm_lora_call {
 void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c);
 /* vkm_op_lora for n sites that read the same input (q, k, v; gate, up), decoding (at most
  * VKM_MOE_MATVEC_MAX_T tokens): their shrinks in one dispatch, each into its own region of t
- * (t must hold vkm_lora_sites_t_bytes), then each site's expand. Anything else (prefill, other
- * inputs, t too small): one vkm_op_lora per site. */
+ * (t must hold vkm_lora_sites_t_bytes), then their expands in one dispatch (each site's own Bt
+ * and output; per site where their rows differ in vec4-ness). Anything else (prefill, other
+ * inputs, t too small, fewer than 11 storage buffers per stage): one vkm_op_lora per site. */
 #define VKM_LORA_MAX_SITES 3
 void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n);
 uint64_t vkm_lora_sites_t_bytes(const vkm_dev *d, uint32_t n_tok, uint32_t row_stride, uint32_t rmax);

@@ -80,8 +80,8 @@ typedef struct vkm_push_lora {
 } vkm_push_lora;
 
 typedef struct vkm_push_lora_sites { /* arrays first: see push.glsl */
-    uint32_t meta_off[3], route_off[3], t_off[3], n_tok, in_dim, x_stride, x_off, row_stride, row_list_off,
-        n_sites;
+    uint32_t meta_off[3], route_off[3], t_off[3], out_dim[3], y_stride[3], y_off[3], g0[3];
+    uint32_t n_tok, in_dim, x_stride, x_off, row_stride, row_list_off, n_sites;
 } vkm_push_lora_sites;
 
 typedef struct vkm_push_pool {

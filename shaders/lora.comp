@@ -115,29 +115,86 @@ layout(binding = 1) readonly buffer Bb4 { vec4 bt4[]; };
 layout(binding = 5) readonly buffer Wb { float wts[]; };
 layout(binding = 6) buffer Yb { float y[]; };
 
+#ifdef LORA_SITES
+layout(binding = 7) readonly buffer Bb1 { float bt_1[]; };
+layout(binding = 7) readonly buffer Bb14 { vec4 bt4_1[]; };
+layout(binding = 8) readonly buffer Bb2 { float bt_2[]; };
+layout(binding = 8) readonly buffer Bb24 { vec4 bt4_2[]; };
+layout(binding = 9) buffer Yb1 { float y_1[]; };
+layout(binding = 10) buffer Yb2 { float y_2[]; };
+float bt_at(uint s, uint i)
+{
+    if (s == 0u) return bt[i];
+    if (s == 1u) return bt_1[i];
+    return bt_2[i];
+}
+vec4 bt4_at(uint s, uint i)
+{
+    if (s == 0u) return bt4[i];
+    if (s == 1u) return bt4_1[i];
+    return bt4_2[i];
+}
+void y_add(uint s, uint i, float v)
+{
+    if (s == 0u) y[i] += v;
+    else if (s == 1u) y_1[i] += v;
+    else y_2[i] += v;
+}
+#define OUT_DIM(s) pc.out_dim[s]
+#define Y_OFF(s) pc.y_off[s]
+#define Y_STRIDE(s) pc.y_stride[s]
+#define META_OFF(s) pc.meta_off[s]
+#define ROUTE_OFF(s) pc.route_off[s]
+#define T_OFF(s) pc.t_off[s]
+#else
+float bt_at(uint s, uint i) { return bt[i]; }
+vec4 bt4_at(uint s, uint i) { return bt4[i]; }
+void y_add(uint s, uint i, float v) { y[i] += v; }
+#define OUT_DIM(s) pc.out_dim
+#define Y_OFF(s) pc.y_off
+#define Y_STRIDE(s) pc.y_stride
+#define META_OFF(s) pc.meta_off
+#define ROUTE_OFF(s) pc.route_off
+#define T_OFF(s) 0u
+#endif
+
+// This workgroup's site, and its group index among that site's (token, output block) groups.
+uint site_group(out uint s)
+{
+    uint g = vkm_group_id();
+    s = 0u;
+#ifdef LORA_SITES
+    if (pc.n_sites > 1u && g >= pc.g0[1]) s = 1u;
+    if (pc.n_sites > 2u && g >= pc.g0[2]) s = 2u;
+    g -= pc.g0[s];
+#endif
+    return g;
+}
+
 // VEC: 4 consecutive outputs per invocation from vec4 rows of Bt.
 void expand4()
 {
-    const uint n4 = pc.out_dim >> 2, blocks = (n4 + WG - 1) / WG, g = vkm_group_id();
+    uint s;
+    const uint g = site_group(s), n4 = OUT_DIM(s) >> 2, blocks = (n4 + WG - 1) / WG;
     const uint i = g / blocks, o = (g % blocks) * WG + gl_LocalInvocationID.x;
     if (i >= pc.n_tok || o >= n4) return;
-    const uint row = list[pc.row_list_off + i], rb = pc.route_off + row * pc.row_stride;
+    const uint row = list[pc.row_list_off + i], rb = ROUTE_OFF(s) + row * pc.row_stride;
     vec4 acc = vec4(0.0);
     for (uint j = 0; j < pc.row_stride; j++) {
         const uint e = ids[rb + j];
         if (e == 0xffffffffu) break;
-        const uint off = meta[pc.meta_off + 4 * e], r = meta[pc.meta_off + 4 * e + 1];
-        const float f = wts[rb + j] * uintBitsToFloat(meta[pc.meta_off + 4 * e + 2]);
-        const uint tb = (i * pc.row_stride + j) * RMAX;
-        vec4 s = vec4(0.0);
-        for (uint k = 0; k < r; k++) s += bt4[(off + k) * n4 + o] * t[tb + k];
-        acc += f * s;
+        const uint off = meta[META_OFF(s) + 4 * e], r = meta[META_OFF(s) + 4 * e + 1];
+        const float f = wts[rb + j] * uintBitsToFloat(meta[META_OFF(s) + 4 * e + 2]);
+        const uint tb = T_OFF(s) + (i * pc.row_stride + j) * RMAX;
+        vec4 sum = vec4(0.0);
+        for (uint k = 0; k < r; k++) sum += bt4_at(s, (off + k) * n4 + o) * t[tb + k];
+        acc += f * sum;
     }
-    const uint yi = pc.y_off + i * pc.y_stride + 4u * o;
-    y[yi] += acc.x;
-    y[yi + 1u] += acc.y;
-    y[yi + 2u] += acc.z;
-    y[yi + 3u] += acc.w;
+    const uint yi = Y_OFF(s) + i * Y_STRIDE(s) + 4u * o;
+    y_add(s, yi, acc.x);
+    y_add(s, yi + 1u, acc.y);
+    y_add(s, yi + 2u, acc.z);
+    y_add(s, yi + 3u, acc.w);
 }
 
 void main()
@@ -146,22 +203,22 @@ void main()
         expand4();
         return;
     }
-    const uint blocks = (pc.out_dim + WG - 1) / WG, g = vkm_group_id();
+    uint s;
+    const uint g = site_group(s), blocks = (OUT_DIM(s) + WG - 1) / WG;
     const uint i = g / blocks, o = (g % blocks) * WG + gl_LocalInvocationID.x;
-    if (i >= pc.n_tok || o >= pc.out_dim) return;
-    const uint row = list[pc.row_list_off + i], rb = pc.route_off + row * pc.row_stride;
+    if (i >= pc.n_tok || o >= OUT_DIM(s)) return;
+    const uint row = list[pc.row_list_off + i], rb = ROUTE_OFF(s) + row * pc.row_stride;
     float acc = 0.0;
     for (uint j = 0; j < pc.row_stride; j++) {
         const uint e = ids[rb + j];
         if (e == 0xffffffffu) break;
-        const uint off = meta[pc.meta_off + 4 * e], r = meta[pc.meta_off + 4 * e + 1];
-        const float f = wts[rb + j] * uintBitsToFloat(meta[pc.meta_off + 4 * e + 2]);
-        const uint tb = (i * pc.row_stride + j) * RMAX;
-        float s = 0.0;
-        for (uint k = 0; k < r; k++) s += bt[(off + k) * pc.out_dim + o] * t[tb + k];
-        acc += f * s;
+        const uint off = meta[META_OFF(s) + 4 * e], r = meta[META_OFF(s) + 4 * e + 1];
+        const float f = wts[rb + j] * uintBitsToFloat(meta[META_OFF(s) + 4 * e + 2]);
+        const uint tb = T_OFF(s) + (i * pc.row_stride + j) * RMAX;
+        float sum = 0.0;
+        for (uint k = 0; k < r; k++) sum += bt_at(s, (off + k) * OUT_DIM(s) + o) * t[tb + k];
+        acc += f * sum;
     }
-    const uint yi = pc.y_off + i * pc.y_stride + o;
-    y[yi] += acc;
+    y_add(s, Y_OFF(s) + i * Y_STRIDE(s) + o, acc);
 }
 #endif

@@ -176,11 +176,16 @@ layout(push_constant) uniform Push {
 #endif
 
 #ifdef VKM_PUSH_LORA_SITES
-// lora.comp LORA_SITES: the shrinks of up to 3 sites reading the same input in one dispatch
+// lora.comp LORA_SITES: the shrinks (or the expands) of up to 3 sites reading the same input
+// in one dispatch
 layout(push_constant) uniform Push {
     uint meta_off[3];       // each site's expert table
     uint route_off[3];      // each site's routing point
     uint t_off[3];          // each site's region of t (floats)
+    uint out_dim[3];        // expand: each site's output length, row stride and offset in y
+    uint y_stride[3];
+    uint y_off[3];
+    uint g0[3];             // expand: each site's first workgroup
     uint n_tok;
     uint in_dim;
     uint x_stride, x_off;
