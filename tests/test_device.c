@@ -80,7 +80,9 @@ static uint32_t host_push_size(const char *name)
         {"embed", sizeof(vkm_push_embed)}, {"rope", sizeof(vkm_push_rope)},
         {"kv_store", sizeof(vkm_push_kv)}, {"attn_reduce", sizeof(vkm_push_attn_reduce)},
         {"attn", sizeof(vkm_push_attn)}, {"sample", sizeof(vkm_push_sample)},
-        {"router", sizeof(vkm_push_router)}, {"lora_shrink", sizeof(vkm_push_lora)},
+        {"router", sizeof(vkm_push_router)}, /* the fused sites' variants before their prefixes */
+        {"lora_shrink_sites", sizeof(vkm_push_lora_sites)}, {"lora_expand_sites", sizeof(vkm_push_lora_sites)},
+        {"lora_shrink", sizeof(vkm_push_lora)},
         {"lora_expand", sizeof(vkm_push_lora)},
         {"pool", sizeof(vkm_push_pool)}, {"arrow", sizeof(vkm_push_arrow)},
         {"lora_compose", sizeof(vkm_push_compose)}, {"mix", sizeof(vkm_push_mix)},
