@@ -189,8 +189,7 @@ static vkm_status bench_merge(bench_ctx *b, vkm_dtype dt, uint64_t n, uint32_t n
     memset(&a, 0, sizeof a);
     a.v.n_in = n_in;
     a.v.n = (uint32_t)n;
-    a.v.hw_f16 = (b->d->f16_probe & (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT)) ==
-                 (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT);
+    a.v.hw_f16 = vkm_merge_hw_f16(b->d);
     uint32_t prm[VKM_MPARAM_WORDS] = {0};
     const float w = 1.0f / (float)n_in, one = 1.0f;
     for (uint32_t j = 0; j < n_in; j++) {

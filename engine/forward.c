@@ -101,7 +101,8 @@ static void pool_rows(moe_ctx *c, vkm_act x, uint32_t dim, uint32_t p)
 }
 
 /* The experts of the sites (layer, mods[i]) that read the same input x, into ys[i]: routing
- * at module depth, pooling, then shrink + expand (decoding: the shrinks in one dispatch). */
+ * at module depth, pooling, then shrink + expand (decoding: the sites' shrinks in one dispatch,
+ * their expands in another). */
 static void adapt_sites(moe_ctx *c, uint32_t layer, const uint32_t *mods, uint32_t n, vkm_act x, const vkm_act *ys)
 {
     vkm_model *m = c->m;
@@ -276,7 +277,7 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
             if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_MODEL && l + 1 == hp->n_layers) pool_rows(&mc, XN, D, 0);
         }
         route_sites_ahead(&mc, l, VKM_MOD_Q, 3, XN);
-        { /* q, k, v, then the LoRA experts of those that are the base's (shrinks fused) */
+        { /* q, k, v, then the LoRA experts of those that are the base's, together */
             const vkm_tensor *w3[3] = {&ly->wq, &ly->wk, &ly->wv};
             const vkm_act y3[3] = {Q, K, V};
             uint32_t mods[3], n = 0;

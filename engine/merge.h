@@ -94,6 +94,14 @@ typedef struct vkm_mslab {
     bool hw_f16;              /* the device's f16 conversions are exact (merge.glsl HW_F16)     */
 } vkm_mslab;
 
+/* Whether the merge kernels may use the float f16 conversions (hw_f16): the probe found both
+ * exact (vkm_dev_probe_f16 run). */
+static inline bool vkm_merge_hw_f16(const vkm_dev *d)
+{
+    return (d->f16_probe & (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT)) ==
+           (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT);
+}
+
 /* out = the op over the slab's elements (merge.comp), written as odt. */
 void vkm_mop_combine(vkm_rec *r, const vkm_mslab *s, vkm_mop op, uint32_t base, uint32_t flags,
                      uint32_t odt, vkm_range out, vkm_range params, vkm_range state);

@@ -245,10 +245,8 @@ vkm_status vkm_mstream_create(vkm_dev *d, uint32_t n_in, uint64_t chunk_bytes,
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, (uint64_t)ms->n_slabs * 256 * MAXP * 4, 16, &ms->part);
     if (!s) s = vkm_arena_alloc(&ms->dev_arena, VKM_MAX_SLOTS * 2 * 4, 16, &ms->cnt);
     if (!s) s = vkm_dev_probe_f16(d);
-    ms->hw_f16 = (d->f16_probe & (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT)) ==
-                 (VKM_F16_DECODE_EXACT | VKM_F16_ENCODE_EXACT);
-    ms->import = d->host_import_align && !ms->staged && n_in <= VKM_MSPLIT_MAX &&
-                 d->max_stage_storage >= 3 + VKM_MSPLIT_MAX;
+    ms->hw_f16 = vkm_merge_hw_f16(d);
+    vkm_mstream_set_import(ms, true);
     if (s) {
         vkm_mstream_destroy(ms);
         return s;

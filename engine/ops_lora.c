@@ -73,6 +73,12 @@ static void lora_grouped(vkm_rec *r, const vkm_lora_call *c)
     }
 }
 
+static vkm_push_lora lora_push(const vkm_lora_call *c)
+{
+    return (vkm_push_lora){c->n_tok, c->in_dim, c->out_dim, c->x.stride, c->x.off, c->y.stride, c->y.off,
+                           c->route_off, c->row_stride, c->meta_off, c->rank_total, c->row_list_off};
+}
+
 /* The shrink's pipeline for rows of in_dim read from x (spec: WG, padded rank, vec4 rows). */
 static vkm_pipe *shrink_pipe(vkm_rec *r, vkm_spv_id id, const vkm_lora_call *c)
 {
@@ -91,9 +97,7 @@ static void lora_expand(vkm_rec *r, const vkm_lora_call *c, vkm_range t)
 {
     const vkm_dev *d = r->dev;
     const uint32_t rmax = pow2_at_least(c->rmax, 4);
-    vkm_push_lora pc = {c->n_tok, c->in_dim, c->out_dim, c->x.stride, c->x.off, c->y.stride,
-                        c->y.off, c->route_off, c->row_stride, c->meta_off, c->rank_total,
-                        c->row_list_off};
+    const vkm_push_lora pc = lora_push(c);
     const bool evec = c->out_dim % 4 == 0;
     uint32_t espec[3] = {64, rmax, evec ? 1u : 0u};
     if (espec[0] > d->caps.max_wg_invocations) espec[0] = d->caps.max_wg_invocations;
@@ -113,9 +117,7 @@ void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c)
     }
     vkm_pipe *sp = shrink_pipe(r, VKM_SPV_lora_shrink, c);
     if (!sp) return;
-    vkm_push_lora pc = {c->n_tok, c->in_dim, c->out_dim, c->x.stride, c->x.off, c->y.stride,
-                        c->y.off, c->route_off, c->row_stride, c->meta_off, c->rank_total,
-                        c->row_list_off};
+    const vkm_push_lora pc = lora_push(c);
     vkm_range sb[6] = {c->x.r, c->a, c->meta, c->ids, c->list, c->t};
     vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->in_dim + 2ull * c->rmax * c->in_dim));
     vkm_rec_dispatch_n(r, sp, sb, 6, &pc, sizeof pc, (uint64_t)c->n_tok * c->row_stride);
@@ -145,7 +147,8 @@ void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
                c[s].x.stride == c[0].x.stride && c[s].in_dim == c[0].in_dim && c[s].n_tok == c[0].n_tok &&
                c[s].rmax == c[0].rmax && c[s].row_stride == c[0].row_stride &&
                c[s].row_list_off == c[0].row_list_off && c[s].t.buf == c[0].t.buf && c[s].t.off == c[0].t.off &&
-               c[s].meta.buf == c[0].meta.buf && c[s].ids.buf == c[0].ids.buf && c[s].list.buf == c[0].list.buf;
+               c[s].meta.buf == c[0].meta.buf && c[s].ids.buf == c[0].ids.buf && c[s].list.buf == c[0].list.buf &&
+               c[s].wts.buf == c[0].wts.buf && c[s].wts.off == c[0].wts.off;
     const uint64_t region = fuse ? site_t_bytes(r->dev, &c[0]) : 0;
     if (fuse && (region * n > c[0].t.size || r->dev->max_stage_storage < 8)) fuse = false;
     if (!fuse) {
