@@ -38,7 +38,7 @@ void vkm_mop_combine(vkm_rec *r, const vkm_mslab *s, vkm_mop op, uint32_t base, 
     const bool split = s->split && s->n_in <= VKM_MSPLIT_MAX;
     vkm_pipe *p = vkm_ops_pipe(r, split ? VKM_SPV_merge_in : VKM_SPV_merge, spec, 8);
     if (!p) return;
-    vkm_push_combine pc;
+    vkm_push_merge pc;
     SLAB_PUSH(pc, s);
     pc.elem0 = s->elem0;
     /* split: input 0 at binding 0, input j > 0 at 3 + j (unused ones repeat input 0) */
@@ -160,7 +160,7 @@ void vkm_mop_lora(vkm_rec *r, const vkm_tensor *w, uint32_t n_terms, vkm_range p
         const vkm_chunk *ch = &w->chunks[c];
         uint64_t units = quant ? ((uint64_t)ch->rows * (w->cols / 32) + 1) / 2
                                : (uint64_t)ch->rows * ((w->cols + 31) / 32);
-        vkm_push_lora pc = {ch->rows, w->cols, ch->row0, w->row_stride, ch->scale_off_words,
+        vkm_push_lora_merge pc = {ch->rows, w->cols, ch->row0, w->row_stride, ch->scale_off_words,
                             n_terms, (uint32_t)units};
         vkm_range b[2] = {ch->r, pack};
         vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, (units + spec[0] - 1) / spec[0]);

@@ -13,7 +13,7 @@
 // [rank][cols] row-major), [1] B offset (B_e is [rows_b][rank]), [2] rank, [3] coef (f32 bits),
 // [4] word offset of the row map (B row of each W row) or 0xffffffff for the identity.
 #include "types.glsl"
-#define VKM_PUSH_LORA
+#define VKM_PUSH_LORA_MERGE
 #include "merge_push.glsl"
 
 layout(binding = 0) buffer W { uint w[]; };

@@ -18,7 +18,7 @@
 // globals at 128: [0] scale, [2] c_base, [3] lambda.
 // Variant merge_in (VKM_MERGE_INPUTS, at most 8 inputs): each input from its own binding.
 #include "types.glsl"
-#define VKM_PUSH_COMBINE
+#define VKM_PUSH_MERGE
 #include "merge_push.glsl"
 
 layout(constant_id = 1) const uint N = 2;      // inputs in the slab

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "merge_push.h"
 #include "push.h"
 #include "vkm_test_engine.h"
 
@@ -68,7 +69,8 @@ static void test_device_choice(void **state)
     vkm_context_destroy(NULL);
 }
 
-/* Each kernel's reflected push size equals the host mirror in engine/push.h. */
+/* Each kernel's reflected push size equals the host mirror in engine/push.h or
+ * engine/merge_push.h. */
 static uint32_t host_push_size(const char *name)
 {
     static const struct { const char *prefix; uint32_t size; } tab[] = {
@@ -86,10 +88,12 @@ static uint32_t host_push_size(const char *name)
         {"lora_expand", sizeof(vkm_push_lora)},
         {"pool", sizeof(vkm_push_pool)}, {"arrow", sizeof(vkm_push_arrow)},
         {"lora_compose", sizeof(vkm_push_compose)}, {"mix", sizeof(vkm_push_mix)},
+        {"merge_reduce", sizeof(vkm_push_reduce)}, {"merge", sizeof(vkm_push_merge)}, /* and merge_in */
+        {"select", sizeof(vkm_push_select)}, {"lora_merge", sizeof(vkm_push_lora_merge)},
     };
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
         if (!strncmp(name, tab[i].prefix, strlen(tab[i].prefix))) return tab[i].size;
-    return 0; /* the merge kernels check their own mirrors (tests/test_merge*) */
+    return 0;
 }
 
 static void test_registry(void **state)
@@ -109,7 +113,8 @@ static void test_registry(void **state)
         assert_true(k->push_bytes <= 128);
         assert_true(k->spec_ids & 1u); /* workgroup size is spec constant 0 everywhere */
         uint32_t want = host_push_size(e->name);
-        if (want && k->push_bytes != want)
+        if (!want) fail_msg("%s: no host mirror of its push block is registered here", e->name);
+        if (k->push_bytes != want)
             fail_msg("%s: shader push block %u bytes, host struct %u", e->name, k->push_bytes, want);
     }
     assert_int_equal(vkm_spv_find("no_such_kernel"), VKM_SPV_COUNT);

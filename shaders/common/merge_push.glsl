@@ -3,7 +3,7 @@
 // 4-byte members; sizes checked there). Arrays come first: the pipeline reflection sizes a block
 // by its last member, which must be a scalar.
 
-#ifdef VKM_PUSH_COMBINE
+#ifdef VKM_PUSH_MERGE
 layout(push_constant) uniform Push {
     uint off[16];    // word offset of each input's slot in the slab
     uint n;          // elements in this chunk
@@ -31,7 +31,7 @@ layout(push_constant) uniform Push {
 } pc;
 #endif
 
-#ifdef VKM_PUSH_LORA
+#ifdef VKM_PUSH_LORA_MERGE
 layout(push_constant) uniform Push {
     uint rows;       // rows of W in this chunk
     uint cols;
