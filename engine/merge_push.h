@@ -1,7 +1,8 @@
 /*
  * merge_push.h — host mirrors of the merge kernels' push-constant blocks
  * (shaders/common/merge_push.glsl: same member order, 4-byte members). Sizes are checked here
- * against the 128-byte portable minimum, and by tests/test_device.c against each kernel's reflection.
+ * against the 128-byte portable minimum, and by tests/test_device.c against each kernel's
+ * reflection.
  */
 #ifndef VKM_MERGE_PUSH_H
 #define VKM_MERGE_PUSH_H
