@@ -28,12 +28,17 @@ typedef struct fixture {
 
 static const char *mod_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
-static void fixture_init(fixture *f, const char *tag, bool equal_ranks)
+/* The model's shape: dim, heads, kv heads, head_dim, ffn. */
+typedef struct shape {
+    uint32_t dim, n_heads, n_kv_heads, head_dim, ffn;
+} shape;
+
+static void fixture_init_shape(fixture *f, const char *tag, bool equal_ranks, shape sh)
 {
     memset(f, 0, sizeof *f);
     ref_model *m = &f->rm;
-    m->vocab = 97; m->dim = 44; m->n_layers = 2; m->n_heads = 4; m->n_kv_heads = 2; m->head_dim = 12;
-    m->ffn = 70; m->ctx = 96; m->eps = 1e-5f; m->theta = 10000.0f;
+    m->vocab = 97; m->dim = sh.dim; m->n_layers = 2; m->n_heads = sh.n_heads; m->n_kv_heads = sh.n_kv_heads;
+    m->head_dim = sh.head_dim; m->ffn = sh.ffn; m->ctx = 96; m->eps = 1e-5f; m->theta = 10000.0f;
     ref_model_random(m, 77, false);
     static const uint32_t ranks[N_EXP] = {4, 8, 6}, eq[N_EXP] = {6, 6, 6};
     static const uint32_t masks[N_EXP] = {0x7f, 0x05, 0x4b}; /* all; q,v; q,k,o,down */
@@ -50,6 +55,12 @@ static void fixture_init(fixture *f, const char *tag, bool equal_ranks)
     if (ref_write_peft(m, &f->bank, 0, f->paths[0], false, false, &e)) fail_msg("%s", e.msg);
     if (ref_write_gguf_lora(m, &f->bank, 1, f->paths[1], false, &e)) fail_msg("%s", e.msg);
     if (ref_write_peft(m, &f->bank, 2, f->paths[2], false, true, &e)) fail_msg("%s", e.msg);
+}
+
+/* dim 44 (vec4 rows), q 48, k and v 24, ffn 70 (scalar rows) */
+static void fixture_init(fixture *f, const char *tag, bool equal_ranks)
+{
+    fixture_init_shape(f, tag, equal_ranks, (shape){44, 4, 2, 12, 70});
 }
 
 static void fixture_free(fixture *f)
@@ -137,9 +148,12 @@ static void router_free(const ref_model *m, ref_router *rr)
     free(rr->bias);
 }
 
+static bool profile_load; /* load with every kernel timed (vkm_model_profile) */
+
 static vkm_model *load(vkm_context *ctx, const char *path, uint32_t n_seq)
 {
     vkm_model_params p = vkm_model_default_params();
+    p.profile = profile_load;
     p.n_seq = n_seq;
     p.n_batch = 32;
     vkm_model *m = NULL;
@@ -272,6 +286,25 @@ static void on_route(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_point
     memcpy(t->w, w, (size_t)n_points * n_tok * n_exp * 4);
 }
 
+/* With want_lora_calls (the model loaded with profiling), the LoRA dispatches of the last
+ * decode step by kernel: lora_shrink_sites, lora_shrink, lora_expand_sites, lora_expand. */
+static const uint32_t *want_lora_calls;
+
+static void check_lora_calls(const vkm_model *m, const char *what)
+{
+    static const char *names[4] = {"lora_shrink_sites", "lora_shrink", "lora_expand_sites", "lora_expand"};
+    vkm_kernel_stat ks[64];
+    size_t nk = 0;
+    assert_int_equal(vkm_model_profile(m, ks, 64, &nk), VKM_OK);
+    for (int k = 0; k < 4; k++) {
+        uint32_t calls = 0;
+        for (size_t i = 0; i < nk; i++)
+            if (!strcmp(ks[i].name, names[k])) calls += ks[i].calls;
+        if (calls != want_lora_calls[k])
+            fail_msg("%s: %u %s dispatches in a decode step, want %u", what, calls, names[k], want_lora_calls[k]);
+    }
+}
+
 static void token_case(vkm_context *ctx, fixture *f, const char *name, int depth, const char *norm, int norm_id,
                        uint32_t top_k, float temp, int always_on, const char *policy, bool norm_input, bool unit_rows)
 {
@@ -310,6 +343,7 @@ static void token_case(vkm_context *ctx, fixture *f, const char *name, int depth
     assert_int_equal(vkm_session_decode(s, ids[n - 1], &next), VKM_OK);
     assert_int_equal(vkm_session_logits(s, &lg, NULL), VKM_OK);
     memcpy(got + (size_t)(n - 1) * f->rm.vocab, lg, f->rm.vocab * 4);
+    if (want_lora_calls) check_lora_calls(m, name);
     ref_moe x;
     ref_moe_init(&x, &f->rm, &f->bank);
     x.mode = REF_TOKEN;
@@ -359,6 +393,19 @@ static void test_token_routers(void **state)
     token_case(ctx, &f, "t_mod_bias", 0, "sigmoid", 1, 2, 1.0f, -1, "learned", false, false);
     with_bias = false;
     token_case(ctx, &f, "t_phatgoose", 0, "softmax", 0, 2, 1.0f, -1, "phatgoose", true, false);
+    /* a decode step's LoRA dispatches, two layers: the shrinks of q, k, v and of gate, up fused,
+     * o's and down's alone; the expands likewise */
+    profile_load = true;
+    static const uint32_t calls[4] = {4, 4, 4, 4};
+    want_lora_calls = calls;
+    token_case(ctx, &f, "t_mod_soft2_calls", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    /* inputs not in vec4 (dim 42): the fused shrinks' scalar loop */
+    fixture odd;
+    fixture_init_shape(&odd, "token-odd", false, (shape){42, 4, 1, 8, 70});
+    token_case(ctx, &odd, "t_mod_soft2_odd", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    want_lora_calls = NULL;
+    profile_load = false;
+    fixture_free(&odd);
     test_context_done(ctx);
     /* tuned as a GPU: workgroups of several subgroups, eight decode vectors per matvec pass */
     vkm_context_params cp = vkm_context_default_params();
