@@ -215,9 +215,9 @@ vkm_status vkm_wfile_open(vkm_wfile *w, const void *header, uint64_t n, uint64_t
     }
     if (fd < 0) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
     w->fd = fd;
+    w->begun = true; /* from here on, vkm_wfile_free removes a named temporary file */
     int err = vkm_wq_create(fd, direct, &w->q);
     if (err) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot start the writer: %s", w->tmp, strerror(err));
-    w->begun = true;
     w->data_start = data_start;
     if ((s = put(w, header, n))) return s;
     return pad(w, data_start - n);

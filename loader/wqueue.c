@@ -33,7 +33,7 @@ struct vkm_wqueue {
     uint32_t head;                   /* the next buffer the thread writes                    */
     uint64_t used;                   /* bytes in buf[cur]                                    */
     uint64_t pos;                    /* file offset of buf[cur]                              */
-    int err;                         /* sticky errno (the thread's or the caller's)          */
+    _Atomic int err;                 /* sticky errno (the thread's or the caller's)          */
     bool stop;
 };
 
@@ -124,7 +124,10 @@ int vkm_wq_put(vkm_wqueue *q, const void *data, uint64_t n)
         if (q->err) return q->err;
         if (!q->buf[q->cur]) {
             void *b = NULL;
-            if (posix_memalign(&b, ALIGN, BUF)) return q->err = ENOMEM;
+            if (posix_memalign(&b, ALIGN, BUF)) {
+                q->err = ENOMEM;
+                return ENOMEM;
+            }
             q->buf[q->cur] = b;
         }
         uint64_t k = BUF - q->used < n ? BUF - q->used : n;
@@ -155,7 +158,10 @@ int vkm_wq_finish(vkm_wqueue *q)
         while (q->state[i] == QUEUED) pthread_cond_wait(&q->cv, &q->mu);
     int e = q->err;
     pthread_mutex_unlock(&q->mu);
-    if (!e && ftruncate(q->fd, (off_t)size) != 0) e = q->err = errno;
+    if (!e && ftruncate(q->fd, (off_t)size) != 0) {
+        e = errno;
+        q->err = e;
+    }
     return e;
 }
 
