@@ -480,11 +480,11 @@ static vkm_status device_create(vkm_dev *d, const vkm_context_params *p)
     VkPhysicalDeviceExternalMemoryHostPropertiesEXT hp = {
         VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
     VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
-    p2.pNext = &hp;
+    const bool has_host = has_device_ext(d->phys, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
+    if (has_host) p2.pNext = &hp; /* chained only where the extension is (a valid-usage rule) */
     vkGetPhysicalDeviceProperties2(d->phys, &p2);
     d->max_stage_storage = p2.properties.limits.maxPerStageDescriptorStorageBuffers;
-    bool host_import = has_device_ext(d->phys, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME) &&
-                       hp.minImportedHostPointerAlignment > 0 &&
+    bool host_import = has_host && hp.minImportedHostPointerAlignment > 0 &&
                        (hp.minImportedHostPointerAlignment & (hp.minImportedHostPointerAlignment - 1)) == 0;
     if (host_import) exts[n_exts++] = VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME; /* 1.1: external memory */
 
