@@ -128,6 +128,7 @@ static vkm_status probe_f16(vkm_dev *d, vkm_rec *rec, VkCommandBuffer cmd, uint8
     }
     for (uint32_t i = 0; i < nh && !s; i++) { /* each half, the midpoint to the next, +- 1 ulp */
         float v = vkm_f16_to_f32((uint16_t)i), w = vkm_f16_to_f32((uint16_t)(i + 1 < nh ? i + 1 : i));
+        if (isinf(w) && !isinf(v)) w = copysignf(65536.0f, v); /* the largest half: 65520 ties to inf */
         uint32_t b;
         float mid = (v + w) / 2;
         e[4 * i] = v;
@@ -473,9 +474,13 @@ static uint32_t import_inputs(vkm_mstream *ms, const chunking *c, uint32_t i, vk
         if (src->row_map || dev_type(src->dtype) != c->dt[j] ||
             (src->dtype != VKM_F32 && src->dtype != VKM_F16 && src->dtype != VKM_BF16))
             continue;
+        /* the kernel reads whole groups of 8 elements (f32: two uvec4 words): a window that
+         * holds the last group's tail would reach a page past the data's is not imported */
+        const uint64_t bytes = (uint64_t)v->n * eb, read = vkm_align_up(bytes, 8ull * eb);
         const uintptr_t p = (uintptr_t)(src->data + (uint64_t)v->elem0 * eb);
-        const uintptr_t lo = p & ~(uintptr_t)(A - 1), hi = (p + (uint64_t)v->n * eb + A - 1) & ~(uintptr_t)(A - 1);
-        if ((p & 15) || hi - lo > ms->d->caps.max_storage_range) continue; /* uvec4 words, one range */
+        const uintptr_t lo = p & ~(uintptr_t)(A - 1), hi = (p + read + A - 1) & ~(uintptr_t)(A - 1);
+        if ((p & 15) || hi != ((p + bytes + A - 1) & ~(uintptr_t)(A - 1)) || hi - lo > ms->d->caps.max_storage_range)
+            continue; /* uvec4 words, pages of the data only, one range */
         if (vkm_buf_import(ms->d, (const void *)lo, hi - lo, &b->imp[j]) != VKM_OK) {
             ms->import = false;
             break;
@@ -547,12 +552,19 @@ static bool sample_value(const vkm_mtensor *t, uint32_t j, uint64_t pos, float *
 
 /* Rearranges a[0, n) so that a[k] is the value at position k of the descending order, those
  * before it no smaller and those after it no larger (quickselect with three-way partitions:
- * the samples hold long runs of equal magnitudes, zeros above all). */
+ * the samples hold long runs of equal magnitudes, zeros above all). The pivot is the median of
+ * three elements at pseudo-random positions, so no arrangement of the data makes it quadratic;
+ * the value at position k does not depend on the pivots. */
 static void select_desc(uint32_t *a, uint64_t n, uint64_t k)
 {
-    uint64_t lo = 0, hi = n; /* [lo, hi) holds position k */
+    uint64_t lo = 0, hi = n, r = 0x9e3779b97f4a7c15ull ^ n; /* [lo, hi) holds position k */
     while (hi - lo > 1) {
-        const uint32_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+        uint32_t pick[3];
+        for (int q = 0; q < 3; q++) { /* xorshift64 */
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            pick[q] = a[lo + r % (hi - lo)];
+        }
+        const uint32_t x = pick[0], y = pick[1], z = pick[2];
         const uint32_t p = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y); /* median */
         uint64_t gt = lo, i = lo, lt = hi; /* [lo, gt) > p, [gt, i) == p, [lt, hi) < p */
         while (i < lt) {
