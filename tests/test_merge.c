@@ -136,8 +136,10 @@ static uint32_t check_slots(vkm_mstream *ms, const vkm_mplan *pl, const vkm_mtas
 
 /* How the streamer reads the inputs: copied into its slabs; in place where the device can
  * import them (the chunks of element-wise methods); in place with input 1 misaligned for it
- * (not on a 16-byte boundary), so that one is copied beside the others read in place. */
-enum { READ_COPY, READ_IN_PLACE, READ_MIXED };
+ * (not on a 16-byte boundary), so that one is copied beside the others read in place; in place
+ * with input 1 (f32, a last group of 8 elements not whole) ending 16 bytes short of where the
+ * kernel's last two-word read ends, at the end of its pages: that chunk of it is copied. */
+enum { READ_COPY, READ_IN_PLACE, READ_MIXED, READ_EDGE };
 
 static uint32_t run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes, uint64_t device_bytes,
                          uint64_t seed, const char *cfg_name, int read)
@@ -165,6 +167,7 @@ static uint32_t run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes
     test_rng rng = {seed};
     float *x[REF_MAX_IN];
     uint8_t *bytes[REF_MAX_IN];
+    bool edge = false; /* READ_EDGE placed input 1 */
     vkm_mtensor t;
     memset(&t, 0, sizeof t);
     t.name = "blk.3.ffn_up.weight";
@@ -196,6 +199,17 @@ static uint32_t run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes
             bytes[j] = q;
             t.src[j].data = q + 8;
         }
+        const uint64_t tail = 4 * n % 32;
+        if (read == READ_EDGE && j == 1 && t.src[j].dtype == VKM_F32 && tail && tail <= 16) {
+            const uint64_t nb = 4 * n, gap = 16 - tail, size = (nb + gap + 32 + 4095) / 4096 * 4096;
+            uint8_t *q = aligned_alloc(4096, size); /* data at 16 mod 32, its end gap bytes short of the pages' */
+            assert_non_null(q);
+            memcpy(q + size - gap - nb, bytes[j], nb);
+            free(bytes[j]);
+            bytes[j] = q;
+            t.src[j].data = q + size - gap - nb;
+            edge = true;
+        }
     }
     capture cap = {0};
     vkm_mstream *ms = NULL;
@@ -215,6 +229,9 @@ static uint32_t run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes
         (read != READ_COPY && element_wise) != (chunks_in_place > 0))
         fail_msg("%s: %llu input chunks read in place (read mode %d, element-wise %d)", vkm_merge_method_name(mc->method),
                  (unsigned long long)chunks_in_place, read, element_wise);
+    if (edge && element_wise && d->host_import_align && chunks_in_place != pl.n_in - 1u)
+        fail_msg("%s: %llu input chunks read in place, want all but input 1's (one chunk each)",
+                 vkm_merge_method_name(mc->method), (unsigned long long)chunks_in_place);
 
     char what[256];
     snprintf(what, sizeof what, "%s%s [%s] %ux%u in %s%s out %s chunk %llu seed %llu",
@@ -296,6 +313,7 @@ static void method_sweep(vkm_merge_method m, const mcase *proto)
             mc.in_dt = s % 2 ? VKM_F16 : VKM_F32;
             mc.out_dt = s == 2 ? VKM_F16 : s == 3 ? VKM_BF16 : VKM_F32;
             run_case(ctx, &mc, 0, 0, seed++, configs[ci].name, s % 2 ? READ_MIXED : READ_IN_PLACE);
+            if (mc.in_dt == VKM_F32) run_case(ctx, &mc, 0, 0, seed++, configs[ci].name, READ_EDGE);
             /* small chunks, two slabs: windows of chunks, re-read per pass */
             if (mc.rows * mc.cols > 64) run_case(ctx, &mc, 2048, 1, seed++, configs[ci].name, READ_COPY);
         }
