@@ -161,7 +161,7 @@ void vkm_mop_lora(vkm_rec *r, const vkm_tensor *w, uint32_t n_terms, vkm_range p
         uint64_t units = quant ? ((uint64_t)ch->rows * (w->cols / 32) + 1) / 2
                                : (uint64_t)ch->rows * ((w->cols + 31) / 32);
         vkm_push_lora_merge pc = {ch->rows, w->cols, ch->row0, w->row_stride, ch->scale_off_words,
-                            n_terms, (uint32_t)units};
+                                  n_terms, (uint32_t)units};
         vkm_range b[2] = {ch->r, pack};
         vkm_rec_dispatch_n(r, p, b, 2, &pc, sizeof pc, (units + spec[0] - 1) / spec[0]);
     }

@@ -474,8 +474,8 @@ static uint32_t import_inputs(vkm_mstream *ms, const chunking *c, uint32_t i, vk
         if (src->row_map || dev_type(src->dtype) != c->dt[j] ||
             (src->dtype != VKM_F32 && src->dtype != VKM_F16 && src->dtype != VKM_BF16))
             continue;
-        /* the kernel reads whole groups of 8 elements (f32: two uvec4 words): a window that
-         * holds the last group's tail would reach a page past the data's is not imported */
+        /* the kernel reads whole groups of 8 elements (f32: two uvec4 words): imported only
+         * where the last group's read stays in the data's own pages */
         const uint64_t bytes = (uint64_t)v->n * eb, read = vkm_align_up(bytes, 8ull * eb);
         const uintptr_t p = (uintptr_t)(src->data + (uint64_t)v->elem0 * eb);
         const uintptr_t lo = p & ~(uintptr_t)(A - 1), hi = (p + read + A - 1) & ~(uintptr_t)(A - 1);
