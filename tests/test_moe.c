@@ -295,7 +295,9 @@ static void check_lora_calls(const vkm_model *m, const char *what)
     static const char *names[4] = {"lora_shrink_sites", "lora_shrink", "lora_expand_sites", "lora_expand"};
     vkm_kernel_stat ks[64];
     size_t nk = 0;
-    assert_int_equal(vkm_model_profile(m, ks, 64, &nk), VKM_OK);
+    const vkm_status st = vkm_model_profile(m, ks, 64, &nk);
+    if (st == VKM_ERR_UNSUPPORTED) return; /* a device without timestamps */
+    assert_int_equal(st, VKM_OK);
     for (int k = 0; k < 4; k++) {
         uint32_t calls = 0;
         for (size_t i = 0; i < nk; i++)
