@@ -41,7 +41,40 @@ typedef struct moe_ctx {
     bool lora;                    /* some token's row may hold experts                           */
     uint32_t group_off[VKM_MAX_ROUTERS]; /* where each group's token list starts (step buffer)   */
     uint32_t ahead_lo, ahead_hi;  /* module-depth points already routed (route_sites_ahead)      */
+    bool fuse;                    /* decoding, one token router of module depth for every token:
+                                     its decisions may be made inside the LoRA shrinks           */
+    uint32_t shrunk_lo, shrunk_hi;/* points routed and shrunk ahead: only their expands are left */
 } moe_ctx;
+
+/* Routing points p, p + 1, ... whose router matrices lie back to back in one buffer (at most n). */
+static uint32_t router_run(const vkm_router *r, uint32_t p, uint32_t n)
+{
+    const vkm_range *mat = &r->r[p];
+    uint32_t run = 1;
+    for (; run < n; run++) {
+        const vkm_range *nx = &r->r[p + run];
+        if (nx->buf != mat->buf || nx->size != mat->size || nx->off != mat->off + run * mat->size) break;
+    }
+    return run;
+}
+
+/* Group g's router deciding points p .. p + run - 1 (back to back) for its tokens. */
+static vkm_router_call router_call(const moe_ctx *c, uint32_t g, uint32_t p, uint32_t run, uint32_t copies, vkm_act x,
+                                   uint32_t in)
+{
+    vkm_model *m = c->m;
+    const vkm_route_group *grp = &c->s->groups[g];
+    const vkm_router *r = m->routers[grp->router];
+    const vkm_range *mat = &r->r[p];
+    return (vkm_router_call){
+        .x = x, .in_dim = in, .n = grp->n, .list_off = c->group_off[g], .out_row_off = 0xffffffffu,
+        .matrix = vkm_range_sub(*mat, 0, run * mat->size), .list = vkm_model_step_range(m),
+        .ids = m->route_ids, .wts = m->route_wts, .route_off = vkm_route_word(m, p, 0),
+        .row_stride = m->bank->n_exp, .n_copies = copies, .copy_stride = m->route_rows * m->bank->n_exp,
+        .n_sites = run, .mat_stride = (uint32_t)(mat->size / 4), .n_exp = r->n_exp, .top_k = r->top_k,
+        .flags = r->flags, .map_off = vkm_step_maps(m) + 64 * grp->router, .inv_temp = 1.0f / r->temperature,
+        .x_scale = 1.0f, .always_on = r->always_on};
+}
 
 /* Token-level routers of depth d at routing points p .. p + n_points - 1 (module depth: points
  * sharing the input x; any other depth: one point whose decision is copied to `copies` points).
@@ -50,28 +83,44 @@ static void route_tokens(moe_ctx *c, vkm_depth d, uint32_t p, uint32_t n_points,
                          uint32_t in)
 {
     vkm_model *m = c->m;
-    const vkm_bank *b = m->bank;
     for (uint32_t g = 0; g < c->s->n_groups; g++) {
         const vkm_route_group *grp = &c->s->groups[g];
         const vkm_router *r = m->routers[grp->router];
         if (r->depth != d || !grp->n) continue;
         for (uint32_t i = 0, run; i < n_points; i += run) {
-            const vkm_range *mat = &r->r[p + i];
-            for (run = 1; i + run < n_points; run++) {
-                const vkm_range *nx = &r->r[p + i + run];
-                if (nx->buf != mat->buf || nx->size != mat->size || nx->off != mat->off + run * mat->size) break;
-            }
-            vkm_router_call rc = {
-                .x = x, .in_dim = in, .n = grp->n, .list_off = c->group_off[g], .out_row_off = 0xffffffffu,
-                .matrix = vkm_range_sub(*mat, 0, run * mat->size), .list = vkm_model_step_range(m),
-                .ids = m->route_ids, .wts = m->route_wts, .route_off = vkm_route_word(m, p + i, 0),
-                .row_stride = b->n_exp, .n_copies = copies, .copy_stride = m->route_rows * b->n_exp,
-                .n_sites = run, .mat_stride = (uint32_t)(mat->size / 4), .n_exp = r->n_exp, .top_k = r->top_k,
-                .flags = r->flags, .map_off = vkm_step_maps(m) + 64 * grp->router, .inv_temp = 1.0f / r->temperature,
-                .x_scale = 1.0f, .always_on = r->always_on};
+            run = router_run(r, p + i, n_points - i);
+            vkm_router_call rc = router_call(c, g, p + i, run, copies, x, in);
             vkm_op_router(&m->rec, &rc);
         }
     }
+}
+
+/* The LoRA call of site p (input x, output y). */
+static vkm_lora_call site_call(const moe_ctx *c, uint32_t p, vkm_act x, vkm_act y)
+{
+    vkm_model *m = c->m;
+    const vkm_bank *b = m->bank;
+    const vkm_site *site = &b->sites[p];
+    return (vkm_lora_call){
+        .x = x, .y = y, .n_tok = c->s->n_tok, .in_dim = site->in, .out_dim = site->out, .a = site->a,
+        .bt = site->bt, .meta = b->meta, .meta_off = p * b->n_total * 4, .rank_total = site->rank_total,
+        .rmax = b->rmax, .ids = m->route_ids, .wts = m->route_wts, .list = vkm_model_step_range(m),
+        .t = m->lora_t, .route_off = vkm_route_word(m, p, 0), .row_stride = b->n_exp,
+        .row_list_off = vkm_step_region(m, VKM_STEP_ROW), .meta_host = b->meta_host, .n_total = b->n_total,
+        .chunk = m->lora_chunk, .groups = m->lora_groups, .d = m->lora_d};
+}
+
+/* With c->fuse: the routing of sites p0 .. p0 + n - 1 (used, reading x) made inside their
+ * shrinks, one dispatch; false where it cannot be. */
+static bool route_shrink(moe_ctx *c, uint32_t p0, uint32_t n, vkm_act x)
+{
+    if (!c->fuse || n > VKM_LORA_MAX_SITES) return false;
+    const vkm_router *r = c->m->routers[c->s->groups[0].router];
+    vkm_lora_call lc[VKM_LORA_MAX_SITES];
+    for (uint32_t i = 0; i < n; i++) lc[i] = site_call(c, p0 + i, x, (vkm_act){0});
+    vkm_router_call rc = router_call(c, 0, p0, 1, 1, x, c->m->bank->sites[p0].in);
+    rc.list_off = 0xffffffffu; /* the group's tokens are the step's, in order */
+    return vkm_op_lora_route_shrink(&c->m->rec, lc, n, &rc, &r->r[p0]);
 }
 
 /* Module-depth routers of the LoRA sites (layer, mod0 .. mod0 + n - 1), all reading x: decided
@@ -79,14 +128,21 @@ static void route_tokens(moe_ctx *c, vkm_depth d, uint32_t p, uint32_t n_points,
 static void route_sites_ahead(moe_ctx *c, uint32_t layer, uint32_t mod0, uint32_t n, vkm_act x)
 {
     const vkm_bank *b = c->m->bank;
-    c->ahead_lo = c->ahead_hi = 0;
+    c->ahead_lo = c->ahead_hi = c->shrunk_lo = c->shrunk_hi = 0;
     if (!b || c->m->ffn) return;
     const uint32_t p0 = vkm_site_index(layer, mod0);
     for (uint32_t i = 0; i < n; i++)
         if (!b->sites[p0 + i].used || b->sites[p0 + i].in != b->sites[p0].in) return;
-    route_tokens(c, VKM_DEPTH_MODULE, p0, n, 1, x, b->sites[p0].in);
     c->ahead_lo = p0;
     c->ahead_hi = p0 + n;
+    /* routed and shrunk at once where it can be: ahead of the base's matrices, with which it
+     * shares no buffer (a GPU may overlap them); the expands follow those matrices */
+    if (route_shrink(c, p0, n, x)) {
+        c->shrunk_lo = p0;
+        c->shrunk_hi = p0 + n;
+        return;
+    }
+    route_tokens(c, VKM_DEPTH_MODULE, p0, n, 1, x, b->sites[p0].in);
 }
 
 static void pool_rows(moe_ctx *c, vkm_act x, uint32_t dim, uint32_t p)
@@ -109,21 +165,29 @@ static void adapt_sites(moe_ctx *c, uint32_t layer, const uint32_t *mods, uint32
     const vkm_bank *b = m->bank;
     if (!b) return;
     vkm_lora_call lc[VKM_LORA_MAX_SITES];
-    uint32_t k = 0;
+    uint32_t k = 0, p0 = 0, shrunk = 0, ahead = 0;
+    bool consecutive = true;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint32_t p = vkm_site_index(layer, mods[i]);
+        if (!b->sites[p].used || !c->lora) continue;
+        if (!k) p0 = p;
+        consecutive &= p == p0 + k;
+        shrunk += p >= c->shrunk_lo && p < c->shrunk_hi;
+        ahead += p >= c->ahead_lo && p < c->ahead_hi;
+        lc[k++] = site_call(c, p, x, ys[i]);
+    }
+    /* routed and shrunk ahead (route_sites_ahead), or now in one dispatch: the expands left */
+    if (k && ((shrunk == k && k == c->shrunk_hi - c->shrunk_lo) ||
+              (!ahead && consecutive && route_shrink(c, p0, k, x)))) {
+        vkm_op_lora_sites_expand(&m->rec, lc, k);
+        return;
+    }
     for (uint32_t i = 0; i < n; i++) {
         const uint32_t p = vkm_site_index(layer, mods[i]);
         const vkm_site *site = &b->sites[p];
         if (!site->used) continue;
         if (p < c->ahead_lo || p >= c->ahead_hi) route_tokens(c, VKM_DEPTH_MODULE, p, 1, 1, x, site->in);
         if (c->s->pool_slot >= 0 && c->s->pool_depth == VKM_DEPTH_MODULE) pool_rows(c, x, site->in, p);
-        if (!c->lora) continue;
-        lc[k++] = (vkm_lora_call){
-            .x = x, .y = ys[i], .n_tok = c->s->n_tok, .in_dim = site->in, .out_dim = site->out, .a = site->a,
-            .bt = site->bt, .meta = b->meta, .meta_off = p * b->n_total * 4, .rank_total = site->rank_total,
-            .rmax = b->rmax, .ids = m->route_ids, .wts = m->route_wts, .list = vkm_model_step_range(m),
-            .t = m->lora_t, .route_off = vkm_route_word(m, p, 0), .row_stride = b->n_exp,
-            .row_list_off = vkm_step_region(m, VKM_STEP_ROW), .meta_host = b->meta_host, .n_total = b->n_total,
-            .chunk = m->lora_chunk, .groups = m->lora_groups, .d = m->lora_d};
     }
     if (k) vkm_op_lora_sites(&m->rec, lc, k);
 }
@@ -239,7 +303,7 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
     }
     const uint32_t out_off = vkm_model_out_off(m);
     for (uint32_t j = 0; j < s->n_out; j++) in[out_off + j] = s->out_rows[j];
-    moe_ctx mc = {m, s, false, {0}, 0, 0};
+    moe_ctx mc = {m, s, false, {0}, 0, 0, false, 0, 0};
     if (m->bank) {
         const uint32_t ro = vkm_step_region(m, VKM_STEP_ROW), empty = vkm_empty_row(m);
         for (uint32_t i = 0; i < T; i++) {
@@ -253,6 +317,12 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
             mc.group_off[g] = lo;
             for (uint32_t k = 0; k < s->groups[g].n; k++) in[lo++] = s->groups[g].tokens[k];
         }
+        /* every token routed by one token router of module depth, its own row: the routing may
+         * run inside the shrinks (decoding) */
+        mc.fuse = mc.lora && !m->ffn && !m->separate_routers && s->n_groups == 1 && s->groups[0].n == T &&
+                  T <= VKM_MOE_MATVEC_MAX_T && s->pool_slot < 0 && s->route_row &&
+                  m->routers[s->groups[0].router]->depth == VKM_DEPTH_MODULE;
+        for (uint32_t i = 0; i < T && mc.fuse; i++) mc.fuse = s->groups[0].tokens[i] == i && s->route_row[i] == i;
     } else if (s->route_row || s->n_groups || s->pool_slot >= 0) {
         return vkm_fail(m->d->err, VKM_ERR_STATE, "routing asked of a model without experts");
     }

@@ -284,6 +284,7 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
     if (s == VKM_OK) s = vkm_buf_create(d, 4ull * m->n_seq, VKM_MEM_READBACK, &m->ids_buf);
     if (s == VKM_OK) s = vkm_rec_init(&m->rec, d, p->profile);
     m->profile = m->rec.profile = p->profile && d->caps.timestamps;
+    m->separate_routers = p->separate_routers;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(d, &m->cmd);
     if (s != VKM_OK) vkm_err_prefix(d->err, "%s: runtime buffers", m->path);
     return s;

@@ -70,6 +70,7 @@ struct vkm_model {
     VkCommandBuffer cmd;
     bool *slot_used;
     bool profile;
+    bool separate_routers;        /* vkm_model_params.separate_routers                           */
     vkm_prof_entry prof[64];      /* per-kernel profile of the last step                         */
     uint32_t n_prof;
 

@@ -139,9 +139,11 @@ uint64_t vkm_lora_sites_t_bytes(const vkm_dev *d, uint32_t n_tok, uint32_t row_s
     return VKM_LORA_MAX_SITES * site_t_bytes(d, &c);
 }
 
-void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
+/* Whether the n sites' shrinks can share one dispatch: decoding, the same input, tokens and
+ * routing rows, a region of t each. Returns the region's bytes (0: not). */
+static uint64_t sites_region(const vkm_rec *r, const vkm_lora_call *c, uint32_t n)
 {
-    bool fuse = n > 1 && n <= VKM_LORA_MAX_SITES && c[0].n_tok <= VKM_MOE_MATVEC_MAX_T;
+    bool fuse = n >= 1 && n <= VKM_LORA_MAX_SITES && c[0].n_tok <= VKM_MOE_MATVEC_MAX_T;
     for (uint32_t s = 1; fuse && s < n; s++) /* the same input, tokens and routing rows */
         fuse = c[s].x.r.buf == c[0].x.r.buf && c[s].x.r.off == c[0].x.r.off && c[s].x.off == c[0].x.off &&
                c[s].x.stride == c[0].x.stride && c[s].in_dim == c[0].in_dim && c[s].n_tok == c[0].n_tok &&
@@ -150,13 +152,12 @@ void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
                c[s].meta.buf == c[0].meta.buf && c[s].ids.buf == c[0].ids.buf && c[s].list.buf == c[0].list.buf &&
                c[s].wts.buf == c[0].wts.buf && c[s].wts.off == c[0].wts.off;
     const uint64_t region = fuse ? site_t_bytes(r->dev, &c[0]) : 0;
-    if (fuse && (region * n > c[0].t.size || r->dev->max_stage_storage < 8)) fuse = false;
-    if (!fuse) {
-        for (uint32_t s = 0; s < n; s++) vkm_op_lora(r, &c[s]);
-        return;
-    }
-    vkm_pipe *sp = shrink_pipe(r, VKM_SPV_lora_shrink_sites, &c[0]);
-    if (!sp) return;
+    return region * n <= c[0].t.size ? region : 0;
+}
+
+/* The sites' shrink push block (their tables, routing points, regions of t). */
+static vkm_push_lora_sites sites_push(const vkm_lora_call *c, uint32_t n, uint64_t region)
+{
     vkm_push_lora_sites pc;
     memset(&pc, 0, sizeof pc);
     for (uint32_t s = 0; s < n; s++) {
@@ -171,13 +172,21 @@ void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
     pc.row_stride = c[0].row_stride;
     pc.row_list_off = c[0].row_list_off;
     pc.n_sites = n;
-    /* site s's A at binding 1, 6, 7 (a missing third repeats the first) */
-    vkm_range sb[8] = {c[0].x.r, c[0].a, c[0].meta, c[0].ids, c[0].list, c[0].t, c[1].a, n > 2 ? c[2].a : c[0].a};
-    for (uint32_t s = 0; s < n; s++) vkm_rec_note_bytes(r, 4ull * c[s].n_tok * 2ull * c[s].rmax * c[s].in_dim);
-    vkm_rec_note_bytes(r, 4ull * c[0].n_tok * c[0].in_dim);
-    vkm_rec_dispatch_n(r, sp, sb, 8, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * c[0].row_stride);
-    /* the expands in one dispatch too where their rows read alike (vec4 or not) */
-    bool evec = c[0].out_dim % 4 == 0, same = r->dev->max_stage_storage >= 11;
+    return pc;
+}
+
+static void note_shrink_bytes(vkm_rec *r, const vkm_lora_call *c, uint32_t n, uint64_t extra)
+{
+    uint64_t bytes = 4ull * c[0].n_tok * c[0].in_dim + extra;
+    for (uint32_t s = 0; s < n; s++) bytes += 4ull * c[s].n_tok * 2ull * c[s].rmax * c[s].in_dim;
+    vkm_rec_note_bytes(r, bytes);
+}
+
+/* The expands of the sites whose shrinks wrote their regions of t: one dispatch where their
+ * rows read alike (vec4 or not), else one per site. */
+static void sites_expand(vkm_rec *r, const vkm_lora_call *c, uint32_t n, uint64_t region)
+{
+    bool evec = c[0].out_dim % 4 == 0, same = n > 1 && r->dev->max_stage_storage >= 11;
     for (uint32_t s = 1; s < n; s++) same &= (c[s].out_dim % 4 == 0) == evec;
     if (!same) {
         for (uint32_t s = 0; s < n; s++) lora_expand(r, &c[s], vkm_range_sub(c[0].t, s * region, region));
@@ -187,6 +196,7 @@ void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
     if (espec[0] > r->dev->caps.max_wg_invocations) espec[0] = r->dev->caps.max_wg_invocations;
     vkm_pipe *ep = vkm_ops_pipe(r, VKM_SPV_lora_expand_sites, espec, 3);
     if (!ep) return;
+    vkm_push_lora_sites pc = sites_push(c, n, region);
     uint64_t groups = 0;
     for (uint32_t s = 0; s < n; s++) {
         const uint64_t outs = evec ? c[s].out_dim / 4 : c[s].out_dim;
@@ -202,6 +212,86 @@ void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
     vkm_range eb[11] = {c[0].t, c[0].bt, c[0].meta, c[0].ids, c[0].list, c[0].wts, c[0].y.r,
                         c[1].bt, c2->bt, c[1].y.r, c2->y.r};
     vkm_rec_dispatch_n(r, ep, eb, 11, &pc, sizeof pc, groups);
+}
+
+void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
+{
+    const uint64_t region = n > 1 ? sites_region(r, c, n) : 0;
+    if (!region || r->dev->max_stage_storage < 8) {
+        for (uint32_t s = 0; s < n; s++) vkm_op_lora(r, &c[s]);
+        return;
+    }
+    vkm_pipe *sp = shrink_pipe(r, VKM_SPV_lora_shrink_sites, &c[0]);
+    if (!sp) return;
+    const vkm_push_lora_sites pc = sites_push(c, n, region);
+    /* site s's A at binding 1, 6, 7 (a missing third repeats the first) */
+    vkm_range sb[8] = {c[0].x.r, c[0].a, c[0].meta, c[0].ids, c[0].list, c[0].t, c[1].a, n > 2 ? c[2].a : c[0].a};
+    note_shrink_bytes(r, c, n, 0);
+    vkm_rec_dispatch_n(r, sp, sb, 8, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * c[0].row_stride);
+    sites_expand(r, c, n, region);
+}
+
+bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, const vkm_router_call *rc,
+                              const vkm_range *mats)
+{
+    const vkm_dev *d = r->dev;
+    const uint64_t region = sites_region(r, c, n);
+    const uint32_t rmax = pow2_at_least(c[0].rmax, 4), emax = pow2_at_least(rc->n_exp, 4);
+    const bool vec = c[0].in_dim % 4 == 0 && c[0].x.off % 4 == 0 && c[0].x.stride % 4 == 0;
+    if (!region || d->max_stage_storage < 10 || emax > 64 || rc->n != c[0].n_tok || rc->in_dim != c[0].in_dim ||
+        rc->x.r.buf != c[0].x.r.buf || rc->x.r.off != c[0].x.r.off || rc->x.off != c[0].x.off ||
+        rc->x.stride != c[0].x.stride || rc->list_off != 0xffffffffu || rc->out_row_off != 0xffffffffu ||
+        rc->ids.buf != c[0].ids.buf || rc->wts.buf != c[0].wts.buf || rc->wts.off != c[0].wts.off ||
+        rc->x_scale != 1.0f || rc->row_stride != c[0].row_stride)
+        return false;
+    /* the sites' router matrices: one binding over all of them (one buffer), each at its offset */
+    uint64_t lo = mats[0].off, hi = mats[0].off + mats[0].size;
+    for (uint32_t s = 1; s < n; s++) {
+        if (mats[s].buf != mats[0].buf) return false;
+        if (mats[s].off < lo) lo = mats[s].off;
+        if (mats[s].off + mats[s].size > hi) hi = mats[s].off + mats[s].size;
+    }
+    if (hi - lo > d->caps.max_storage_range) return false;
+    vkm_push_lora_route pc;
+    memset(&pc, 0, sizeof pc);
+    for (uint32_t s = 0; s < n; s++) {
+        pc.mat_off[s] = (uint32_t)((mats[s].off - lo) / 4);
+        if (vec && pc.mat_off[s] % 4) return false; /* vec4 rows */
+    }
+    uint32_t swg = vkm_ops_reduce_wg(d);
+    while (swg * (rmax + emax + 1) * 4 > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
+    uint32_t spec[4] = {swg, rmax, vec ? 1u : 0u, emax};
+    vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_lora_route_shrink_sites, spec, 4);
+    if (!p) return false;
+    const vkm_push_lora_sites sp = sites_push(c, n, region);
+    memcpy(pc.meta_off, sp.meta_off, sizeof pc.meta_off);
+    memcpy(pc.route_off, sp.route_off, sizeof pc.route_off);
+    memcpy(pc.t_off, sp.t_off, sizeof pc.t_off);
+    pc.n_tok = sp.n_tok;
+    pc.in_dim = sp.in_dim;
+    pc.x_stride = sp.x_stride;
+    pc.x_off = sp.x_off;
+    pc.row_stride = sp.row_stride;
+    pc.row_list_off = sp.row_list_off;
+    pc.n_sites = n;
+    pc.n_exp = rc->n_exp;
+    pc.top_k = rc->top_k;
+    pc.flags = rc->flags;
+    pc.inv_temp = rc->inv_temp;
+    pc.always_on = rc->always_on;
+    pc.map_off = rc->map_off;
+    /* site s's A at binding 1, 6, 7 (a missing one repeats the first); router matrices at 8 */
+    const vkm_range rm = {mats[0].buf, lo, hi - lo, NULL};
+    vkm_range b[10] = {c[0].x.r, c[0].a, c[0].meta, c[0].ids, c[0].list, c[0].t, n > 1 ? c[1].a : c[0].a,
+                       n > 2 ? c[2].a : c[0].a, rm, c[0].wts};
+    note_shrink_bytes(r, c, n, 4ull * n * c[0].n_tok * c[0].row_stride * rc->n_exp * rc->in_dim);
+    vkm_rec_dispatch_n(r, p, b, 10, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * c[0].row_stride);
+    return true;
+}
+
+void vkm_op_lora_sites_expand(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
+{
+    sites_expand(r, c, n, sites_region(r, c, n));
 }
 
 void vkm_op_pool(vkm_rec *r, vkm_act x, uint32_t n_tok, uint32_t dim, vkm_range dst, uint32_t dst_off)

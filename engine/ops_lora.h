@@ -57,6 +57,16 @@ void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c);
 #define VKM_LORA_MAX_SITES 3
 void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n);
 uint64_t vkm_lora_sites_t_bytes(const vkm_dev *d, uint32_t n_tok, uint32_t row_stride, uint32_t rmax);
+/* The shrinks of n (1 to 3) sites reading the same input, decoding, as vkm_op_lora_sites does,
+ * with their token-level routing made inside the same dispatch: each workgroup decides its
+ * token's row for its site, entry 0's writes it. rc: the router's parameters (one row per
+ * token, rows and tokens alike: list_off and out_row_off 0xffffffff; its matrix and sites
+ * fields unused), mats: site s's router matrix (one buffer). False (nothing recorded) where
+ * that does not fit: the caller routes and shrinks apart. The expands follow with
+ * vkm_op_lora_sites_expand (the same calls). */
+bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, const vkm_router_call *rc,
+                              const vkm_range *mats);
+void vkm_op_lora_sites_expand(vkm_rec *r, const vkm_lora_call *c, uint32_t n);
 /* dst[dst_off + c] += sum_i x[i][c] for i < n_tok, c < dim. */
 void vkm_op_pool(vkm_rec *r, vkm_act x, uint32_t n_tok, uint32_t dim, vkm_range dst, uint32_t dst_off);
 

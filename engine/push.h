@@ -84,6 +84,15 @@ typedef struct vkm_push_lora_sites { /* arrays first: see push.glsl */
     uint32_t n_tok, in_dim, x_stride, x_off, row_stride, row_list_off, n_sites;
 } vkm_push_lora_sites;
 
+typedef struct vkm_push_lora_route { /* arrays first: see push.glsl */
+    uint32_t meta_off[3], route_off[3], t_off[3], mat_off[3];
+    uint32_t n_tok, in_dim, x_stride, x_off, row_stride, row_list_off, n_sites;
+    uint32_t n_exp, top_k, flags;
+    float inv_temp;
+    int32_t always_on;
+    uint32_t map_off;
+} vkm_push_lora_route;
+
 typedef struct vkm_push_pool {
     uint32_t n_tok, dim, x_stride, x_off, dst_off;
 } vkm_push_pool;
@@ -124,6 +133,7 @@ _Static_assert(sizeof(vkm_push_router) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_lora) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_pool) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_lora_sites) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_lora_route) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_arrow) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_sample) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_matmul) <= 128, "push constants over 128 bytes");

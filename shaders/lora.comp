@@ -13,8 +13,15 @@
 // read the same input (q, k, v; gate, up) in one dispatch, one workgroup per (site, token,
 // entry); site s's A at binding 1, 6, 7, its table, routing point and region of t from the push
 // constants.
+// Variant lora_route_shrink_sites (+ LORA_ROUTE): the same, each workgroup first making its
+// site's token-level routing decision as router.comp does (common/route.glsl; the sites' router
+// matrices at binding 8, site s's at word mat_off[s]; spec constant 3 EMAX), entry 0's workgroup
+// writing the routing row (ids, and weights at binding 9) that the expands read: the router's
+// dispatch, and the barrier between it and the shrink, saved.
 #include "types.glsl"
-#ifdef LORA_SITES
+#ifdef LORA_ROUTE
+#define VKM_PUSH_LORA_ROUTE
+#elif defined(LORA_SITES)
 #define VKM_PUSH_LORA_SITES
 #else
 #define VKM_PUSH_LORA
@@ -25,7 +32,11 @@ layout(constant_id = 1) const uint RMAX = 16;
 layout(constant_id = 2) const uint VEC = 0;
 
 layout(binding = 2) readonly buffer Meta { uint meta[]; };
+#ifdef LORA_ROUTE
+layout(binding = 3) writeonly buffer Ids { uint ids[]; };
+#else
 layout(binding = 3) readonly buffer Ids { uint ids[]; };
+#endif
 layout(binding = 4) readonly buffer Step { uint list[]; };
 
 #ifdef LORA_SHRINK
@@ -65,6 +76,61 @@ vec4 a4_at(uint s, uint i) { return a4[i]; }
 
 shared float part[RMAX * WG];
 
+#ifdef LORA_ROUTE
+layout(constant_id = 3) const uint EMAX = 8;
+layout(binding = 8) readonly buffer R { float rw[]; };
+layout(binding = 8) readonly buffer R4 { vec4 rw4[]; };
+layout(binding = 9) writeonly buffer Wts { float wts[]; };
+shared float rpart[EMAX * WG];
+shared uint r_entry;
+#include "route.glsl"
+
+// Site s's routing decision for token i (x from xb), as router.comp makes it: every entry's
+// workgroup decides alike; entry 0's writes the routing row (the expands read it). Returns
+// the bank expert of entry j.
+uint route_here(uint s, uint xb, uint row, uint j)
+{
+    const uint lid = gl_LocalInvocationID.x, mb = pc.mat_off[s];
+    float acc[EMAX];
+    [[unroll]] for (uint e = 0; e < EMAX; e++) acc[e] = 0.0;
+    float ss = 0.0;
+    if (VEC != 0u) {
+        const uint n4 = pc.in_dim >> 2, xb4 = xb >> 2;
+        for (uint c = lid; c < n4; c += WG) {
+            const vec4 v = x4[xb4 + c];
+            ss += dot(v, v);
+            [[unroll]] for (uint e = 0; e < EMAX; e++)
+                if (e < pc.n_exp) acc[e] += dot(rw4[(mb >> 2) + e * n4 + c], v);
+        }
+    } else {
+        for (uint c = lid; c < pc.in_dim; c += WG) {
+            const float v = x[xb + c];
+            ss += v * v;
+            [[unroll]] for (uint e = 0; e < EMAX; e++)
+                if (e < pc.n_exp) acc[e] += rw[mb + e * pc.in_dim + c] * v;
+        }
+    }
+    const float norm = sqrt(wg_sum(ss));
+    WG_PARTS(acc, EMAX, rpart);
+    barrier();
+    if (lid == 0u) {
+        float lg[EMAX];
+        for (uint e = 0; e < pc.n_exp; e++) {
+            float sum = 0.0;
+            for (uint t = 0; t < VKM_PARTS; t++) sum += rpart[e * WG + t];
+            lg[e] = route_logit(sum, norm, mb, e);
+        }
+        uint sel[EMAX];
+        float sw[EMAX];
+        const uint cnt = route_topk(lg, sel, sw);
+        if (j == 0u) route_write_row(ROUTE_OFF(s) + row * pc.row_stride, sel, sw, cnt);
+        r_entry = route_entry(j, sel, cnt);
+    }
+    barrier();
+    return r_entry;
+}
+#endif
+
 void main()
 {
     const uint lid = gl_LocalInvocationID.x;
@@ -77,7 +143,11 @@ void main()
     const uint i = g / pc.row_stride, j = g % pc.row_stride;
     if (i >= pc.n_tok) return;
     const uint row = list[pc.row_list_off + i];
+#ifdef LORA_ROUTE
+    const uint e = route_here(s, pc.x_off + i * pc.x_stride, row, j);
+#else
     const uint e = ids[ROUTE_OFF(s) + row * pc.row_stride + j];
+#endif
     if (e == 0xffffffffu) return;
     const uint off = meta[META_OFF(s) + 4 * e], r = meta[META_OFF(s) + 4 * e + 1];
     if (r == 0u) return;

@@ -20,12 +20,17 @@ has() {
     done
 }
 
-# the LoRA bank against the bare base (testbed shape), two rounds of one step
-if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 1 --rounds 2 --dir "$tmp/moe" --json; then
-    has copy_gbps base_ms moe_ms base_roofline moe_roofline four_singles_ms batch4_ms &&
-        grep -qE '"overhead": *-?[0-9.]+, "router_share": *0\.[0-9]+, "overhead_rounds": \[-?[0-9.]+, -?[0-9.]+\], "rounds": 2' "$tmp/out" &&
-        ok "bench_moe: $(cat "$tmp/out" | cut -c1-160)" || fail "bench_moe: $(cat "$tmp/out")"
-fi
+# the LoRA bank against the bare base (testbed shape), two rounds of one step, the routers
+# inside the shrinks and apart (the router's share timed, not zero, either way)
+for apart in "" --separate-routers; do
+    if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 1 --rounds 2 --dir "$tmp/moe" --json $apart; then
+        want=false; [ -n "$apart" ] && want=true
+        has copy_gbps base_ms moe_ms base_roofline moe_roofline four_singles_ms batch4_ms &&
+            grep -q "\"separate_routers\": $want" "$tmp/out" &&
+            grep -qE '"overhead": *-?[0-9.]+, "router_share": *0\.[0-9]*[1-9][0-9]*, "overhead_rounds": \[-?[0-9.]+, -?[0-9.]+\], "overhead_median": *-?[0-9.]+, "rounds": 2' "$tmp/out" &&
+            ok "bench_moe $apart: $(cat "$tmp/out" | cut -c1-160)" || fail "bench_moe $apart: $(cat "$tmp/out")"
+    fi
+done
 # a Mixtral-style model and its dense equivalent, per weight type: four rows
 if bench "$bench_model" --shape tiny --types f16,q4_0 --experts 4 --top-k 2 --prefill 8 --decode 2 --json; then
     rows=$(grep -o '"decode_tps"' "$tmp/out" | wc -l)

@@ -83,7 +83,8 @@ static uint32_t host_push_size(const char *name)
         {"kv_store", sizeof(vkm_push_kv)}, {"attn_reduce", sizeof(vkm_push_attn_reduce)},
         {"attn", sizeof(vkm_push_attn)}, {"sample", sizeof(vkm_push_sample)},
         {"router", sizeof(vkm_push_router)}, /* the fused sites' variants before their prefixes */
-        {"lora_shrink_sites", sizeof(vkm_push_lora_sites)}, {"lora_expand_sites", sizeof(vkm_push_lora_sites)},
+        {"lora_shrink_sites", sizeof(vkm_push_lora_sites)},
+        {"lora_route_shrink_sites", sizeof(vkm_push_lora_route)}, {"lora_expand_sites", sizeof(vkm_push_lora_sites)},
         {"lora_shrink", sizeof(vkm_push_lora)},
         {"lora_expand", sizeof(vkm_push_lora)},
         {"pool", sizeof(vkm_push_pool)}, {"arrow", sizeof(vkm_push_arrow)},

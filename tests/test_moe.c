@@ -148,12 +148,14 @@ static void router_free(const ref_model *m, ref_router *rr)
     free(rr->bias);
 }
 
-static bool profile_load; /* load with every kernel timed (vkm_model_profile) */
+static bool profile_load;   /* load with every kernel timed (vkm_model_profile) */
+static bool separate_load;  /* load with vkm_model_params.separate_routers */
 
 static vkm_model *load(vkm_context *ctx, const char *path, uint32_t n_seq)
 {
     vkm_model_params p = vkm_model_default_params();
     p.profile = profile_load;
+    p.separate_routers = separate_load;
     p.n_seq = n_seq;
     p.n_batch = 32;
     vkm_model *m = NULL;
@@ -286,19 +288,20 @@ static void on_route(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_point
     memcpy(t->w, w, (size_t)n_points * n_tok * n_exp * 4);
 }
 
-/* With want_lora_calls (the model loaded with profiling), the LoRA dispatches of the last
- * decode step by kernel: lora_shrink_sites, lora_shrink, lora_expand_sites, lora_expand. */
+/* With want_lora_calls (the model loaded with profiling), the routing and LoRA dispatches of
+ * the last decode step by kernel, as in names below. */
 static const uint32_t *want_lora_calls;
 
 static void check_lora_calls(const vkm_model *m, const char *what)
 {
-    static const char *names[4] = {"lora_shrink_sites", "lora_shrink", "lora_expand_sites", "lora_expand"};
+    static const char *names[6] = {"lora_route_shrink_sites", "router", "lora_shrink_sites", "lora_shrink",
+                                   "lora_expand_sites", "lora_expand"};
     vkm_kernel_stat ks[64];
     size_t nk = 0;
     const vkm_status st = vkm_model_profile(m, ks, 64, &nk);
     if (st == VKM_ERR_UNSUPPORTED) return; /* a device without timestamps */
     assert_int_equal(st, VKM_OK);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
         uint32_t calls = 0;
         for (size_t i = 0; i < nk; i++)
             if (!strcmp(ks[i].name, names[k])) calls += ks[i].calls;
@@ -395,16 +398,28 @@ static void test_token_routers(void **state)
     token_case(ctx, &f, "t_mod_bias", 0, "sigmoid", 1, 2, 1.0f, -1, "learned", false, false);
     with_bias = false;
     token_case(ctx, &f, "t_phatgoose", 0, "softmax", 0, 2, 1.0f, -1, "phatgoose", true, false);
-    /* a decode step's LoRA dispatches, two layers: the shrinks of q, k, v and of gate, up fused,
-     * o's and down's alone; the expands likewise */
+    /* a decode step's dispatches, two layers: q, k, v routed and shrunk in one dispatch, then
+     * gate, up; o and down alone; the expands of q, k, v and of gate, up in one each */
     profile_load = true;
-    static const uint32_t calls[4] = {4, 4, 4, 4};
-    want_lora_calls = calls;
+    static const uint32_t fused[6] = {8, 0, 0, 0, 4, 4}, apart[6] = {0, 8, 4, 4, 4, 4};
+    static const uint32_t apart42[6] = {0, 14, 4, 4, 4, 4}; /* matrices of 42 floats a row: not back to back */
+    want_lora_calls = fused;
     token_case(ctx, &f, "t_mod_soft2_calls", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    token_case(ctx, &f, "t_mod_sig1_ao_calls", 0, "sigmoid", 1, 1, 0.7f, 2, "learned", false, false);
+    /* the routers in dispatches of their own (vkm_model_params.separate_routers) */
+    separate_load = true;
+    want_lora_calls = apart;
+    token_case(ctx, &f, "t_mod_soft2_apart", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    separate_load = false;
     /* inputs not in vec4 (dim 42): the fused shrinks' scalar loop */
     fixture odd;
     fixture_init_shape(&odd, "token-odd", false, (shape){42, 4, 1, 8, 70});
+    want_lora_calls = fused;
     token_case(ctx, &odd, "t_mod_soft2_odd", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    want_lora_calls = apart42;
+    separate_load = true;
+    token_case(ctx, &odd, "t_mod_soft2_odd_apart", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    separate_load = false;
     want_lora_calls = NULL;
     profile_load = false;
     fixture_free(&odd);

@@ -7,11 +7,14 @@
  *
  *   bench_moe [--shape 1.1b|testbed] [--experts E] [--rank R] [--top-k K] [--depth module|layer]
  *             [--type f16|q8_0|q4_0] [--decode N] [--rounds N] [--dir DIR] [--device D] [--json]
- *             [--profile]
+ *             [--profile] [--separate-routers]
  * Bare and routed decode alternate in --rounds rounds (default 4) of --decode steps each (default
  * 3); the fastest round of each side is reported, and the spread and median of the rounds' own
  * ratios (the median: the figure least moved by a VM's slow seconds).
  * --profile prints the routed step kernel by kernel (timed with a timestamp per dispatch).
+ * Decoding, token routers of module depth run inside the LoRA shrinks; --separate-routers runs
+ * them in dispatches of their own (vkm_model_params.separate_routers). The router's share is
+ * timed with them apart either way.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,11 +97,12 @@ int main(int argc, char **argv)
     const char *shape_name = "1.1b", *dir = "/tmp/vkmoe-bench", *device = getenv("VKMOE_DEVICE"), *type = "f16";
     const char *depth = "module";
     int experts = 8, rank = 16, top_k = 2, steps = 3, rounds = 4;
-    bool json = false, profile = false;
+    bool json = false, profile = false, separate = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = true; continue; }
         if (!strcmp(a, "--profile")) { profile = true; continue; }
+        if (!strcmp(a, "--separate-routers")) { separate = true; continue; }
         if (!v) { fprintf(stderr, "bench_moe: %s needs a value\n", a); return 2; }
         i++;
         if (!strcmp(a, "--shape")) {
@@ -166,6 +170,7 @@ int main(int argc, char **argv)
     if (vkm_model_set_profiling(bm, false) != VKM_OK) fail(ctx, "profiling"); /* times: untimed kernels */
     /* the bank, routed top-k */
     vkm_model *m = NULL;
+    mp.separate_routers = separate;
     if (vkm_model_load(ctx, manifest, &mp, &m) != VKM_OK) fail(ctx, manifest);
     vkm_model_info mi;
     vkm_model_get_info(m, &mi);
@@ -188,8 +193,18 @@ int main(int argc, char **argv)
     vkm_model_free(bm);
     if (vkm_model_set_profiling(m, true) != VKM_OK) fail(ctx, "profiling"); /* the router's share */
     decode_time(ctx, &rs, 1, 2);
-    const double share = router_share(m, profile && !json);
+    double share = router_share(m, profile && !json);
     if (vkm_model_set_profiling(m, false) != VKM_OK) fail(ctx, "profiling");
+    if (!separate) { /* routed inside the shrinks, the routers have no time of their own: timed apart */
+        mp.separate_routers = true;
+        vkm_model *ma = NULL;
+        if (vkm_model_load(ctx, manifest, &mp, &ma) != VKM_OK) fail(ctx, manifest);
+        vkm_session *as = session(ctx, ma, VKM_ROUTE_ROUTER, NULL);
+        decode_time(ctx, &as, 1, 2);
+        share = router_share(ma, false);
+        vkm_session_free(as);
+        vkm_model_free(ma);
+    }
     /* four sequences: one expert alone, the router, the bare base, uniform weights */
     float one[64] = {1.0f}, uni[64];
     for (int e = 0; e < experts; e++) uni[e] = 1.0f / (float)experts;
@@ -205,9 +220,10 @@ int main(int argc, char **argv)
         printf("{\"shape\": \"%s\", \"type\": \"%s\", \"experts\": %d, \"rank\": %d, \"top_k\": %d, \"depth\": \"%s\", "
                "\"copy_gbps\": %.3f, \"base_ms\": %.3f, \"moe_ms\": %.3f, \"overhead\": %.4f, \"router_share\": %.4f, "
                "\"overhead_rounds\": [%.4f, %.4f], \"overhead_median\": %.4f, \"rounds\": %d, \"base_roofline\": %.4f, \"moe_roofline\": %.4f, "
-               "\"four_singles_ms\": %.3f, \"batch4_ms\": %.3f}\n",
+               "\"four_singles_ms\": %.3f, \"batch4_ms\": %.3f, \"separate_routers\": %s}\n",
                shape_name, type, experts, rank, top_k, depth, copy, t_base * 1e3, t_moe * 1e3, t_moe / t_base - 1,
-               share, r_lo - 1, r_hi - 1, r_med - 1, rounds, roof_base / t_base, roof_moe / t_moe, singles * 1e3, batch * 1e3);
+               share, r_lo - 1, r_hi - 1, r_med - 1, rounds, roof_base / t_base, roof_moe / t_moe, singles * 1e3, batch * 1e3,
+               separate ? "true" : "false");
     } else {
         printf("device copy bandwidth %.2f GB/s; %s %s base, %d LoRA experts of rank %d on all 7 matrices, "
                "noisy router top-%d per token at %s depth\n", copy, shape_name, type, experts, rank, top_k, depth);
@@ -217,7 +233,8 @@ int main(int argc, char **argv)
                "(rounds: %+.1f%% to %+.1f%%, median %+.1f%%)\n", top_k, t_moe * 1e3, 100 * roof_moe / t_moe,
                mi.bytes_per_token / 1e6, 100 * (t_moe / t_base - 1), 100 * (r_lo - 1), 100 * (r_hi - 1),
                100 * (r_med - 1));
-        printf("router kernels    %9.1f%% of the routed step's kernel time\n", 100 * share);
+        printf("router kernels    %9.1f%% of the routed step's kernel time%s\n", 100 * share,
+               separate ? "" : " (timed apart: routed inside the shrinks otherwise)");
         printf("4 sequences       %9.2f ms in one step vs %.2f ms as 4 single steps (%.2fx)\n", batch * 1e3,
                singles * 1e3, singles / batch);
     }

@@ -327,6 +327,8 @@ typedef struct vkm_model_params {
     vkm_progress_fn progress;
     void *progress_user;
     bool profile;       /* time every kernel of every step (vkm_model_profile)               */
+    bool separate_routers; /* decoding, token routers of module depth in dispatches of their
+                         * own rather than inside the LoRA shrinks (to time the routers apart) */
 } vkm_model_params;
 
 vkm_model_params vkm_model_default_params(void);

@@ -175,23 +175,39 @@ layout(push_constant) uniform Push {
 } pc;
 #endif
 
+// The members the fused sites' blocks share: each site's expert table (meta_off), routing
+// point (route_off) and region of t in floats (t_off); then the tokens, the input (length,
+// stride, offset), entries per routing row, the routing rows' list offset and the sites.
+#define VKM_SITES_HEAD uint meta_off[3]; uint route_off[3]; uint t_off[3];
+#define VKM_SITES_TAIL \
+    uint n_tok; uint in_dim; uint x_stride, x_off; uint row_stride; uint row_list_off; uint n_sites;
+
 #ifdef VKM_PUSH_LORA_SITES
 // lora.comp LORA_SITES: the shrinks (or the expands) of up to 3 sites reading the same input
 // in one dispatch
 layout(push_constant) uniform Push {
-    uint meta_off[3];       // each site's expert table
-    uint route_off[3];      // each site's routing point
-    uint t_off[3];          // each site's region of t (floats)
+    VKM_SITES_HEAD
     uint out_dim[3];        // expand: each site's output length, row stride and offset in y
     uint y_stride[3];
     uint y_off[3];
     uint g0[3];             // expand: each site's first workgroup
-    uint n_tok;
-    uint in_dim;
-    uint x_stride, x_off;
-    uint row_stride;
-    uint row_list_off;
-    uint n_sites;
+    VKM_SITES_TAIL
+} pc;
+#endif
+
+#ifdef VKM_PUSH_LORA_ROUTE
+// lora.comp LORA_ROUTE: the shrinks of up to 3 sites reading the same input, each workgroup
+// routing its token first (the router's fields as in VKM_PUSH_ROUTER)
+layout(push_constant) uniform Push {
+    VKM_SITES_HEAD
+    uint mat_off[3];        // each site's router matrix (words into its binding)
+    VKM_SITES_TAIL
+    uint n_exp;
+    uint top_k;
+    uint flags;
+    float inv_temp;
+    int always_on;
+    uint map_off;
 } pc;
 #endif
 
