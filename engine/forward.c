@@ -124,7 +124,8 @@ static bool route_shrink(moe_ctx *c, uint32_t p0, uint32_t n, vkm_act x)
 }
 
 /* Module-depth routers of the LoRA sites (layer, mod0 .. mod0 + n - 1), all reading x: decided
- * ahead of the first of them (one dispatch where their matrices allow), so adapt() skips them. */
+ * ahead of the first of them (one dispatch where their matrices allow), so adapt() skips them;
+ * with c->fuse, their shrinks made in that same dispatch, so adapt() only expands. */
 static void route_sites_ahead(moe_ctx *c, uint32_t layer, uint32_t mod0, uint32_t n, vkm_act x)
 {
     const vkm_bank *b = c->m->bank;
