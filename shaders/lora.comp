@@ -91,25 +91,8 @@ shared uint r_entry;
 uint route_here(uint s, uint xb, uint row, uint j)
 {
     const uint lid = gl_LocalInvocationID.x, mb = pc.mat_off[s];
-    float acc[EMAX];
-    [[unroll]] for (uint e = 0; e < EMAX; e++) acc[e] = 0.0;
-    float ss = 0.0;
-    if (VEC != 0u) {
-        const uint n4 = pc.in_dim >> 2, xb4 = xb >> 2;
-        for (uint c = lid; c < n4; c += WG) {
-            const vec4 v = x4[xb4 + c];
-            ss += dot(v, v);
-            [[unroll]] for (uint e = 0; e < EMAX; e++)
-                if (e < pc.n_exp) acc[e] += dot(rw4[(mb >> 2) + e * n4 + c], v);
-        }
-    } else {
-        for (uint c = lid; c < pc.in_dim; c += WG) {
-            const float v = x[xb + c];
-            ss += v * v;
-            [[unroll]] for (uint e = 0; e < EMAX; e++)
-                if (e < pc.n_exp) acc[e] += rw[mb + e * pc.in_dim + c] * v;
-        }
-    }
+    float acc[EMAX], ss;
+    route_dots(xb, mb, 1.0, acc, ss);
     const float norm = sqrt(wg_sum(ss));
     WG_PARTS(acc, EMAX, rpart);
     barrier();

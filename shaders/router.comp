@@ -37,25 +37,8 @@ void main()
     const uint orow = pc.out_row_off == 0xffffffffu ? xr : list[pc.out_row_off + j];
     const uint xb = pc.x_off + xr * pc.x_stride;
     const uint site = gl_WorkGroupID.z, mb = site * pc.mat_stride;
-    float acc[EMAX];
-    [[unroll]] for (uint e = 0; e < EMAX; e++) acc[e] = 0.0;
-    float ss = 0.0;
-    if (VEC != 0u) {
-        const uint n4 = pc.in_dim >> 2, xb4 = xb >> 2;
-        for (uint c = lid; c < n4; c += WG) {
-            const vec4 v = x4[xb4 + c] * pc.x_scale;
-            ss += dot(v, v);
-            [[unroll]] for (uint e = 0; e < EMAX; e++)
-                if (e < pc.n_exp) acc[e] += dot(rw4[(mb >> 2) + e * n4 + c], v);
-        }
-    } else {
-        for (uint c = lid; c < pc.in_dim; c += WG) {
-            const float v = x[xb + c] * pc.x_scale;
-            ss += v * v;
-            [[unroll]] for (uint e = 0; e < EMAX; e++)
-                if (e < pc.n_exp) acc[e] += rw[mb + e * pc.in_dim + c] * v;
-        }
-    }
+    float acc[EMAX], ss;
+    route_dots(xb, mb, pc.x_scale, acc, ss);
     const float norm = sqrt(wg_sum(ss));
     WG_PARTS(acc, EMAX, part);
     barrier();

@@ -1,7 +1,34 @@
-// route.glsl — one routing decision from a row's expert scores, shared by router.comp and the
-// routed shrink of lora.comp (lora_route_shrink_sites). The includer declares EMAX, the push
-// block (n_exp, flags, inv_temp, always_on, top_k, map_off, row_stride), rw[] (the router
-// matrices), list[] (router expert -> bank expert at map_off), ids[] and wts[].
+// route.glsl — one token-level routing decision, shared by router.comp and the routed shrink of
+// lora.comp (lora_route_shrink_sites): the experts' dot products with the input, their logits,
+// the top-k and the routing row. The includer declares EMAX, VEC, the push block (in_dim, n_exp,
+// flags, inv_temp, always_on, top_k, map_off, row_stride), x[] / x4[] (the inputs), rw[] /
+// rw4[] (the router matrices), list[] (router expert -> bank expert at map_off), ids[], wts[].
+
+// The dot products of an input row (x from word xb, times scale) with the experts' rows of the
+// routing point's matrix (from word mb), summed over this invocation's share of the row; ss:
+// its share of the input's squared norm.
+void route_dots(uint xb, uint mb, float scale, out float acc[EMAX], out float ss)
+{
+    const uint lid = gl_LocalInvocationID.x;
+    [[unroll]] for (uint e = 0; e < EMAX; e++) acc[e] = 0.0;
+    ss = 0.0;
+    if (VEC != 0u) {
+        const uint n4 = pc.in_dim >> 2, xb4 = xb >> 2;
+        for (uint c = lid; c < n4; c += WG) {
+            const vec4 v = x4[xb4 + c] * scale;
+            ss += dot(v, v);
+            [[unroll]] for (uint e = 0; e < EMAX; e++)
+                if (e < pc.n_exp) acc[e] += dot(rw4[(mb >> 2) + e * n4 + c], v);
+        }
+    } else {
+        for (uint c = lid; c < pc.in_dim; c += WG) {
+            const float v = x[xb + c] * scale;
+            ss += v * v;
+            [[unroll]] for (uint e = 0; e < EMAX; e++)
+                if (e < pc.n_exp) acc[e] += rw[mb + e * pc.in_dim + c] * v;
+        }
+    }
+}
 
 // The logit of expert e from its dot product s with the input (norm: the input's L2 norm; mb:
 // the routing point's matrix): L2-normalised input (flags 1), |s| for Arrow (2), a bias per
