@@ -200,6 +200,15 @@ static uint32_t run_case(vkm_context *ctx, const mcase *mc, uint64_t chunk_bytes
             t.src[j].data = q + 8;
         }
         const uint64_t tail = 4 * n % 32;
+        if (read == READ_EDGE && j != 1) { /* page-aligned: read in place whatever the allocator gave */
+            const uint64_t nb = n * (t.src[j].dtype == VKM_F32 ? 4 : 2);
+            uint8_t *q = aligned_alloc(4096, (nb + 4095) / 4096 * 4096);
+            assert_non_null(q);
+            memcpy(q, bytes[j], nb);
+            free(bytes[j]);
+            bytes[j] = q;
+            t.src[j].data = q;
+        }
         if (read == READ_EDGE && j == 1 && t.src[j].dtype == VKM_F32 && tail && tail <= 16) {
             const uint64_t nb = 4 * n, gap = 16 - tail, size = (nb + gap + 32 + 4095) / 4096 * 4096;
             uint8_t *q = aligned_alloc(4096, size); /* data at 16 mod 32, ending gap bytes before a page end */
