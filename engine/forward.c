@@ -110,14 +110,12 @@ static vkm_lora_call site_call(const moe_ctx *c, uint32_t p, vkm_act x, vkm_act 
         .chunk = m->lora_chunk, .groups = m->lora_groups, .d = m->lora_d};
 }
 
-/* With c->fuse: the routing of sites p0 .. p0 + n - 1 (used, reading x) made inside their
- * shrinks, one dispatch; false where it cannot be. */
-static bool route_shrink(moe_ctx *c, uint32_t p0, uint32_t n, vkm_act x)
+/* With c->fuse: the routing of sites p0 .. p0 + n - 1 (used, reading x; their calls lc) made
+ * inside their shrinks, one dispatch; false where it cannot be. */
+static bool route_shrink(moe_ctx *c, const vkm_lora_call *lc, uint32_t p0, uint32_t n, vkm_act x)
 {
     if (!c->fuse || n > VKM_LORA_MAX_SITES) return false;
     const vkm_router *r = c->m->routers[c->s->groups[0].router];
-    vkm_lora_call lc[VKM_LORA_MAX_SITES];
-    for (uint32_t i = 0; i < n; i++) lc[i] = site_call(c, p0 + i, x, (vkm_act){0});
     vkm_router_call rc = router_call(c, 0, p0, 1, 1, x, c->m->bank->sites[p0].in);
     rc.list_off = 0xffffffffu; /* the group's tokens are the step's, in order */
     return vkm_op_lora_route_shrink(&c->m->rec, lc, n, &rc, &r->r[p0]);
@@ -138,10 +136,14 @@ static void route_sites_ahead(moe_ctx *c, uint32_t layer, uint32_t mod0, uint32_
     c->ahead_hi = p0 + n;
     /* routed and shrunk at once where it can be: ahead of the base's matrices, with which it
      * shares no buffer (a GPU may overlap them); the expands follow those matrices */
-    if (route_shrink(c, p0, n, x)) {
-        c->shrunk_lo = p0;
-        c->shrunk_hi = p0 + n;
-        return;
+    vkm_lora_call lc[VKM_LORA_MAX_SITES];
+    if (c->fuse && n <= VKM_LORA_MAX_SITES) {
+        for (uint32_t i = 0; i < n; i++) lc[i] = site_call(c, p0 + i, x, (vkm_act){0});
+        if (route_shrink(c, lc, p0, n, x)) {
+            c->shrunk_lo = p0;
+            c->shrunk_hi = p0 + n;
+            return;
+        }
     }
     route_tokens(c, VKM_DEPTH_MODULE, p0, n, 1, x, b->sites[p0].in);
 }
@@ -179,7 +181,7 @@ static void adapt_sites(moe_ctx *c, uint32_t layer, const uint32_t *mods, uint32
     }
     /* routed and shrunk ahead (route_sites_ahead), or now in one dispatch: the expands left */
     if (k && ((shrunk == k && k == c->shrunk_hi - c->shrunk_lo) ||
-              (!ahead && consecutive && route_shrink(c, p0, k, x)))) {
+              (!ahead && consecutive && route_shrink(c, lc, p0, k, x)))) {
         vkm_op_lora_sites_expand(&m->rec, lc, k);
         return;
     }
