@@ -180,6 +180,7 @@ void vkm_mplan_describe(const vkm_mplan *pl, char *buf, size_t cap);
  * row (NULL: the same row; q/k rows of a model in the other RoPE layout). */
 typedef struct vkm_msrc {
     const uint8_t *data;
+    const vkm_map *map;       /* data's file, read with vkm_map_read where it is copied (or NULL) */
     vkm_dtype dtype;          /* F32, F16, BF16 go to the device as stored, others as F32       */
     const uint32_t *row_map;
 } vkm_msrc;
@@ -224,6 +225,8 @@ void vkm_mstream_set_import(vkm_mstream *ms, bool on);
  * the page cache) once the chunks in flight, which may read them in place, are done. */
 void vkm_mstream_release(vkm_mstream *ms, const void *p, uint64_t n);
 uint64_t vkm_mstream_imported(const vkm_mstream *ms);
+/* Whether inputs may still be read in place (the maps' pages are then worth populating). */
+bool vkm_mstream_importing(const vkm_mstream *ms);
 /* Whether the kernels use the device's f16 conversions (found exact by a probe at creation). */
 bool vkm_mstream_hw_f16(const vkm_mstream *ms);
 /* madvise over the pages of [p, p + n): `outward` covers every page the range touches, else

@@ -209,10 +209,11 @@ static vkm_status merge_tensor(mrun *r, vkm_mstream *ms, uint32_t i)
     }
     for (uint32_t j = 0; j < r->pl.n_in && !s; j++) {
         const vkm_tensor_src *x = vkm_model_src_tensor(&r->in[j], name);
-#ifdef MADV_POPULATE_READ /* the tensor's pages mapped in one call, not a fault per page */
-        vkm_madvise_pages(x->data, x->nbytes, MADV_POPULATE_READ, true);
+#ifdef MADV_POPULATE_READ /* read in place: the tensor's pages mapped in one call, not a fault per page */
+        if (vkm_mstream_importing(ms)) vkm_madvise_pages(x->data, x->nbytes, MADV_POPULATE_READ, true);
 #endif
         mt.src[j].data = x->data;
+        mt.src[j].map = vkm_model_src_map(&r->in[j], x->data);
         mt.src[j].dtype = x->dtype;
         vkm_rope_layout from = r->in[j].hp.rope_layout;
         if (!rope || from == r->layout) continue;

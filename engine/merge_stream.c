@@ -298,6 +298,8 @@ void vkm_mstream_set_import(vkm_mstream *ms, bool on)
 
 uint64_t vkm_mstream_imported(const vkm_mstream *ms) { return ms->imported; }
 
+bool vkm_mstream_importing(const vkm_mstream *ms) { return ms->import; }
+
 void vkm_mstream_release(vkm_mstream *ms, const void *p, uint64_t n)
 {
     slab *last = ms->next ? &ms->s[(ms->next - 1) % ms->n_slabs] : NULL;
@@ -438,7 +440,9 @@ static vkm_status fill(vkm_mstream *ms, const chunking *c, uint32_t i, uint32_t 
         uint32_t eb = c->dt[j] == VKM_MDT_F32 ? 4 : 2;
         bool raw = src->dtype == VKM_F32 || src->dtype == VKM_F16 || src->dtype == VKM_BF16;
         if (raw && !src->row_map) {
-            memcpy(dst, src->data + (uint64_t)v.elem0 * eb, (size_t)v.n * eb);
+            if (!vkm_map_read(src->map, src->data + (uint64_t)v.elem0 * eb, (uint64_t)v.n * eb, dst))
+                return vkm_fail(ms->d->err, VKM_ERR_IO, "merge: %s: cannot read input %u from its file "
+                                "(changed since it was opened?)", t->name, j);
             continue;
         }
         uint64_t row_bytes = 0;

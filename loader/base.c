@@ -79,8 +79,7 @@ const char *vkm_version(void) { return VKMOE_VERSION_STRING; }
 /* ---- files ------------------------------------------------------------------------------- */
 vkm_status vkm_map_open(const char *path, vkm_map *m, vkm_err *e)
 {
-    m->data = NULL;
-    m->size = 0;
+    memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return vkm_fail(e, VKM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -88,26 +87,48 @@ vkm_status vkm_map_open(const char *path, vkm_map *m, vkm_err *e)
         close(fd);
         return vkm_fail(e, VKM_ERR_IO, "%s: not a regular file", path);
     }
-    if (st.st_size > 0) {
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-            close(fd);
-            return vkm_fail(e, VKM_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
-        }
-        m->data = p;
-        m->size = (uint64_t)st.st_size;
+    if (st.st_size == 0) {
+        close(fd);
+        return VKM_OK;
     }
-    close(fd);
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        close(fd);
+        return vkm_fail(e, VKM_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    }
+    m->data = p;
+    m->size = (uint64_t)st.st_size;
+    m->fd = fd;
+    m->has_fd = true;
     return VKM_OK;
 }
 
 void vkm_map_close(vkm_map *m)
 {
-    if (m && m->data) munmap((void *)m->data, (size_t)m->size);
-    if (m) {
-        m->data = NULL;
-        m->size = 0;
+    if (!m) return;
+    if (m->data) munmap((void *)m->data, (size_t)m->size);
+    if (m->has_fd) close(m->fd);
+    memset(m, 0, sizeof *m);
+}
+
+bool vkm_map_read(const vkm_map *m, const void *p, uint64_t n, void *dst)
+{
+    const uint8_t *src = p;
+    if (!m || !m->has_fd || src < m->data || n > m->size || (uint64_t)(src - m->data) > m->size - n) {
+        if (n) memcpy(dst, src, (size_t)n);
+        return true;
     }
+    uint8_t *out = dst;
+    uint64_t off = (uint64_t)(src - m->data);
+    while (n > 0) {
+        ssize_t got = pread(m->fd, out, n > (1u << 30) ? (1u << 30) : (size_t)n, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return false;
+        off += (uint64_t)got;
+        out += got;
+        n -= (uint64_t)got;
+    }
+    return true;
 }
 
 vkm_status vkm_read_text(const char *path, uint64_t max_bytes, char **out, uint64_t *len,

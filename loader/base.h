@@ -38,14 +38,24 @@ static inline bool vkm_add_ok(uint64_t a, uint64_t b, uint64_t *out)
 static inline uint64_t vkm_align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 /* ---- files ------------------------------------------------------------------------------- */
-/* A read-only memory map of a whole file (an empty file maps to data == NULL, size 0). */
+/* A read-only memory map of a whole file (an empty file maps to data == NULL, size 0). A map
+ * that vkm_map_open made keeps its file open (has_fd) for vkm_map_read; one a caller fills in
+ * by hand over bytes in memory has none. */
 typedef struct vkm_map {
     const uint8_t *data;
     uint64_t size;
+    int fd;
+    bool has_fd;
 } vkm_map;
 
 vkm_status vkm_map_open(const char *path, vkm_map *m, vkm_err *e);
 void vkm_map_close(vkm_map *m);
+/* Copies the n bytes at p (inside m; for m NULL or a map without a file, anywhere) to dst: read
+ * from the file where the map has it open, so no page of the map is touched (no page-table
+ * work, nothing added to the process's resident memory: a streaming pass over files larger than
+ * memory stays small), else copied. False, dst partly written, where the file read fails or
+ * comes up short (the file shrank since it was mapped: the map's pages there would fault). */
+bool vkm_map_read(const vkm_map *m, const void *p, uint64_t n, void *dst);
 /* Reads a whole (small) text file, NUL-terminated; refuses files larger than max_bytes. */
 vkm_status vkm_read_text(const char *path, uint64_t max_bytes, char **out, uint64_t *len,
                          vkm_err *e);

@@ -268,6 +268,8 @@ vkm_status vkm_model_src_open_gguf_mem(const void *data, uint64_t size, const ch
                                        vkm_model_src *m, vkm_err *e);
 void vkm_model_src_close(vkm_model_src *m); /* accepts a zeroed or closed m */
 const vkm_tensor_src *vkm_model_src_tensor(const vkm_model_src *m, const char *internal_name);
+/* The map of the file holding the byte at p (a tensor's data), or NULL. */
+const vkm_map *vkm_model_src_map(const vkm_model_src *m, const void *p);
 /* Maps a Hugging Face tensor name to the internal name and back; false if it is not a known one.
  * model.embed_tokens.weight <-> token_embd.weight, model.norm.weight <-> output_norm.weight,
  * lm_head.weight <-> output.weight, model.layers.N.{input_layernorm, post_attention_layernorm,

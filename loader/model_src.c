@@ -386,3 +386,14 @@ const vkm_tensor_src *vkm_model_src_tensor(const vkm_model_src *m, const char *i
     const vkm_model_tensor *t = find(m, internal_name);
     return t ? t->src : NULL;
 }
+
+const vkm_map *vkm_model_src_map(const vkm_model_src *m, const void *p)
+{
+    const uint8_t *q = p;
+    if (m->format == VKM_SRC_GGUF) return &m->gguf.map;
+    for (uint32_t i = 0; i < m->st.n_files; i++) {
+        const vkm_map *map = &m->st.files[i].map;
+        if (map->data && q >= map->data && q < map->data + map->size) return map;
+    }
+    return NULL;
+}

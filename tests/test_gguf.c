@@ -340,6 +340,77 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
     return (ssize_t)syscall(SYS_pwrite64, fd, buf, n, off);
 }
 
+/* pread as vkm_map_read sees it: every call counted with its bytes; with short_reads, at most
+ * 1000 bytes a call (the loop must go on). */
+static int short_reads;
+static uint64_t preads, pread_bytes;
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    if (short_reads && n > 1000) n = 1000;
+    ssize_t k = (ssize_t)syscall(SYS_pread64, fd, buf, n, off);
+    preads++;
+    if (k > 0) pread_bytes += (uint64_t)k;
+    return k;
+}
+
+/* vkm_map_read: from the file (counted by the interposed pread, the map's pages untouched) at
+ * awkward offsets and lengths, in short pieces too; a map over memory copies; a file cut short
+ * after mapping fails instead of faulting on the map. */
+static void test_map_read(void **state)
+{
+    (void)state;
+    const char *path = tmp_path("map_read.bin");
+    const uint32_t size = 300007;
+    uint8_t *data = malloc(size), *got = malloc(size);
+    assert_true(data && got);
+    uint32_t rng = 7;
+    for (uint32_t i = 0; i < size; i++) data[i] = (uint8_t)((rng = rng * 1664525u + 1013904223u) >> 24);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, size, f), size);
+    fclose(f);
+    vkm_err e = {0};
+    vkm_map m;
+    assert_int_equal(vkm_map_open(path, &m, &e), VKM_OK);
+    assert_true(m.has_fd);
+    static const uint32_t cuts[][2] = {{0, 300007}, {1, 4095}, {4095, 2}, {123457, 70001}, {300006, 1}, {5, 0}};
+    for (int sr = 0; sr < 2; sr++) {
+        short_reads = sr;
+        for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+            const uint32_t off = cuts[c][0], n = cuts[c][1];
+            memset(got, 0xa5, size);
+            preads = pread_bytes = 0;
+            assert_true(vkm_map_read(&m, m.data + off, n, got));
+            assert_memory_equal(got, data + off, n);
+            if (n < size) assert_int_equal(got[n], 0xa5);
+            assert_int_equal(pread_bytes, n);
+            if (sr && n) assert_int_equal(preads, (n + 999) / 1000);
+        }
+    }
+    short_reads = 0;
+    /* over memory (no file): a copy, no pread */
+    vkm_map mem = {data, size, 0, false};
+    preads = 0;
+    assert_true(vkm_map_read(&mem, data + 11, 5000, got));
+    assert_memory_equal(got, data + 11, 5000);
+    assert_true(vkm_map_read(NULL, data + 17, 3000, got));
+    assert_memory_equal(got, data + 17, 3000);
+    assert_int_equal(preads, 0);
+    /* the file cut short under the map: the tail cannot be read, and the map is not touched */
+    assert_int_equal(truncate(path, 200000), 0);
+    assert_true(vkm_map_read(&m, m.data + 100000, 100000, got));
+    assert_memory_equal(got, data + 100000, 100000);
+    assert_false(vkm_map_read(&m, m.data + 150000, 100000, got));
+    assert_false(vkm_map_read(&m, m.data + 250000, 10, got));
+    vkm_map_close(&m);
+    assert_false(m.has_fd);
+    assert_null(m.data);
+    remove(path);
+    free(data);
+    free(got);
+}
+
 /* Writes the three tensors as a GGUF file at path in irregular pieces and reads them back. */
 static void write_large_at(const char *path, const int64_t *sizes, uint8_t *const *data)
 {
@@ -862,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_write_metadata),
         cmocka_unit_test(test_write_tensors),
         cmocka_unit_test(test_write_large),
+        cmocka_unit_test(test_map_read),
         cmocka_unit_test(test_write_quantized_values),
         cmocka_unit_test(test_writer_misuse),
         cmocka_unit_test(test_nested_arrays),

@@ -10,6 +10,7 @@
  */
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,6 +141,16 @@ static uint8_t *slurp(const char *path, size_t *n)
     return b;
 }
 
+/* pread as the merge's input copies see it: the bytes read from files (vkm_map_read). */
+static uint64_t pread_bytes;
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    ssize_t k = (ssize_t)syscall(SYS_pread64, fd, buf, n, off);
+    if (k > 0) pread_bytes += (uint64_t)k;
+    return k;
+}
+
 /* ---- the testbed's fine-tunes ----------------------------------------------------------------- */
 static void test_testbed(void **state)
 {
@@ -155,6 +166,29 @@ static void test_testbed(void **state)
         size_t nv;
         free(run_model(ctx, outs[k], &nv));
     }
+    /* the inputs copied into device memory instead of read in place: read from their files
+     * (pread, counted below; not through the maps), the same bytes */
+    vkm_merge_params pc = testbed_params(VKM_MERGE_LINEAR, full);
+    pc.copy_inputs = true;
+    pread_bytes = 0;
+    merge_ok(ctx, &pc, TMP "/linear_copied.gguf");
+    uint64_t data_bytes = 0;
+    for (int j = 0; j < 3; j++) { /* linear reads the three models, not the base */
+        vkm_err e0;
+        vkm_model_src m;
+        if (vkm_model_src_open(full[j], &m, &e0)) fail_msg("%s", e0.msg);
+        for (uint32_t t = 0; t < m.n_tensors; t++)
+            if (m.tensors[t].src->dtype == VKM_F32 || m.tensors[t].src->dtype == VKM_F16) data_bytes += m.tensors[t].src->nbytes;
+        vkm_model_src_close(&m);
+    }
+    if (pread_bytes < data_bytes) fail_msg("copied inputs: %llu bytes read from the files, the inputs hold %llu",
+                                           (unsigned long long)pread_bytes, (unsigned long long)data_bytes);
+    size_t n_lin, n_cop;
+    uint8_t *lin = slurp(TMP "/linear.gguf", &n_lin), *cop = slurp(TMP "/linear_copied.gguf", &n_cop);
+    assert_int_equal(n_lin, n_cop);
+    assert_memory_equal(lin, cop, n_lin);
+    free(lin);
+    free(cop);
     /* TIES from the safetensors fine-tunes (rotate_half q/k rows) into GGUF: the same bytes */
     const char *st[3] = {TESTBED "/full/python", TESTBED "/full/english", TESTBED "/full/legal"};
     vkm_merge_params p = testbed_params(VKM_MERGE_TIES, st);
