@@ -129,7 +129,7 @@ int cmd_route(int argc, char **argv)
     }
     fputc('\n', stderr);
     route_outputs outs = {csv, json, png};
-    if (route_write("route", m, &t, ids, &outs)) goto done;
+    if (route_write("route", m, &t, ids, n, &outs)) goto done;
     rc = 0;
 done:
     vkm_session_free(s);

@@ -235,11 +235,9 @@ int cmd_run(int argc, char **argv)
         rc = cli_error("run", "%s", vkm_context_errmsg(ctx));
     } else {
         print_experts(m, s, &rc_count);
-        /* every traced position needs its token id (the last generated one is never fed) */
-        bool ids_ok = !toks.oom;
-        for (uint32_t k = 0; k < trace.n_tok && ids_ok; k++) ids_ok = trace.tok_index[k] < toks.n;
-        if (want_routes && !ids_ok) rc = cli_error("run", "--route-*: the routed positions and the tokens disagree");
-        else if (want_routes) rc = route_write("run", m, &trace, toks.ids, &routes);
+        /* every traced position needs its token id (route_write checks them) */
+        if (want_routes && toks.oom) rc = cli_error("run", "--route-*: out of host memory");
+        else if (want_routes) rc = route_write("run", m, &trace, toks.ids, toks.n, &routes);
         double pre = gs.prefill_seconds > 0 ? gs.n_prompt / gs.prefill_seconds : 0;
         uint32_t nd = gs.n_generated > 0 ? gs.n_generated - 1 : 0; /* the first comes with the prefill */
         double dec = gs.decode_seconds > 0 && nd ? nd / gs.decode_seconds : 0;

@@ -112,7 +112,15 @@ void route_trace_free(route_trace *t)
     memset(t, 0, sizeof *t);
 }
 
-int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32_t *text_ids,
+/* Closes f; 0, or 1 after printing the error if anything written to it failed. */
+static int close_out(const char *cmd, FILE *f, const char *path)
+{
+    int bad = ferror(f);
+    if (fclose(f) != 0) bad = 1;
+    return bad ? cli_error(cmd, "cannot write %s", path) : 0;
+}
+
+int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32_t *text_ids, size_t n_text,
                 const route_outputs *o)
 {
     vkm_router_info ri;
@@ -120,15 +128,19 @@ int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32
     if (!E || vkm_model_router_info(m, 0, &ri) != VKM_OK)
         return cli_error(cmd, "not a MoErged model with a router");
     if (t->oom) return cli_error(cmd, "out of memory recording the routing");
+    for (uint32_t k = 0; k < t->n_tok; k++)
+        if (t->tok_index[k] >= n_text)
+            return cli_error(cmd, "the routed position %u is past the %zu tokens of the text", t->tok_index[k], n_text);
     const vkm_tokenizer *tok = vkm_model_tokenizer(m);
     /* top-choice frequency per layer */
     const uint32_t layers = t->n_points / 7;
     double *freq = calloc((size_t)layers * E + 1, sizeof *freq);
     if (!freq) return cli_error(cmd, "out of host memory");
     for (uint32_t k = 0; k < t->n_tok; k++)
-        for (uint32_t p = 0; p < t->n_points; p++) {
-            if (!governing(ri.depth, p)) continue;
-            int e = top_choice(t, k, p);
+        for (uint32_t p = 0; p < layers * 7; p++) { /* each layer's modules, from the decision governing them */
+            uint32_t g = !strcmp(ri.depth, "module") ? p : !strcmp(ri.depth, "layer") ? p / 7 * 7 : 0;
+            if (g != p && p % 7) continue; /* one count a layer when a decision covers its modules */
+            int e = top_choice(t, k, g);
             if (e >= 0 && (uint32_t)e < E) freq[(size_t)(p / 7) * E + (uint32_t)e] += 1;
         }
     for (uint32_t l = 0; l < layers; l++) {
@@ -151,7 +163,7 @@ int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32
                             !strcmp(ri.depth, "module") ? modules[p % 7] : ri.depth, id[j],
                             id[j] < E ? vkm_model_expert_name(m, id[j]) : "(merged)", (double)w[j]);
             }
-        fclose(out);
+        if (close_out(cmd, out, o->csv)) { free(freq); return 1; }
     }
     if (o->json) {
         FILE *out = fopen(o->json, "w");
@@ -189,7 +201,7 @@ int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32
             fprintf(out, "]}");
         }
         fprintf(out, "\n]}\n");
-        fclose(out);
+        if (close_out(cmd, out, o->json)) { free(freq); return 1; }
     }
     if (o->png && write_png(o->png, freq, layers, E)) {
         cli_error(cmd, "cannot write %s", o->png);

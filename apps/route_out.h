@@ -26,9 +26,11 @@ typedef struct route_outputs {
 void route_trace_cb(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_points, uint32_t n_exp,
                     const uint32_t *ids, const float *w);
 void route_trace_free(route_trace *t);
-/* Writes the outputs of a trace of model m's router 0; text_ids[i] is the token at text index i.
- * Returns 0, or 1 after printing the error. */
-int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32_t *text_ids,
+/* Writes the outputs of a trace of model m's router 0; text_ids[i] (i < n_text) is the token at
+ * text index i. The heat map counts, for each layer, the decisions governing it (at model depth
+ * the one decision, in every layer). Returns 0, or 1 after printing the error (a position past
+ * the text, a file that cannot be written in full). */
+int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32_t *text_ids, size_t n_text,
                 const route_outputs *o);
 
 #endif

@@ -322,7 +322,17 @@ vkm_status vkm_seqroute_trace(vkm_model *m, const vkm_step *st, vkm_session *con
         vkm_session *se = who[i];
         uint32_t j = i;
         while (j < st->n_tok && who[j] == se) j++;
-        if (se->trace) {
+        if (se->trace && se->logits_agg && se->routed && se->n_sub_used > 1) {
+            /* logits aggregation: a token's k rows each run one expert; its routing is the
+             * mixture of their distributions, the same at every point */
+            const uint32_t k = se->n_sub_used, nt = (j - i) / k;
+            for (uint64_t r = 0; r < (uint64_t)P * nt; r++)
+                for (uint32_t e = 0; e < E; e++) {
+                    ids[r * E + e] = e < k ? se->sub_e[e] : VKM_NO_EXPERT;
+                    w[r * E + e] = e < k ? se->sub_w[e] : 0.0f;
+                }
+            se->trace(se->trace_user, st->pos[i], nt, P, E, ids, w);
+        } else if (se->trace) {
             uint32_t nt = j - i;
             for (uint32_t p = 0; p < P; p++)
                 for (uint32_t t = 0; t < nt; t++) {

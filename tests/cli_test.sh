@@ -54,6 +54,44 @@ else
     grep -q 'no experts' "$tmp/err" && ok "run: --route-csv refused without experts" || fail "run: message: $(cat "$tmp/err")"
 fi
 
+# ---- the default router decides once for the model (depth model): the heat map shows that
+# decision in every layer
+rows=$(sed -n 's/.*"top_choice_by_layer": \[\[\(.*\)\]\], "tokens".*/\1/p' "$tmp/r.json" | sed 's/\], \[/\n/g')
+[ "$(echo "$rows" | wc -l)" = 4 ] && [ "$(echo "$rows" | sort -u | wc -l)" = 1 ] && ! echo "$rows" | grep -qx '[0., ]*' &&
+    ok "route: model depth, the same top choices in all 4 layers" || fail "route: heat map rows by layer: $rows"
+
+# ---- logits aggregation (each token runs as one row per chosen expert): one trace row per
+# token, the mixture's experts and weights
+dir=$(cd "$(dirname "$manifest")" && pwd)
+sed -e "s#\"\(base\|experts\|calib\)/#\"$dir/\1/#g" -e "s#\"router-lda#\"$dir/router-lda#" \
+    -e 's/"aggregate": "parameter",/"aggregate": "logits"/' -e '/"merge": "exact"/d' "$manifest" >"$tmp/logits.json"
+grep -q '"aggregate": "logits"' "$tmp/logits.json" || fail "logits manifest not made"
+if run "$vkmoe" route -M "$tmp/logits.json" --file "$shared/testbed/eval/python.txt" --limit 40 --json "$tmp/l.json" \
+    --csv "$tmp/l.csv"; then
+    [ "$(grep -c '"index"' "$tmp/l.json")" = 40 ] && ok "route, logits aggregation: 40 JSON tokens" ||
+        fail "route, logits aggregation: $(grep -c '"index"' "$tmp/l.json") JSON tokens, want 40"
+    [ "$(tail -n +2 "$tmp/l.csv" | cut -d, -f2 | sort -n | tail -n 1)" = 39 ] && [ "$(lines "$tmp/l.csv")" = 81 ] &&
+        ok "route, logits aggregation: two experts for each of tokens 0..39" || fail "route, logits aggregation: CSV positions"
+else
+    fail "route, logits aggregation exited $rc: $(tail -n 3 "$tmp/err")"
+fi
+if run "$vkmoe" run -M "$tmp/logits.json" -p 'import os' -n 4 --temp 0 --no-roofline --route-json "$tmp/lr.json"; then
+    [ "$(grep -c '"index"' "$tmp/lr.json")" -ge 4 ] && ok "run --route-json, logits aggregation" ||
+        fail "run --route-json, logits aggregation: $(grep -c '"index"' "$tmp/lr.json") tokens"
+else
+    fail "run --route-json, logits aggregation exited $rc: $(tail -n 3 "$tmp/err")"
+fi
+
+# ---- an output that cannot be written in full fails the command
+if [ -w /dev/full ]; then
+    if run "$vkmoe" route -M "$manifest" --file "$shared/testbed/eval/python.txt" --limit 8 --csv /dev/full; then
+        fail "route --csv /dev/full succeeded"
+    else
+        grep -q 'cannot write /dev/full' "$tmp/err" && ok "route --csv /dev/full: $(tail -n 1 "$tmp/err")" ||
+            fail "route --csv /dev/full: $(cat "$tmp/err")"
+    fi
+fi
+
 # ---- vkmoe ppl --json
 if run "$vkmoe" ppl -m "$base" --file "$shared/testbed/eval/legal.txt" --ctx 64 --stride 64 --limit 256 --json; then
     grep -qE '"perplexity": *[0-9.]+' "$tmp/out" && grep -q '"tokens": *256' "$tmp/out" && ok "ppl --json" ||
