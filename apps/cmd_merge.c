@@ -53,7 +53,7 @@ static void on_signal(int sig)
 
 static void install_signals(const char *out)
 {
-    snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out);
+    snprintf(tmp_path, sizeof tmp_path, "%s" VKM_TMP_SUFFIX, out, (long)getpid()); /* the library's name */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -202,12 +202,7 @@ static vkm_status merge_adapters(amerge *m, const char *out_path)
     }
     vkm_model_src_close(&base);
     if (!s) s = vkm_mout_open(&m->out, out_path, true, m->e);
-    for (uint32_t i = 0; i < m->n_ad && !s; i++) {
-        const char *f = m->ad[i].format == VKM_SRC_GGUF ? m->ad[i].gguf.path : m->ad[i].st.path;
-        if (vkm_mout_is(&m->out, f))
-            s = vkm_fail(m->e, VKM_ERR_INVALID_ARGUMENT, "%s: the output %s is the input %s",
-                         vkm_merge_method_name(p->method), m->out.file, f);
-    }
+    for (uint32_t i = 0; i < m->n_ad && !s; i++) s = vkm_mout_refuse_adapter(&m->out, &m->ad[i], vkm_merge_method_name(p->method));
     if (s || (s = plan_modules(m))) return s;
     m->layout = m->out.kind == VKM_MOUT_GGUF ? VKM_ROPE_INTERLEAVED : VKM_ROPE_HALF;
     if (!m->head_dim)

@@ -260,9 +260,9 @@ static vkm_status bake_all(bake *b, const char *out_path)
     if (!s && b->n_ad == 0) s = vkm_fail(b->e, VKM_ERR_INVALID_ARGUMENT, "lora_bake: no adapters");
     if (!s) s = vkm_mout_open(&b->out, out_path, false, b->e);
     if (s) return s;
-    if (b->base.format == VKM_SRC_GGUF ? vkm_mout_is(&b->out, b->base.gguf.path)
-                                       : vkm_mout_is(&b->out, b->base.st.files[0].path))
-        return vkm_fail(b->e, VKM_ERR_INVALID_ARGUMENT, "lora_bake: the output %s is the base", b->out.file);
+    s = vkm_mout_refuse_model(&b->out, &b->base, "lora_bake");
+    for (uint32_t i = 0; i < b->n_ad && !s; i++) s = vkm_mout_refuse_adapter(&b->out, &b->ad[i], "lora_bake");
+    if (s) return s;
     b->layout = b->out.kind == VKM_MOUT_GGUF ? VKM_ROPE_INTERLEAVED : VKM_ROPE_HALF;
     char desc[4096];
     size_t k = (size_t)snprintf(desc, sizeof desc, "method=lora_bake; base=%s", p->base);

@@ -94,17 +94,9 @@ static vkm_status check_tensors(mrun *r, uint32_t j)
 /* Refuses an output that is one of the inputs' files. */
 static vkm_status check_not_input(mrun *r)
 {
-    for (uint32_t j = 0; j < r->pl.n_in; j++) {
-        const vkm_model_src *m = &r->in[j];
-        if (m->format == VKM_SRC_GGUF && vkm_mout_is(&r->out, m->gguf.path))
-            return vkm_fail(r->e, VKM_ERR_INVALID_ARGUMENT, "merge: the output %s is the input %s",
-                            r->out.file, m->gguf.path);
-        for (uint32_t f = 0; m->format == VKM_SRC_SAFETENSORS && f < m->st.n_files; f++)
-            if (vkm_mout_is(&r->out, m->st.files[f].path))
-                return vkm_fail(r->e, VKM_ERR_INVALID_ARGUMENT, "merge: the output %s is the input %s",
-                                r->out.file, m->st.files[f].path);
-    }
-    return VKM_OK;
+    vkm_status s = VKM_OK;
+    for (uint32_t j = 0; j < r->pl.n_in && !s; j++) s = vkm_mout_refuse_model(&r->out, &r->in[j], "merge");
+    return s;
 }
 
 /* ---- output description ------------------------------------------------------------------ */

@@ -71,6 +71,26 @@ bool vkm_mout_is(const vkm_mout *o, const char *input_file)
            a.st_ino == b.st_ino;
 }
 
+vkm_status vkm_mout_refuse_file(const vkm_mout *o, const char *input_file, const char *what)
+{
+    return vkm_mout_is(o, input_file)
+               ? vkm_fail(o->e, VKM_ERR_INVALID_ARGUMENT, "%s: the output %s is the input %s", what, o->file, input_file)
+               : VKM_OK;
+}
+
+vkm_status vkm_mout_refuse_model(const vkm_mout *o, const vkm_model_src *m, const char *what)
+{
+    if (m->format == VKM_SRC_GGUF) return vkm_mout_refuse_file(o, m->gguf.path, what);
+    vkm_status s = VKM_OK;
+    for (uint32_t f = 0; f < m->st.n_files && !s; f++) s = vkm_mout_refuse_file(o, m->st.files[f].path, what);
+    return s;
+}
+
+vkm_status vkm_mout_refuse_adapter(const vkm_mout *o, const vkm_adapter_src *a, const char *what)
+{
+    return vkm_mout_refuse_file(o, a->format == VKM_SRC_GGUF ? a->gguf.path : a->st.path, what);
+}
+
 vkm_status vkm_mout_meta(vkm_mout *o, const char *key, const char *value)
 {
     return o->g ? vkm_gguf_writer_set_str(o->g, key, value) : vkm_st_writer_set_meta(o->st, key, value);

@@ -34,6 +34,12 @@ vkm_status vkm_mout_open(vkm_mout *o, const char *path, bool adapter, vkm_err *e
 void vkm_mout_free(vkm_mout *o); /* removes the temporary file of an unfinished output */
 /* True when the output file exists and is input_file (same device and inode). */
 bool vkm_mout_is(const vkm_mout *o, const char *input_file);
+/* VKM_ERR_INVALID_ARGUMENT naming both when the output is the input file (what: the operation,
+ * for the message): an input is never overwritten. */
+vkm_status vkm_mout_refuse_file(const vkm_mout *o, const char *input_file, const char *what);
+/* The same for every file of a model (each shard) or of an adapter. */
+vkm_status vkm_mout_refuse_model(const vkm_mout *o, const vkm_model_src *m, const char *what);
+vkm_status vkm_mout_refuse_adapter(const vkm_mout *o, const vkm_adapter_src *a, const char *what);
 /* A string metadata entry (GGUF key or safetensors __metadata__). */
 vkm_status vkm_mout_meta(vkm_mout *o, const char *key, const char *value);
 vkm_status vkm_mout_add(vkm_mout *o, const char *name, vkm_dtype dt, int n_dims, const int64_t *ne);

@@ -210,7 +210,11 @@ static vkm_status plan_and_write(writer *w)
 
 vkm_status vkm_model_write_moe_gguf(vkm_model *m, const char *path)
 {
+    if (!m || !path) return VKM_ERR_INVALID_ARGUMENT;
     vkm_err *e = m->d->err;
+    const size_t n = strlen(path);
+    if (n < 5 || strcmp(path + n - 5, ".gguf"))
+        return vkm_fail(e, VKM_ERR_INVALID_ARGUMENT, "%s: a MoE model is written as .gguf", path);
     const char *why = not_mixtral(m);
     if (why) return vkm_fail(e, VKM_ERR_UNSUPPORTED, "%s: cannot be written as a Mixtral-style GGUF: %s", m->path, why);
     writer w = {.m = m, .e = e};
@@ -220,7 +224,8 @@ vkm_status vkm_model_write_moe_gguf(vkm_model *m, const char *path)
     for (uint32_t i = 0; i < m->man->n_experts && !s; i++)
         if (m->man->experts[i].model[0]) s = vkm_model_src_open(m->man->experts[i].model, &w.ex[w.n_ex++], e);
     if (!s) s = vkm_mout_open(&w.o, path, false, e);
-    if (!s && w.o.kind != VKM_MOUT_GGUF) s = vkm_fail(e, VKM_ERR_INVALID_ARGUMENT, "%s: a MoE model is written as .gguf", path);
+    if (!s) s = vkm_mout_refuse_model(&w.o, &w.base, "merge --moe");
+    for (uint32_t x = 0; x < w.n_ex && !s; x++) s = vkm_mout_refuse_model(&w.o, &w.ex[x], "merge --moe");
     if (!s) s = plan_and_write(&w);
     vkm_mout_free(&w.o);
     free(w.buf);

@@ -68,7 +68,7 @@ vkm_status vkm_wfile_init(vkm_wfile *w, const char *path, vkm_err *e)
     int n = snprintf(w->path, sizeof w->path, "%s", path ? path : "");
     if (!path || !path[0] || n < 0 || (size_t)n >= sizeof w->path)
         return vkm_wfile_fail(w, VKM_ERR_INVALID_ARGUMENT, "writer: bad output path");
-    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", w->path);
+    snprintf(w->tmp, sizeof w->tmp, "%s" VKM_TMP_SUFFIX, w->path, (long)getpid());
     return VKM_OK;
 }
 
@@ -205,13 +205,13 @@ vkm_status vkm_wfile_open(vkm_wfile *w, const void *header, uint64_t n, uint64_t
         fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
     }
     w->unnamed = fd >= 0;
-    if (fd < 0) { /* no O_TMPFILE here: a named temporary file */
+    if (fd < 0) { /* no O_TMPFILE here: a named temporary file, never one that exists */
         direct = true;
-        fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0666);
+        fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0666);
     }
-    if (fd < 0) {
+    if (fd < 0 && errno != EEXIST) {
         direct = false;
-        fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     }
     if (fd < 0) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
     w->fd = fd;
@@ -297,10 +297,9 @@ vkm_status vkm_wfile_finish(vkm_wfile *w)
                                                    (w->pos > w->t[w->cur].offset ? w->pos : w->t[w->cur].offset)));
     int err = vkm_wq_finish(w->q);
     if (!err && fsync(w->fd) != 0) err = errno;
-    if (!err && w->unnamed) { /* name it "<path>.tmp" (linkat cannot replace), then rename */
+    if (!err && w->unnamed) { /* named (linkat cannot replace an existing file), then renamed */
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->fd);
-        unlink(w->tmp);
         if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) != 0) err = errno;
         else w->unnamed = false;
     }

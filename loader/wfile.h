@@ -21,7 +21,7 @@ typedef struct vkm_wtensor {
 } vkm_wtensor;
 
 typedef struct vkm_wfile {
-    char path[1024], tmp[1040];
+    char path[1024], tmp[1064]; /* tmp: path + VKM_TMP_SUFFIX */
     int fd;                   /* -1: not open                                                  */
     struct vkm_wqueue *q;     /* the writer thread (wqueue.h)                                  */
     bool unnamed;             /* an O_TMPFILE file: it gets a name only when complete          */

@@ -769,6 +769,26 @@ static void test_write_moe_gguf(void **state)
         assert_int_not_equal(access(out, F_OK), 0); /* nothing written */
         vkm_model_free(m);
     }
+    /* never over an input (the base, an expert), never anything but a .gguf (no folder made) */
+    vkm_model *m = load(ctx, manifest(&f, "inputs", "\"policy\": \"uniform\"", NULL));
+    static const char *const inputs[] = {"base.gguf", "x1.gguf"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(out, sizeof out, "%s/%s", f.dir, inputs[i]);
+        struct stat before, after;
+        assert_int_equal(stat(out, &before), 0);
+        assert_int_equal(vkm_model_write_moe_gguf(m, out), VKM_ERR_INVALID_ARGUMENT);
+        printf("refused: %s\n", vkm_context_errmsg(ctx));
+        assert_non_null(strstr(vkm_context_errmsg(ctx), "is the input"));
+        assert_int_equal(stat(out, &after), 0);
+        assert_true(before.st_ino == after.st_ino && before.st_size == after.st_size &&
+                    before.st_mtim.tv_sec == after.st_mtim.tv_sec && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec);
+    }
+    snprintf(out, sizeof out, "%s/moe_folder", f.dir);
+    assert_int_equal(vkm_model_write_moe_gguf(m, out), VKM_ERR_INVALID_ARGUMENT);
+    assert_int_not_equal(access(out, F_OK), 0);
+    assert_int_equal(vkm_model_write_moe_gguf(NULL, out), VKM_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vkm_model_write_moe_gguf(m, NULL), VKM_ERR_INVALID_ARGUMENT);
+    vkm_model_free(m);
     test_context_done(ctx);
     fixture_free(&f);
 }

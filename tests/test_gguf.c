@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "leftovers.h"
 #include "loader_util.h"
 #include "writer.h"
 #include "wqueue.h"
@@ -530,6 +531,81 @@ static void test_write_quantized_values(void **state)
     vkm_gguf_close(&g);
 }
 
+/* open as the writer sees it: with refuse_tmpfile, no unnamed temporary files (as on file
+ * systems without O_TMPFILE), so the writer names its own. */
+static int refuse_tmpfile;
+
+int open(const char *path, int flags, ...)
+{
+    mode_t mode = 0;
+    if (flags & (O_CREAT | O_TMPFILE)) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = (mode_t)va_arg(ap, int);
+        va_end(ap);
+    }
+    if (refuse_tmpfile && (flags & O_TMPFILE) == O_TMPFILE) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+/* A named temporary file: its own name (OUT.vkmoe-PID.tmp), never a user's "OUT.tmp", never
+ * one that exists (a stale one is left alone and the write fails), gone after the rename. */
+static void test_writer_named_tmp(void **state)
+{
+    (void)state;
+    const char *path = tmp_path("named.gguf");
+    char user_tmp[1100], ours[1100];
+    snprintf(user_tmp, sizeof user_tmp, "%s.tmp", path);
+    snprintf(ours, sizeof ours, "%s" VKM_TMP_SUFFIX, path, (long)getpid());
+    remove(path);
+    remove(ours);
+    FILE *f = fopen(user_tmp, "w");
+    assert_non_null(f);
+    fputs("precious", f);
+    assert_int_equal(fclose(f), 0);
+    refuse_tmpfile = 1;
+    vkm_err e = {0};
+    int64_t ne[1] = {3};
+    const float data[3] = {1, 2, 3};
+    vkm_gguf_writer *w;
+    expect_ok(vkm_gguf_writer_create(path, &w, &e), &e);
+    vkm_gguf_writer_add_tensor(w, "a", VKM_F32, 1, ne);
+    expect_ok(vkm_gguf_writer_begin(w), &e);
+    assert_true(vkm_exists(ours));
+    expect_ok(vkm_gguf_writer_write(w, data, sizeof data), &e);
+    expect_ok(vkm_gguf_writer_finish(w), &e);
+    vkm_gguf_writer_free(w);
+    assert_true(vkm_exists(path));
+    assert_false(vkm_exists(ours));
+    /* a stale file of that name: refused, left as it was */
+    f = fopen(ours, "w");
+    assert_non_null(f);
+    fputs("stale", f);
+    assert_int_equal(fclose(f), 0);
+    expect_ok(vkm_gguf_writer_create(path, &w, &e), &e);
+    vkm_gguf_writer_add_tensor(w, "a", VKM_F32, 1, ne);
+    expect_fail("stale temporary file", vkm_gguf_writer_begin(w), &e, VKM_ERR_IO, "File exists");
+    vkm_gguf_writer_free(w);
+    refuse_tmpfile = 0;
+    char buf[16] = {0};
+    f = fopen(ours, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    assert_string_equal(buf, "stale");
+    f = fopen(user_tmp, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    assert_string_equal(buf, "precious");
+    remove(ours);
+    remove(user_tmp);
+    remove(path);
+}
+
 static void test_writer_misuse(void **state)
 {
     (void)state;
@@ -590,9 +666,10 @@ static void test_writer_misuse(void **state)
     vkm_gguf_writer_write(w, data, 12);
     expect_fail("short data", vkm_gguf_writer_finish(w), &e, VKM_ERR_STATE,
                 "tensor 'a' is missing 20 bytes");
-    assert_false(vkm_exists(path)); /* the data is in an unnamed file, or in "<path>.tmp" */
+    assert_false(vkm_exists(path)); /* the data is in an unnamed file, or in a temporary one */
     vkm_gguf_writer_free(w);
-    assert_false(vkm_exists(tmp_path("misuse.gguf.tmp"))); /* removed */
+    char left[2100];
+    assert_false(test_leftover(path, left, sizeof left)); /* removed */
 
     expect_ok(vkm_gguf_writer_create(path, &w, &e), &e);
     vkm_gguf_writer_add_tensor(w, "a", VKM_F32, 2, ne);
@@ -934,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_write_tensors),
         cmocka_unit_test(test_write_large),
         cmocka_unit_test(test_map_read),
+        cmocka_unit_test(test_writer_named_tmp),
         cmocka_unit_test(test_write_quantized_values),
         cmocka_unit_test(test_writer_misuse),
         cmocka_unit_test(test_nested_arrays),

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "leftovers.h"
 #include "merge.h"
 #include "ref_merge.h"
 #include "vkm_test_engine.h"
@@ -346,9 +347,8 @@ static void expect_refused(vkm_context *ctx, const vkm_merge_params *p, const ch
     vkm_status s = vkm_merge(ctx, p, out);
     if (s != want || !strstr(vkm_context_errmsg(ctx), substr))
         fail_msg("%s: status %d, '%s'; want %d and '%s'", out, (int)s, vkm_context_errmsg(ctx), (int)want, substr);
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    assert_false(vkm_exists(tmp));
+    char left[2100];
+    if (test_leftover(out, left, sizeof left)) fail_msg("a refused merge left %s", left);
 }
 
 static void test_refusals(void **state)
@@ -403,9 +403,9 @@ static bool kill_at_5(void *user, const vkm_merge_progress *pr)
 
 static void assert_nothing_at(const char *out)
 {
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    if (vkm_exists(out) || vkm_exists(tmp)) fail_msg("an interrupted merge left %s", vkm_exists(out) ? out : tmp);
+    char left[2100];
+    if (vkm_exists(out)) fail_msg("an interrupted merge left %s", out);
+    if (test_leftover(out, left, sizeof left)) fail_msg("an interrupted merge left %s", left);
 }
 
 static void test_interrupt(void **state)

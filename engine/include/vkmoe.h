@@ -569,8 +569,10 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
  * config.json and the tokenizer files of a Hugging Face input); for lora_linear / lora_cat a
  * GGUF LoRA ("x.gguf") or a PEFT folder. The method and its parameters are recorded in the
  * metadata (vkmoe.merge.*). Nothing appears at the output path unless complete: the file is
- * written under a temporary name (unnamed where the file system allows) and renamed at the end;
- * a cancelled or failed merge removes it. The output may not be one of the inputs. */
+ * written under a temporary name (unnamed where the file system allows, else the output path
+ * with VKM_TMP_SUFFIX, created anew: never a file that exists) and renamed at the end; a
+ * cancelled or failed merge removes it. The output may not be one of the inputs. */
+#define VKM_TMP_SUFFIX ".vkmoe-%ld.tmp" /* printf format; the process id */
 
 typedef enum vkm_merge_method {
     VKM_MERGE_LINEAR = 0,
