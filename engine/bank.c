@@ -103,6 +103,9 @@ vkm_status vkm_bank_load(vkm_model *m, const vkm_manifest *man)
     if (s == VKM_OK && b->n_exp == 0) s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: no LoRA experts", man->path);
     if (s == VKM_OK && b->rmax > 256)
         s = vkm_fail(err, VKM_ERR_UNSUPPORTED, "%s: rank %u (the bank supports up to 256)", man->path, b->rmax);
+    if (s == VKM_OK && !vkm_lora_rank_fits(m->d, b->rmax))
+        s = vkm_fail(err, VKM_ERR_UNSUPPORTED, "%s: rank %u: its shrinks need more shared memory than the "
+                     "device's %u bytes", man->path, b->rmax, m->d->caps.max_shared_bytes);
     const uint32_t n_virtual = m->n_seq + 1;
     b->n_total = b->n_exp + n_virtual;
     b->n_sites = hp->n_layers * VKM_N_MODULES;

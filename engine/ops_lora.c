@@ -26,6 +26,18 @@ static uint32_t pow2_at_least(uint32_t v, uint32_t lo)
 
 uint32_t vkm_lora_rank_pad(uint32_t rmax) { return pow2_at_least(rmax, 4); }
 
+/* Shared bytes of a shrink workgroup of wg lanes: a partial per padded rank (and router expert,
+ * when it routes) and lane, the reduction's row, the routed entry. */
+static uint64_t shrink_shared(uint32_t wg, uint32_t rmax_pad, uint32_t emax)
+{
+    return 4ull * ((uint64_t)wg * (rmax_pad + emax + 1) + 1);
+}
+
+bool vkm_lora_rank_fits(const vkm_dev *d, uint32_t rmax)
+{
+    return shrink_shared(d->caps.subgroup_size, pow2_at_least(rmax, 4), 0) <= d->caps.max_shared_bytes;
+}
+
 void vkm_op_router(vkm_rec *r, const vkm_router_call *c)
 {
     uint32_t emax = pow2_at_least(c->n_exp, 4);
@@ -85,7 +97,7 @@ static vkm_pipe *shrink_pipe(vkm_rec *r, vkm_spv_id id, const vkm_lora_call *c)
     const vkm_dev *d = r->dev;
     const uint32_t rmax = pow2_at_least(c->rmax, 4);
     uint32_t swg = vkm_ops_reduce_wg(d);
-    while (swg * rmax * 4 > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
+    while (shrink_shared(swg, rmax, 0) > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
     /* vec4 rows where every row start is 16-byte aligned (ranges are aligned to 16 bytes) */
     const bool svec = c->in_dim % 4 == 0 && c->x.off % 4 == 0 && c->x.stride % 4 == 0;
     uint32_t sspec[3] = {swg, rmax, svec ? 1u : 0u};
@@ -259,7 +271,8 @@ bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, co
         if (vec && pc.mat_off[s] % 4) return false; /* vec4 rows */
     }
     uint32_t swg = vkm_ops_reduce_wg(d);
-    while (swg * (rmax + emax + 1) * 4 > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
+    while (shrink_shared(swg, rmax, emax) > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
+    if (shrink_shared(swg, rmax, emax) > d->caps.max_shared_bytes) return false; /* routed apart */
     uint32_t spec[4] = {swg, rmax, vec ? 1u : 0u, emax};
     vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_lora_route_shrink_sites, spec, 4);
     if (!p) return false;
@@ -280,12 +293,18 @@ bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, co
     pc.inv_temp = rc->inv_temp;
     pc.always_on = rc->always_on;
     pc.map_off = rc->map_off;
+    /* workgroups for the entries a decision can fill (route_topk: top-k of the others, then the
+     * always-on expert); entry 0 writes the whole row, the rest of it empty */
+    const uint32_t ao = rc->always_on >= 0, others = rc->n_exp > ao ? rc->n_exp - ao : 0;
+    const uint32_t k = rc->top_k == 0 || rc->top_k > others ? others : rc->top_k;
+    pc.n_ent = k + ao < c[0].row_stride ? k + ao : c[0].row_stride;
+    if (pc.n_ent == 0) pc.n_ent = 1; /* entry 0 still writes the (empty) row */
     /* site s's A at binding 1, 6, 7 (a missing one repeats the first); router matrices at 8 */
     const vkm_range rm = {mats[0].buf, lo, hi - lo, NULL};
     vkm_range b[10] = {c[0].x.r, c[0].a, c[0].meta, c[0].ids, c[0].list, c[0].t, n > 1 ? c[1].a : c[0].a,
                        n > 2 ? c[2].a : c[0].a, rm, c[0].wts};
-    note_shrink_bytes(r, c, n, 4ull * n * c[0].n_tok * c[0].row_stride * rc->n_exp * rc->in_dim);
-    vkm_rec_dispatch_n(r, p, b, 10, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * c[0].row_stride);
+    note_shrink_bytes(r, c, n, 4ull * n * c[0].n_tok * pc.n_ent * rc->n_exp * rc->in_dim);
+    vkm_rec_dispatch_n(r, p, b, 10, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * pc.n_ent);
     return true;
 }
 

@@ -89,5 +89,8 @@ void vkm_op_lora_compose(vkm_rec *r, const vkm_site_ranges *site, vkm_range meta
 
 /* Padded rank: the stride of the shrink output (a power of two >= 4). */
 uint32_t vkm_lora_rank_pad(uint32_t rmax);
+/* Whether the shrinks of a bank whose largest rank is rmax fit the device: a workgroup of one
+ * subgroup keeps a partial sum per padded rank and lane in shared memory. */
+bool vkm_lora_rank_fits(const vkm_dev *d, uint32_t rmax);
 
 #endif

@@ -90,7 +90,7 @@ typedef struct vkm_push_lora_route { /* arrays first: see push.glsl */
     uint32_t n_exp, top_k, flags;
     float inv_temp;
     int32_t always_on;
-    uint32_t map_off;
+    uint32_t map_off, n_ent;
 } vkm_push_lora_route;
 
 typedef struct vkm_push_pool {

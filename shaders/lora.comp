@@ -14,10 +14,13 @@
 // entry); site s's A at binding 1, 6, 7, its table, routing point and region of t from the push
 // constants.
 // Variant lora_route_shrink_sites (+ LORA_ROUTE): the same, each workgroup first making its
-// site's token-level routing decision as router.comp does (common/route.glsl; the sites' router
+// site's token-level routing decision as router.comp does (common/route.glsl; its workgroup
+// may be wider than the router's, so on a GPU its sums may differ from router.comp's in the last
+// bits: a near tie may go the other way than with the routers apart; the sites' router
 // matrices at binding 8, site s's at word mat_off[s]; spec constant 3 EMAX), entry 0's workgroup
 // writing the routing row (ids, and weights at binding 9) that the expands read: the router's
-// dispatch, and the barrier between it and the shrink, saved.
+// dispatch, and the barrier between it and the shrink, saved. Only n_ent workgroups per (site,
+// token): the entries a decision can fill (top-k and the always-on expert).
 #include "types.glsl"
 #ifdef LORA_ROUTE
 #define VKM_PUSH_LORA_ROUTE
@@ -117,13 +120,18 @@ uint route_here(uint s, uint xb, uint row, uint j)
 void main()
 {
     const uint lid = gl_LocalInvocationID.x;
+#ifdef LORA_ROUTE
+    const uint n_ent = pc.n_ent; // entries past a decision's count are left empty by entry 0
+#else
+    const uint n_ent = pc.row_stride;
+#endif
 #ifdef LORA_SITES
-    const uint per = pc.n_tok * pc.row_stride, s = vkm_group_id() / per, g = vkm_group_id() % per;
+    const uint per = pc.n_tok * n_ent, s = vkm_group_id() / per, g = vkm_group_id() % per;
     if (s >= pc.n_sites) return;
 #else
     const uint s = 0u, g = vkm_group_id();
 #endif
-    const uint i = g / pc.row_stride, j = g % pc.row_stride;
+    const uint i = g / n_ent, j = g % n_ent;
     if (i >= pc.n_tok) return;
     const uint row = list[pc.row_list_off + i];
 #ifdef LORA_ROUTE

@@ -310,6 +310,28 @@ static void check_lora_calls(const vkm_model *m, const char *what)
     }
 }
 
+/* Token t's decisions in a trace against the reference's at every routed point: ids exactly,
+ * weights within 1e-4, the row ended after the chosen. */
+static void check_decisions(const char *what, const fixture *f, int depth, const trace_rec *tr, uint32_t t,
+                            const ref_moe *x)
+{
+    for (uint32_t p = 0; p < tr->n_points; p++) {
+        bool used = false;
+        for (uint32_t e = 0; e < N_EXP; e++) used |= ref_bank_at(&f->bank, p / 7, p % 7, e)->rank > 0;
+        if (depth == 0 && !used) continue; /* nothing is routed there */
+        const uint32_t *id = tr->ids + ((size_t)p * tr->n_tok + t) * tr->n_exp;
+        const float *w = tr->w + ((size_t)p * tr->n_tok + t) * tr->n_exp;
+        for (uint32_t j = 0; j < x->n_sel[p]; j++) {
+            if (id[j] != x->sel[(size_t)p * N_EXP + j])
+                fail_msg("%s: point %u entry %u: expert %u, reference %u", what, p, j, id[j], x->sel[(size_t)p * N_EXP + j]);
+            if (!(fabs(w[j] - x->w[(size_t)p * N_EXP + j]) < 1e-4))
+                fail_msg("%s: point %u entry %u: weight %.6f, reference %.6f", what, p, j, (double)w[j],
+                         x->w[(size_t)p * N_EXP + j]);
+        }
+        if (x->n_sel[p] < N_EXP) assert_int_equal(id[x->n_sel[p]], 0xffffffffu);
+    }
+}
+
 static void token_case(vkm_context *ctx, fixture *f, const char *name, int depth, const char *norm, int norm_id,
                        uint32_t top_k, float temp, int always_on, const char *policy, bool norm_input, bool unit_rows)
 {
@@ -344,6 +366,9 @@ static void token_case(vkm_context *ctx, fixture *f, const char *name, int depth
     /* the prompt in two steps of 6 tokens: the decode-size path (per-token BGMV, matvec passes)
      * for the prompt too, the second step's tokens routed past the first's in the KV cache */
     assert_int_equal(vkm_session_prompt(s, ids, 6, &next), VKM_OK);
+    trace_rec first = tr; /* that step's routing, kept */
+    tr.ids = NULL;
+    tr.w = NULL;
     assert_int_equal(vkm_session_prompt(s, ids + 6, n - 7, &next), VKM_OK);
     assert_int_equal(vkm_session_decode(s, ids[n - 1], &next), VKM_OK);
     assert_int_equal(vkm_session_logits(s, &lg, NULL), VKM_OK);
@@ -360,18 +385,23 @@ static void token_case(vkm_context *ctx, fixture *f, const char *name, int depth
     check(what, got, ref, (size_t)n * f->rm.vocab, 1e-8);
     /* the last token's decisions, exactly: ids and weights at every point */
     assert_int_equal(tr.n_tok, 1);
-    for (uint32_t p = 0; p < tr.n_points; p++) {
-        bool used = false;
-        for (uint32_t e = 0; e < N_EXP; e++) used |= ref_bank_at(&f->bank, p / 7, p % 7, e)->rank > 0;
-        if (depth == 0 && !used) continue; /* nothing is routed there */
-        for (uint32_t j = 0; j < x.n_sel[p]; j++) {
-            if (tr.ids[(size_t)p * tr.n_exp + j] != x.sel[(size_t)p * N_EXP + j])
-                fail_msg("%s: point %u entry %u: expert %u, reference %u", what, p, j, tr.ids[(size_t)p * tr.n_exp + j],
-                         x.sel[(size_t)p * N_EXP + j]);
-            assert_true(fabs(tr.w[(size_t)p * tr.n_exp + j] - x.w[(size_t)p * N_EXP + j]) < 1e-4);
-        }
-        if (x.n_sel[p] < N_EXP) assert_int_equal(tr.ids[(size_t)p * tr.n_exp + x.n_sel[p]], 0xffffffffu);
+    check_decisions(what, f, depth, &tr, 0, &x);
+    /* and each token's of the first prompt step (6 tokens in one step): the reference's
+     * decisions for token t are its last after the first t + 1 tokens */
+    assert_int_equal(first.n_tok, 6);
+    for (uint32_t t = 0; t < 6; t++) {
+        ref_moe xt;
+        ref_moe_init(&xt, &f->rm, &f->bank);
+        xt.mode = REF_TOKEN;
+        xt.router = &rr;
+        free(ref_logits(&xt, ids, t + 1));
+        char wt[160];
+        snprintf(wt, sizeof wt, "%s, prompt token %u", what, t);
+        check_decisions(wt, f, depth, &first, t, &xt);
+        ref_moe_free(&xt);
     }
+    free(first.ids);
+    free(first.w);
     free(tr.ids);
     free(tr.w);
     free(got);

@@ -386,12 +386,32 @@ static void test_router_points(void **state)
     }
 }
 
+/* The largest bank rank a device takes: its shrink's partials (a padded rank and a lane each,
+ * one subgroup) in the device's shared memory. */
+static void test_rank_fits(void **state)
+{
+    (void)state;
+    vkm_dev d;
+    memset(&d, 0, sizeof d);
+    d.caps.subgroup_size = 32;
+    d.caps.max_shared_bytes = 32768;
+    assert_true(vkm_lora_rank_fits(&d, 16));
+    assert_true(vkm_lora_rank_fits(&d, 128));
+    assert_false(vkm_lora_rank_fits(&d, 256)); /* 32 x 257 floats and one more: 32900 bytes */
+    d.caps.max_shared_bytes = 16384;            /* Vulkan's minimum */
+    assert_true(vkm_lora_rank_fits(&d, 64));
+    assert_false(vkm_lora_rank_fits(&d, 128));
+    d.caps.subgroup_size = 8;                   /* lavapipe */
+    assert_true(vkm_lora_rank_fits(&d, 256));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moe_kernels),
         cmocka_unit_test(test_lora_paths),
         cmocka_unit_test(test_router_points),
+        cmocka_unit_test(test_rank_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,6 +208,7 @@ layout(push_constant) uniform Push {
     float inv_temp;
     int always_on;
     uint map_off;
+    uint n_ent;             // workgroups per (site, token): the entries a decision can fill
 } pc;
 #endif
 
