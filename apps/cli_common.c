@@ -3,6 +3,7 @@
  * (with the other apps) where the environment is read.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,13 +87,22 @@ bool cli_int(const char *s, long long *out)
     return true;
 }
 
+bool cli_int_value(int argc, char **argv, int *i, long long lo, long long *out)
+{
+    const char *opt = argv[*i], *v = cli_value(argc, argv, i);
+    if (!v) return false;
+    if (cli_int(v, out) && *out >= lo) return true;
+    fprintf(stderr, "vkmoe: %s takes an integer >= %lld, not '%s'\n", opt, lo, v);
+    return false;
+}
+
 bool cli_float(const char *s, double *out)
 {
     if (!s || !*s) return false;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end) return false;
+    if (errno || *end || !isfinite(v)) return false; /* no inf, no nan */
     *out = v;
     return true;
 }

@@ -53,11 +53,16 @@ int cmd_bench(int argc, char **argv)
         if (cli_dev_opts_parse(&o, argc, argv, &i)) continue;
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--quick")) quick = true;
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--only")) {
+            if (!(only = cli_value(argc, argv, &i))) return 2;
+        }
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: vkmoe bench [--json] [--quick] [--only PREFIX] [--device D]\n");
             return 0;
-        } else return cli_error("bench", "unknown option %s", argv[i]);
+        } else {
+            cli_error("bench", "unknown option %s", argv[i]);
+            return 2;
+        }
     }
     vkm_context *ctx = cli_context(&o);
     if (!ctx) return 1;

@@ -31,20 +31,17 @@ int cmd_ppl(int argc, char **argv)
     bool json = false, bad = false;
     for (int i = 1; i < argc && !bad; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (!v || !cli_int(v, &ctx_len) || ctx_len < 1) bad = true;
+        if (!strcmp(a, "-c") || !strcmp(a, "--ctx") || !strcmp(a, "--ctx-size")) { /* the window */
+            if (!cli_int_value(argc, argv, &i, 1, &ctx_len)) bad = true;
             continue;
         }
         if (cli_dev_opts_parse(&dev, argc, argv, &i) || cli_model_opts_parse(&mo, argc, argv, &i, &bad)) continue;
         if (!strcmp(a, "--file") || !strcmp(a, "-f")) {
             if (!(file = cli_value(argc, argv, &i))) bad = true;
         } else if (!strcmp(a, "--stride")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (!v || !cli_int(v, &stride) || stride < 1) bad = true;
+            if (!cli_int_value(argc, argv, &i, 1, &stride)) bad = true;
         } else if (!strcmp(a, "--limit")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (!v || !cli_int(v, &limit) || limit < 1) bad = true;
+            if (!cli_int_value(argc, argv, &i, 1, &limit)) bad = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

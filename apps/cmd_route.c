@@ -23,9 +23,8 @@ int cmd_route(int argc, char **argv)
     bool bad = false;
     for (int i = 1; i < argc && !bad; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (!v || !cli_int(v, &ctx_len) || ctx_len < 1) bad = true;
+        if (!strcmp(a, "-c") || !strcmp(a, "--ctx") || !strcmp(a, "--ctx-size")) { /* the window */
+            if (!cli_int_value(argc, argv, &i, 1, &ctx_len)) bad = true;
             continue;
         }
         if (cli_dev_opts_parse(&dev, argc, argv, &i) || cli_model_opts_parse(&mo, argc, argv, &i, &bad)) continue;
@@ -35,8 +34,7 @@ int cmd_route(int argc, char **argv)
         if (dst) {
             if (!(*dst = cli_value(argc, argv, &i))) bad = true;
         } else if (!strcmp(a, "--limit")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (!v || !cli_int(v, &limit) || limit < 1) bad = true;
+            if (!cli_int_value(argc, argv, &i, 1, &limit)) bad = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: vkmoe route -M MANIFEST [--file TEXT] [--ctx C] [--limit N] [--csv F] [--json F]\n"
                    "                   [--png F] [--save-router F] [--fit-lda F]\n"
@@ -45,7 +43,8 @@ int cmd_route(int argc, char **argv)
                    "  (column) is the top choice at each layer (row), white 0 to blue 1\n");
             return 0;
         } else {
-            return cli_error("route", "unknown option %s", a);
+            cli_error("route", "unknown option %s", a);
+            return 2;
         }
     }
     if (bad) return 2;

@@ -140,8 +140,7 @@ int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             if (!(file = cli_value(argc, argv, &i))) bad = true;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (!v || !cli_int(v, &n_predict) || n_predict < -1) bad = true;
+            if (!cli_int_value(argc, argv, &i, -1, &n_predict)) bad = true;
         } else if (!strcmp(a, "--route-csv") || !strcmp(a, "--route-json") || !strcmp(a, "--route-png")) {
             const char **dst = a[8] == 'c' ? &routes.csv : a[8] == 'j' ? &routes.json : &routes.png;
             if (!(*dst = cli_value(argc, argv, &i))) bad = true;
@@ -243,6 +242,8 @@ int cmd_run(int argc, char **argv)
         double dec = gs.decode_seconds > 0 && nd ? nd / gs.decode_seconds : 0;
         fprintf(stderr, "vkmoe: prefill %u tokens in %.3f s (%.1f tok/s); decode %u tokens in %.3f s (%.1f tok/s)\n",
                 gs.n_prompt, gs.prefill_seconds, pre, nd, gs.decode_seconds, dec);
+        if (gs.context_full)
+            fprintf(stderr, "vkmoe: stopped after %u tokens: the context of %u is full (-c)\n", gs.n_generated, info.n_ctx);
         double copy = 0;
         if (roofline && dec > 0 && vkm_context_copy_bandwidth(ctx, 64u << 20, &copy) == VKM_OK && copy > 0) {
             double gbps = info.bytes_per_token * dec / 1e9;

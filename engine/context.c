@@ -66,6 +66,7 @@ vkm_status vkm_context_copy_bandwidth(vkm_context *ctx, uint64_t bytes, double *
     vkm_dev *d = &ctx->dev;
     vkm_err_clear(&ctx->err);
     if (!bytes) bytes = 256ull << 20;
+    if (bytes < (64u << 10)) bytes = 64u << 10;
     if (bytes > d->caps.max_storage_range) bytes = d->caps.max_storage_range;
     if (d->caps.device_local_bytes && bytes > d->caps.device_local_bytes / 8)
         bytes = d->caps.device_local_bytes / 8;

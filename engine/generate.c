@@ -61,7 +61,7 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
         free(ids);
         return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "empty prompt (and no BOS token)");
     }
-    stats->n_prompt = (uint32_t)n;
+    stats->n_prompt = p->n_predict ? (uint32_t)n : 0;
     int32_t next = 0;
     double t0 = now_s();
     st = p->n_predict ? vkm_session_prompt(s, ids, n, &next) : VKM_OK;
@@ -84,7 +84,10 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
             break;
         }
         if (is_eos || i + 1 == p->n_predict) break;
-        if (s->pos >= m->n_ctx) break; /* context full: stop quietly */
+        if (s->pos >= m->n_ctx) { /* context full: stop, and say so */
+            stats->context_full = true;
+            break;
+        }
         st = vkm_session_decode(s, next, &next);
     }
     if (st == VKM_OK && p->on_token) {

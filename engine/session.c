@@ -85,8 +85,8 @@ vkm_status vkm_session_set_sampler(vkm_session *s, const vkm_sampler_params *p)
     if (!s || !p) return VKM_ERR_INVALID_ARGUMENT;
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f) || !(p->min_p >= 0.0f && p->min_p < 1.0f) ||
         !(p->repeat_penalty > 0.0f) || p->repeat_last_n > VKM_SAMPLE_HIST || p->temperature != p->temperature)
-        return vkm_fail(s->m->d->err, VKM_ERR_INVALID_ARGUMENT, "sampler: top_p in (0, 1], min_p in "
-                        "[0, 1), repeat_penalty > 0, repeat_last_n <= %d", VKM_SAMPLE_HIST);
+        return vkm_fail(s->m->d->err, VKM_ERR_INVALID_ARGUMENT, "sampler: temperature a number, top_p in "
+                        "(0, 1], min_p in [0, 1), repeat_penalty > 0, repeat_last_n <= %d", VKM_SAMPLE_HIST);
     s->sp = *p;
     return VKM_OK;
 }

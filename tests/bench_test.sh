@@ -20,6 +20,22 @@ has() {
     done
 }
 
+# their options: --help exits 0 with the usage, unknown options and values exit 2
+for b in "$bench_moe" "$bench_model"; do
+    run "$b" --help
+    [ "$rc" = 0 ] && grep -q '^usage: ' "$tmp/out" && ok "$(basename "$b") --help" || fail "$b --help: exit $rc"
+    for args in "--bogus" "--decode"; do
+        # shellcheck disable=SC2086
+        run "$b" $args
+        [ "$rc" = 2 ] && grep -q -- "$args" "$tmp/err" && ok "$(basename "$b") $args: exit 2" ||
+            fail "$b $args: exit $rc: $(cat "$tmp/err")"
+    done
+done
+run "$bench_model" --types f16,bogus
+[ "$rc" = 2 ] && grep -q bogus "$tmp/err" && ok "bench_model --types bogus: exit 2" || fail "bench_model --types bogus: exit $rc"
+run "$bench_moe" --type bogus
+[ "$rc" = 2 ] && grep -q bogus "$tmp/err" && ok "bench_moe --type bogus: exit 2" || fail "bench_moe --type bogus: exit $rc"
+
 # the LoRA bank against the bare base (testbed shape), two rounds of one step, the routers
 # inside the shrinks and apart (the router's share timed, not zero, either way)
 for apart in "" --separate-routers; do

@@ -100,6 +100,27 @@ else
     fail "ppl exited $rc"
 fi
 
+# ---- --ctx-size is ppl's window too (not overridden)
+if run "$vkmoe" ppl -m "$base" --file "$shared/testbed/eval/legal.txt" --ctx-size 32 --limit 64 --json; then
+    grep -q '"ctx": 32, "stride": 32' "$tmp/out" && ok "ppl --ctx-size 32" || fail "ppl --ctx-size: $(cat "$tmp/out")"
+else
+    fail "ppl --ctx-size exited $rc"
+fi
+
+# ---- bad option values: exit 2 and a message naming the option
+for args in "run -n abc -p x" "run -n -2 -p x" "run -p x --temp nan" "ppl -c 0 --file x" "ppl --limit 0 --file x" \
+    "route --limit 0" "merge --model a --weight nan --model b -o $tmp/w.gguf" "bench --only"; do
+    # shellcheck disable=SC2086
+    "$vkmoe" $args >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    opt=$(echo "$args" | tr ' ' '\n' | grep -m1 -E '^-(n|c|-temp|-limit|-weight|-only)$')
+    if [ "$rc" = 2 ] && grep -q -- "$opt" "$tmp/err"; then
+        ok "$args: exit 2, $(head -n 1 "$tmp/err")"
+    else
+        fail "$args: exit $rc, stderr: $(cat "$tmp/err")"
+    fi
+done
+
 # ---- broken files: the loader's message, a non-zero exit, no crash
 head -c 100000 "$base" >"$tmp/cut.gguf"
 for cmd in "run -m $tmp/cut.gguf -p x -n 1" "info $tmp/cut.gguf" "ppl -m $tmp/cut.gguf --file $shared/testbed/eval/c.txt"; do

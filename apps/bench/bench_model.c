@@ -38,13 +38,19 @@ int main(int argc, char **argv)
     const char *types = "f16,q8_0,q4_0", *device = getenv("VKMOE_DEVICE"), *shape_name = "1.1b";
     int prefill = 64, decode = 8, batch = 0, experts = 0, top_k = 2, layers = 0;
     bool json = false, profile = false;
+    static const char *const flags[] = {"--json", "--profile", NULL};
+    static const char *const valued[] = {"--shape", "--types", "--prefill", "--decode", "--batch", "--experts",
+                                         "--top-k", "--layers", "--device", NULL};
+    static const char usage[] = "[--shape 1.1b|testbed|tiny] [--types f32,f16,q8_0,q4_0] [--prefill N] "
+                                "[--decode N] [--batch N] [--experts E --top-k K] [--layers L] [--device D] "
+                                "[--json] [--profile]";
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) { json = true; continue; }
-        if (!strcmp(a, "--profile")) { profile = true; continue; }
-        if (!v) { fprintf(stderr, "bench_model: %s needs a value\n", a); return 2; }
-        i++;
-        if (!strcmp(a, "--shape")) {
+        const char *a = argv[i], *v;
+        const int o = bench_option("bench_model", usage, flags, valued, argc, argv, &i, &v);
+        if (o <= 0) return o ? 2 : 0;
+        if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--profile")) profile = true;
+        else if (!strcmp(a, "--shape")) {
             shape_name = v;
             if (!strcmp(v, "tiny")) sh = (vkm_model_shape){512, 64, 5, 8, 4, 0, 172, 512, 10000.0f, true};
             else if (!strcmp(v, "testbed")) sh = (vkm_model_shape){1024, 128, 4, 4, 2, 0, 352, 128, 10000.0f, false};
@@ -57,7 +63,20 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--top-k")) top_k = atoi(v);
         else if (!strcmp(a, "--layers")) layers = atoi(v);
         else if (!strcmp(a, "--device")) device = v;
-        else { fprintf(stderr, "bench_model: unknown option %s\n", a); return 2; }
+    }
+    {   /* every type known before anything runs */
+        char tb[256];
+        snprintf(tb, sizeof tb, "%s", types);
+        for (char *t = strtok(tb, ","); t; t = strtok(NULL, ","))
+            if (strcasecmp(t, "f32") && strcasecmp(t, "f16") && strcasecmp(t, "q8_0") && strcasecmp(t, "q4_0")) {
+                fprintf(stderr, "bench_model: --types takes f32, f16, q8_0, q4_0 (not %s)\n", t);
+                return 2;
+            }
+    }
+    if (prefill < 1 || decode < 1 || batch < 0 || layers < 0 || experts < 0 ||
+        (experts > 0 && (top_k < 1 || top_k > experts))) {
+        fprintf(stderr, "bench_model: --prefill and --decode >= 1; with --experts E, 1 <= --top-k <= E\n");
+        return 2;
     }
     if (layers > 0) sh.n_layers = (uint32_t)layers;
     /* the models timed per type: the shape; with experts, the MoE and its dense equivalent */

@@ -98,14 +98,20 @@ int main(int argc, char **argv)
     const char *depth = "module";
     int experts = 8, rank = 16, top_k = 2, steps = 3, rounds = 4;
     bool json = false, profile = false, separate = false;
+    static const char *const flags[] = {"--json", "--profile", "--separate-routers", NULL};
+    static const char *const valued[] = {"--shape", "--experts", "--rank", "--top-k", "--depth", "--type",
+                                         "--decode", "--rounds", "--dir", "--device", NULL};
+    static const char usage[] = "[--shape 1.1b|testbed] [--experts 8] [--rank 16] [--top-k 2] "
+                                "[--depth module|layer|model] [--type f16|q8_0|q4_0] [--decode 3] [--rounds 4] "
+                                "[--dir D] [--device D] [--json] [--profile] [--separate-routers]";
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) { json = true; continue; }
-        if (!strcmp(a, "--profile")) { profile = true; continue; }
-        if (!strcmp(a, "--separate-routers")) { separate = true; continue; }
-        if (!v) { fprintf(stderr, "bench_moe: %s needs a value\n", a); return 2; }
-        i++;
-        if (!strcmp(a, "--shape")) {
+        const char *a = argv[i], *v;
+        const int o = bench_option("bench_moe", usage, flags, valued, argc, argv, &i, &v);
+        if (o <= 0) return o ? 2 : 0;
+        if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--profile")) profile = true;
+        else if (!strcmp(a, "--separate-routers")) separate = true;
+        else if (!strcmp(a, "--shape")) {
             shape_name = v;
             if (!strcmp(v, "testbed")) sh = (vkm_model_shape){1024, 128, 4, 4, 2, 0, 352, 128, 10000.0f, false, 0, 0};
             else if (strcmp(v, "1.1b")) { fprintf(stderr, "bench_moe: --shape 1.1b or testbed\n"); return 2; }
@@ -118,7 +124,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--rounds")) rounds = atoi(v);
         else if (!strcmp(a, "--dir")) dir = v;
         else if (!strcmp(a, "--device")) device = v;
-        else { fprintf(stderr, "bench_moe: unknown option %s\n", a); return 2; }
+    }
+    if (strcasecmp(type, "f16") && strcasecmp(type, "q8_0") && strcasecmp(type, "q4_0")) {
+        fprintf(stderr, "bench_moe: --type takes f16, q8_0 or q4_0 (not %s)\n", type);
+        return 2;
     }
     if (experts < 1 || experts > 64 || rank < 1 || top_k < 1 || top_k > experts || steps < 1 || rounds < 1 ||
         rounds > 64) {

@@ -137,6 +137,7 @@ vkm_context_params vkm_context_default_params(void);
 /* Creates the Vulkan instance and device. On failure *out may still hold a context whose
  * vkm_context_errmsg() tells why (SQLite style); destroy it either way. */
 vkm_status vkm_context_create(const vkm_context_params *params, vkm_context **out);
+/* Accepts NULL. Free its models first (they use its device). */
 void vkm_context_destroy(vkm_context *ctx);
 /* The message of the last failure on this context or anything created from it ("" if none). */
 const char *vkm_context_errmsg(const vkm_context *ctx);
@@ -145,7 +146,8 @@ const vkm_device_caps *vkm_context_caps(const vkm_context *ctx);
 uint64_t vkm_context_validation_count(const vkm_context *ctx);
 
 /* Measures the device's copy bandwidth (GB/s, read + write bytes / time) with the copy kernel
- * on a buffer of `bytes` (0: a default of 256 MiB or less where memory is short). */
+ * on a buffer of `bytes` (0: a default of 256 MiB or less where memory is short; at least
+ * 64 KiB, at most the storage range). */
 vkm_status vkm_context_copy_bandwidth(vkm_context *ctx, uint64_t bytes, double *gbps);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -340,6 +342,8 @@ vkm_model_params vkm_model_default_params(void);
  * beside it). Failures are described by vkm_context_errmsg(ctx) (file, key, tensor, VkResult). */
 vkm_status vkm_model_load(vkm_context *ctx, const char *path, const vkm_model_params *params,
                           vkm_model **out);
+/* Accepts NULL. Free the model's sessions first (they hold its sequence slots and buffers), and
+ * the model before its context. */
 void vkm_model_free(vkm_model *m);
 
 /* The shape of a LLaMA model, for vkm_model_create_random. */
@@ -470,6 +474,7 @@ vkm_session_params vkm_session_default_params(void);
 
 /* A new sequence at position 0. VKM_ERR_LIMIT when all n_seq slots are taken. */
 vkm_status vkm_session_create(vkm_model *m, const vkm_session_params *p, vkm_session **out);
+/* Accepts NULL; before the session's model is freed. */
 void vkm_session_free(vkm_session *s);
 /* Forgets the sequence (back to position 0, same slot). */
 void vkm_session_reset(vkm_session *s);
@@ -522,8 +527,9 @@ typedef struct vkm_generate_params {
 } vkm_generate_params;
 
 typedef struct vkm_generate_stats {
-    uint32_t n_prompt, n_generated;
+    uint32_t n_prompt, n_generated; /* prompt tokens fed (none when n_predict is 0), tokens out  */
     double prefill_seconds, decode_seconds;
+    bool context_full;        /* generation stopped short of n_predict: the context was full   */
 } vkm_generate_stats;
 
 vkm_generate_params vkm_generate_default_params(void);
