@@ -159,6 +159,9 @@ static vkm_status open_file(vkm_file *f, const char *path)
         return list_gguf(f);
     }
     f->kind = ends_with(path, ".json") ? F_ST_SHARDED : F_ST;
+    if (f->kind == F_ST_SHARDED && vkm_manifest_sniff(path, NULL, 0))
+        return vkm_fail(&f->err, VKM_ERR_UNSUPPORTED, "%s: a MoErged manifest, not a model file (run it with "
+                        "`vkmoe run -M`, see its routing with `vkmoe route -M`)", path);
     if ((s = vkm_st_set_open(path, &f->st, &f->err))) {
         if (!ends_with(path, ".safetensors") && f->kind == F_ST)
             vkm_err_prefix(&f->err, "not a GGUF file, and read as safetensors");

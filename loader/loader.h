@@ -433,6 +433,10 @@ vkm_status vkm_manifest_load(const char *path, vkm_manifest *m, vkm_err *e);
 vkm_status vkm_manifest_parse(const char *json, size_t len, const char *dir, vkm_manifest *m,
                               vkm_err *e);
 void vkm_manifest_free(vkm_manifest *m); /* accepts a zeroed or freed m */
+/* Whether the file at path is a manifest (a JSON object with "base" and "experts"), read no
+ * further; if so and base is not NULL, the base model's path resolved against the manifest's
+ * folder (cap bytes; "" if it does not fit). */
+bool vkm_manifest_sniff(const char *path, char *base, size_t cap);
 /* Opens the files a parsed manifest names and checks they fit together: the base is a model;
  * every LoRA expert is an adapter that fits the base (vkm_adapter_validate); every FFN expert is
  * a model of the base's architecture and shape; merge "average" with parameter aggregation

@@ -510,6 +510,25 @@ vkm_status vkm_manifest_load(const char *path, vkm_manifest *m, vkm_err *e)
     return s;
 }
 
+bool vkm_manifest_sniff(const char *path, char *base, size_t cap)
+{
+    char *text = NULL;
+    uint64_t n = 0;
+    vkm_err e;
+    if (vkm_read_text(path, VKM_MAX_JSON_FILE, &text, &n, &e)) return false;
+    cJSON *j = cJSON_ParseWithLength(text, (size_t)n);
+    const cJSON *b = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "base") : NULL;
+    const bool yes = b && cJSON_GetObjectItemCaseSensitive(j, "experts");
+    if (yes && base && cap) {
+        char dir[1024];
+        vkm_path_dir(dir, sizeof dir, path);
+        if (!cJSON_IsString(b) || !vkm_path_join(base, cap, dir, b->valuestring)) base[0] = 0;
+    }
+    cJSON_Delete(j);
+    free(text);
+    return yes;
+}
+
 static void free_list(char **v, uint32_t n)
 {
     for (uint32_t i = 0; v && i < n; i++) free(v[i]);

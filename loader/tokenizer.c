@@ -311,6 +311,8 @@ static vkm_status load_gguf_file(vkm_tokenizer *t, const char *path, vkm_err *e)
     return s;
 }
 
+static vkm_status load_path(vkm_tokenizer *t, const char *path);
+
 /* Loads one file, its kind told by its first bytes (GGUF magic, JSON object) or else taken to
  * be a SentencePiece model. */
 static vkm_status load_file(vkm_tokenizer *t, const char *path, vkm_err *e)
@@ -325,6 +327,14 @@ static vkm_status load_file(vkm_tokenizer *t, const char *path, vkm_err *e)
     bool json = (i < m.size && (m.data[i] == '{' || m.data[i] == '[')) || ends_with(path, ".json");
     vkm_map_close(&m);
     if (gguf) return load_gguf_file(t, path, e);
+    char base[1024];
+    if (json && vkm_manifest_sniff(path, base, sizeof base)) { /* a manifest: its base model's */
+        if (!base[0] || vkm_manifest_sniff(base, NULL, 0))
+            return vkm_fail(e, VKM_ERR_FORMAT, "%s: a manifest whose base is not a model", path);
+        s = load_path(t, base);
+        if (s != VKM_OK) vkm_err_prefix(e, "%s: base", path);
+        return s;
+    }
     if (json) return vkm_tok_load_json(t, path, e);
     return vkm_tok_load_spmodel(t, path, e);
 }
@@ -350,8 +360,6 @@ static vkm_status unusable(vkm_tokenizer *t, vkm_status s)
     t->err = err;
     return s;
 }
-
-static vkm_status load_path(vkm_tokenizer *t, const char *path);
 
 vkm_status vkm_tokenizer_load(const char *path, vkm_tokenizer **out)
 {

@@ -107,6 +107,17 @@ else
     fail "ppl --ctx-size exited $rc"
 fi
 
+# ---- a manifest as a tokenizer (its base's), and `info` on a manifest says what it is
+run "$vkmoe" tokenize -m "$base" -p 'def parse_args(' && want=$(cat "$tmp/out")
+if run "$vkmoe" tokenize -m "$manifest" -p 'def parse_args(' && [ "$(cat "$tmp/out")" = "$want" ]; then
+    ok "tokenize -m manifest = its base ($want)"
+else
+    fail "tokenize -m manifest: exit $rc, '$(cat "$tmp/out")' want '$want': $(cat "$tmp/err")"
+fi
+run "$vkmoe" info "$manifest"
+[ "$rc" = 1 ] && grep -q 'a MoErged manifest' "$tmp/err" && ok "info on a manifest: $(cut -c1-90 "$tmp/err")" ||
+    fail "info on a manifest: exit $rc: $(cat "$tmp/err")"
+
 # ---- bad option values: exit 2 and a message naming the option
 for args in "run -n abc -p x" "run -n -2 -p x" "run -p x --temp nan" "ppl -c 0 --file x" "ppl --limit 0 --file x" \
     "route --limit 0" "merge --model a --weight nan --model b -o $tmp/w.gguf" "bench --only"; do
