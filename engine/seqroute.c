@@ -8,6 +8,7 @@
  * session's slot, or of the task); "exact" reads the chosen experts' ranks in place, which is
  * their concatenation. Routing traces for `vkmoe route`.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +85,10 @@ vkm_status vkm_seqroute_init(vkm_session *s, const vkm_session_params *p)
     case VKM_ROUTE_FIXED:
         if (!p->expert_weights)
             return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "VKM_ROUTE_FIXED needs expert_weights");
+        for (uint32_t e = 0; e < m->bank->n_exp; e++)
+            if (!isfinite(p->expert_weights[e]))
+                return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "VKM_ROUTE_FIXED: expert_weights[%u] is not a "
+                                "finite number", e);
         return set_fixed(s, p->expert_weights);
     case VKM_ROUTE_ROUTER:
         break;

@@ -219,6 +219,16 @@ static void test_fixed_weights(void **state)
         ref_moe_free(&x);
         vkm_session_free(s);
     }
+    { /* weights that are not numbers are refused, and the slot stays free */
+        const float bad[N_EXP] = {0.5f, NAN, 0.5f};
+        vkm_session_params sp = vkm_session_default_params();
+        sp.route = VKM_ROUTE_FIXED;
+        sp.expert_weights = bad;
+        vkm_session *b = NULL;
+        assert_int_equal(vkm_session_create(m, &sp, &b), VKM_ERR_INVALID_ARGUMENT);
+        assert_null(b);
+        assert_non_null(strstr(vkm_context_errmsg(ctx), "expert_weights[1]"));
+    }
     /* uniform (the manifest's router): weight 1/3 each, every token */
     vkm_session *s;
     assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
