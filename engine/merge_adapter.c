@@ -27,6 +27,8 @@ typedef struct amerge {
     vkm_rope_layout layout;
     uint32_t head_dim;        /* of q/k rows (from the base when given, else 0: no q/k permutation
                                  between layouts possible)                                       */
+    char arch[32];            /* the output's architecture: the base's, else the first GGUF
+                                 adapter's, else llama                                           */
     /* the output modules, in (layer, module) order */
     uint32_t n_mod;
     struct omod {
@@ -191,8 +193,10 @@ static vkm_status merge_adapters(amerge *m, const char *out_path)
     vkm_status s = VKM_OK;
     m->n_ad = p->n_models;
     if (m->n_ad == 0) return vkm_fail(m->e, VKM_ERR_INVALID_ARGUMENT, "%s: no adapters", vkm_merge_method_name(p->method));
-    if (p->base[0] && !(s = vkm_model_src_open(p->base, &base, m->e))) m->head_dim = base.hp.head_dim;
-    for (uint32_t i = 0; i < m->n_ad && !s; i++) {
+    if (p->base[0] && !(s = vkm_model_src_open(p->base, &base, m->e))) {
+        m->head_dim = base.hp.head_dim;
+        snprintf(m->arch, sizeof m->arch, "%s", base.hp.arch);
+    }    for (uint32_t i = 0; i < m->n_ad && !s; i++) {
         m->weight[i] = !isnan(p->models[i].weight) ? p->models[i].weight : !isnan(p->weight) ? p->weight : 1.0;
         s = vkm_adapter_open(p->models[i].path, &m->ad[i], m->e);
         if (!s && p->base[0]) s = vkm_adapter_validate(&m->ad[i], &base, m->e);
@@ -204,7 +208,10 @@ static vkm_status merge_adapters(amerge *m, const char *out_path)
     if (!s) s = vkm_mout_open(&m->out, out_path, true, m->e);
     for (uint32_t i = 0; i < m->n_ad && !s; i++) s = vkm_mout_refuse_adapter(&m->out, &m->ad[i], vkm_merge_method_name(p->method));
     if (s || (s = plan_modules(m))) return s;
-    m->layout = m->out.kind == VKM_MOUT_GGUF ? VKM_ROPE_INTERLEAVED : VKM_ROPE_HALF;
+    for (uint32_t i = 0; i < m->n_ad && !m->arch[0]; i++)
+        if (m->ad[i].arch[0]) snprintf(m->arch, sizeof m->arch, "%s", m->ad[i].arch);
+    if (!m->arch[0]) snprintf(m->arch, sizeof m->arch, "llama");
+    m->layout = m->out.kind == VKM_MOUT_GGUF ? vkm_gguf_rope_layout(m->arch) : VKM_ROPE_HALF;
     if (!m->head_dim)
         for (uint32_t i = 0; i < m->n_ad; i++)
             if (m->ad[i].rope_layout != m->layout)
@@ -216,8 +223,7 @@ static vkm_status merge_adapters(amerge *m, const char *out_path)
     for (uint32_t i = 0; i < m->n_ad && k < sizeof desc; i++)
         k += (size_t)snprintf(desc + k, sizeof desc - k, "; adapter=%s weight=%g", p->models[i].path, m->weight[i]);
     if (m->out.kind == VKM_MOUT_GGUF) {
-        const char *arch = m->ad[0].arch[0] ? m->ad[0].arch : "llama";
-        s = vkm_gguf_writer_set_str(m->out.g, "general.architecture", arch);
+        s = vkm_gguf_writer_set_str(m->out.g, "general.architecture", m->arch);
         if (!s) s = vkm_gguf_writer_set_str(m->out.g, "general.type", "adapter");
         if (!s) s = vkm_gguf_writer_set_str(m->out.g, "adapter.type", "lora");
         if (!s) s = vkm_gguf_writer_set_f32(m->out.g, "adapter.lora.alpha", m->alpha);

@@ -263,7 +263,7 @@ static vkm_status bake_all(bake *b, const char *out_path)
     s = vkm_mout_refuse_model(&b->out, &b->base, "lora_bake");
     for (uint32_t i = 0; i < b->n_ad && !s; i++) s = vkm_mout_refuse_adapter(&b->out, &b->ad[i], "lora_bake");
     if (s) return s;
-    b->layout = b->out.kind == VKM_MOUT_GGUF ? VKM_ROPE_INTERLEAVED : VKM_ROPE_HALF;
+    b->layout = b->out.kind == VKM_MOUT_GGUF ? vkm_gguf_rope_layout(b->base.hp.arch) : VKM_ROPE_HALF;
     char desc[4096];
     size_t k = (size_t)snprintf(desc, sizeof desc, "method=lora_bake; base=%s", p->base);
     for (uint32_t i = 0; i < b->n_ad && k < sizeof desc; i++)

@@ -245,7 +245,7 @@ static vkm_status merge_all(mrun *r, const char *out_path)
     if (!s) s = vkm_mout_open(&r->out, out_path, false, r->e);
     if (!s) s = check_not_input(r);
     if (s) return s;
-    r->layout = r->out.kind == VKM_MOUT_GGUF ? VKM_ROPE_INTERLEAVED : VKM_ROPE_HALF;
+    r->layout = r->out.kind == VKM_MOUT_GGUF ? vkm_gguf_rope_layout(r->in[r->ref].hp.arch) : VKM_ROPE_HALF;
     s = describe_output(r);
     if (!s) s = vkm_mout_begin(&r->out);
     vkm_mstream *ms = NULL;

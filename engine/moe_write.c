@@ -23,6 +23,8 @@ static const char *not_mixtral(const vkm_model *m)
     if (!f || !f->has_base || !m->man) return "it has no FFN experts from a manifest";
     if (f->attn_mask) return "its attention projections are mixtures (route_attention)";
     if (f->fine) return "it routes each FFN matrix on its own (depth module / fine_grained)";
+    if (m->hp.qkv_bias || vkm_gguf_rope_layout(m->hp.arch) != VKM_ROPE_INTERLEAVED)
+        return "its base is not of the llama architecture (a Mixtral-style GGUF is one)";
     const vkm_router *r = m->routers[0];
     if (r->policy == VKM_POLICY_UNIFORM) return r->top_k && r->top_k < r->n_exp ? "uniform routing over a top-k" : NULL;
     if (!r->has_matrix || r->gran != VKM_GRAN_TOKEN) return "its router does not decide per token";

@@ -175,6 +175,7 @@ static vkm_status gguf_load(vkm_adapter_src *a, vkm_err *e)
         return vkm_fail(e, VKM_ERR_UNSUPPORTED, "%s: adapter.type '%s' is not supported (only 'lora')",
                         a->path, type);
     vkm_gguf_get_str(g, "general.architecture", a->arch, sizeof a->arch);
+    a->rope_layout = vkm_gguf_rope_layout(a->arch);
     gguf_params gp = {0};
     const vkm_gguf_kv *kv = vkm_gguf_find(g, "adapter.lora.alpha");
     if (kv) {

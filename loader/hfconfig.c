@@ -140,6 +140,11 @@ static bool map_name(const char *in, char *out, size_t cap, bool to_internal)
 bool vkm_hf_to_internal(const char *hf, char *out, size_t cap) { return map_name(hf, out, cap, true); }
 bool vkm_internal_to_hf(const char *in, char *out, size_t cap) { return map_name(in, out, cap, false); }
 
+vkm_rope_layout vkm_gguf_rope_layout(const char *arch)
+{
+    return arch && !strcmp(arch, "qwen2") ? VKM_ROPE_HALF : VKM_ROPE_INTERLEAVED;
+}
+
 uint32_t vkm_rope_row_map(vkm_rope_layout from, vkm_rope_layout to, uint32_t row, uint32_t head_dim)
 {
     if (from == to || head_dim < 2 || head_dim % 2) return row;

@@ -291,6 +291,10 @@ vkm_status vkm_hparams_check(const vkm_hparams *hp, const char *path, vkm_err *e
  * head of head_dim rows (the permutation convert_hf_to_gguf.py applies: HF row s*hd/2 + j is
  * GGUF row 2j + s). row may also index a whole matrix of heads (head * head_dim + r): the head
  * is kept. head_dim must be even (an odd one maps every row to itself). */
+/* The q/k row layout of a GGUF file of architecture arch, as llama.cpp stores and reads it:
+ * llama and mistral interleaved (convert_hf_to_gguf.py permutes their rows; RoPE "norm"), qwen2
+ * as in Hugging Face files (rows not permuted; RoPE "neox", rotate_half pairs). */
+vkm_rope_layout vkm_gguf_rope_layout(const char *arch);
 uint32_t vkm_rope_row_map(vkm_rope_layout from, vkm_rope_layout to, uint32_t row,
                           uint32_t head_dim);
 

@@ -107,7 +107,7 @@ static vkm_status gguf_hparams(const vkm_gguf *g, const char *path, vkm_hparams 
         return vkm_fail(e, VKM_ERR_UNSUPPORTED, "%s: %s other than none is not supported", path, key);
     hp->bos = token_id(g, "tokenizer.ggml.bos_token_id");
     hp->eos = token_id(g, "tokenizer.ggml.eos_token_id");
-    hp->rope_layout = VKM_ROPE_INTERLEAVED;
+    hp->rope_layout = vkm_gguf_rope_layout(arch);
     hp->qkv_bias = !strcmp(arch, "qwen2");
     return vkm_hparams_check(hp, path, e);
 }

@@ -438,6 +438,7 @@ static void test_gguf_lora_malformed(void **state)
     vkm_model_src base;
     vkm_err e = {0};
     expect_ok(vkm_adapter_open(path, &a, &e), &e);
+    assert_int_equal(a.rope_layout, VKM_ROPE_HALF); /* qwen2 GGUF LoRAs keep the Hugging Face rows */
     expect_ok(vkm_model_src_open(shared_path("testbed/base/model.gguf"), &base, &e), &e);
     expect_fail("architecture", vkm_adapter_validate(&a, &base, &e), &e, VKM_ERR_MISMATCH,
                 "the adapter is for architecture 'qwen2' but the base model");

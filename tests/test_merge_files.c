@@ -16,6 +16,7 @@
 
 #include "leftovers.h"
 #include "merge.h"
+#include "ref_files.h"
 #include "ref_merge.h"
 #include "vkm_test_engine.h"
 
@@ -224,6 +225,50 @@ static void test_testbed(void **state)
     if (!(err < 1e-9)) fail_msg("ties.gguf and ties_st/: logits nmse %.3g", err);
     free(l1);
     free(l2);
+    test_context_done(ctx);
+}
+
+/* qwen2 as llama.cpp stores it: q/k rows as in Hugging Face files (RoPE "neox"), so a merge into
+ * GGUF or safetensors leaves them where they are (a llama GGUF would have them interleaved). */
+static void test_qwen2_rows(void **state)
+{
+    (void)state;
+    mkdir(TMP, 0777);
+    vkm_context *ctx = test_context();
+    ref_model rm = {.vocab = 64, .dim = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 8, .ffn = 48,
+                    .ctx = 128, .eps = 1e-5f, .theta = 10000.0f};
+    ref_model_random(&rm, 31, false);
+    rm.rope_half = true;
+    vkm_err e;
+    if (ref_write_gguf_arch(&rm, TMP "/q2.gguf", VKM_F32, "qwen2", &e)) fail_msg("%s", e.msg);
+    vkm_merge_params p = vkm_merge_default_params();
+    p.method = VKM_MERGE_LINEAR;
+    p.n_models = 1;
+    snprintf(p.models[0].path, sizeof p.models[0].path, "%s", TMP "/q2.gguf");
+    p.models[0].weight = 1.0;
+    merge_ok(ctx, &p, TMP "/q2_out.gguf");
+    merge_ok(ctx, &p, TMP "/q2_out_st");
+    vkm_model_src in, og, os;
+    if (vkm_model_src_open(TMP "/q2.gguf", &in, &e) || vkm_model_src_open(TMP "/q2_out.gguf", &og, &e) ||
+        vkm_model_src_open(TMP "/q2_out_st", &os, &e))
+        fail_msg("%s", e.msg);
+    assert_string_equal(og.hp.arch, "qwen2");
+    assert_int_equal(og.hp.rope_layout, VKM_ROPE_HALF);
+    static const char *const names[] = {"blk.0.attn_q.weight", "blk.1.attn_k.weight", "blk.0.attn_q.bias"};
+    for (size_t k = 0; k < 3; k++) {
+        uint64_t n = 0, n1 = 0, n2 = 0;
+        float *a = tensor_values(&in, names[k], &n), *b = tensor_values(&og, names[k], &n1),
+              *c = tensor_values(&os, names[k], &n2);
+        assert_true(n == n1 && n == n2);
+        if (memcmp(a, b, n * 4) || memcmp(a, c, n * 4)) fail_msg("qwen2: %s rows moved by the merge", names[k]);
+        free(a);
+        free(b);
+        free(c);
+    }
+    vkm_model_src_close(&in);
+    vkm_model_src_close(&og);
+    vkm_model_src_close(&os);
+    ref_model_free(&rm);
     test_context_done(ctx);
 }
 
@@ -473,6 +518,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_testbed),
+        cmocka_unit_test(test_qwen2_rows),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_interrupt),

@@ -388,6 +388,7 @@ static void test_synthetic_models(void **state)
     synth_gguf(gp, &(synth){.arch = "qwen2", .bias = true, .no_output = true, .norm_dtype = VKM_F32}, NULL);
     expect_ok(vkm_model_src_open(gp, &m, &e), &e);
     assert_true(m.hp.qkv_bias);
+    assert_int_equal(m.hp.rope_layout, VKM_ROPE_HALF); /* llama.cpp's qwen2: rows unpermuted, RoPE "neox" */
     assert_true(m.hp.tied_embeddings);
     assert_int_equal(vkm_model_src_tensor(&m, "blk.1.attn_k.bias")->ne[0], KV * HD);
     vkm_model_src_close(&m);

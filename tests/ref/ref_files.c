@@ -58,23 +58,44 @@ static size_t list(const ref_model *m, wtensor *t, bool hf)
 
 vkm_status ref_write_gguf(const ref_model *m, const char *path, vkm_dtype dtype, vkm_err *e)
 {
-    wtensor *t = calloc(16 + 9 * (size_t)m->n_layers, sizeof *t);
+    return ref_write_gguf_arch(m, path, dtype, "llama", e);
+}
+
+vkm_status ref_write_gguf_arch(const ref_model *m, const char *path, vkm_dtype dtype, const char *arch, vkm_err *e)
+{
+    const bool qwen2 = !strcmp(arch, "qwen2");
+    wtensor *t = calloc(16 + 12 * (size_t)m->n_layers, sizeof *t);
     size_t n = list(m, t, false);
+    float *zeros = calloc((size_t)m->n_heads * m->head_dim, sizeof *zeros);
+    for (uint32_t l = 0; qwen2 && l < m->n_layers; l++) { /* qwen2 has q/k/v biases: zero here */
+        static const char *const which[3] = {"attn_q", "attn_k", "attn_v"};
+        for (int k = 0; k < 3; k++) {
+            snprintf(t[n].name, sizeof t[n].name, "blk.%u.%s.bias", l, which[k]);
+            t[n].data = zeros;
+            t[n].ne[0] = (int64_t)(k ? m->n_kv_heads : m->n_heads) * m->head_dim;
+            t[n].ne[1] = 1;
+            t[n].n_dims = 1;
+            n++;
+        }
+    }
     vkm_gguf_writer *w = NULL;
     vkm_status s = vkm_gguf_writer_create(path, &w, e);
     if (s == VKM_OK) {
-        vkm_gguf_writer_set_str(w, "general.architecture", "llama");
-        vkm_gguf_writer_set_u32(w, "llama.embedding_length", m->dim);
-        vkm_gguf_writer_set_u32(w, "llama.block_count", m->n_layers);
-        vkm_gguf_writer_set_u32(w, "llama.attention.head_count", m->n_heads);
-        vkm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", m->n_kv_heads);
-        vkm_gguf_writer_set_u32(w, "llama.attention.key_length", m->head_dim);
-        vkm_gguf_writer_set_u32(w, "llama.attention.value_length", m->head_dim);
-        vkm_gguf_writer_set_u32(w, "llama.feed_forward_length", m->ffn);
-        vkm_gguf_writer_set_u32(w, "llama.context_length", m->ctx);
-        vkm_gguf_writer_set_u32(w, "llama.vocab_size", m->vocab);
-        vkm_gguf_writer_set_f32(w, "llama.rope.freq_base", m->theta);
-        vkm_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", m->eps);
+        char k[96];
+#define KEY(suffix) (snprintf(k, sizeof k, "%s.%s", arch, suffix), k)
+        vkm_gguf_writer_set_str(w, "general.architecture", arch);
+        vkm_gguf_writer_set_u32(w, KEY("embedding_length"), m->dim);
+        vkm_gguf_writer_set_u32(w, KEY("block_count"), m->n_layers);
+        vkm_gguf_writer_set_u32(w, KEY("attention.head_count"), m->n_heads);
+        vkm_gguf_writer_set_u32(w, KEY("attention.head_count_kv"), m->n_kv_heads);
+        vkm_gguf_writer_set_u32(w, KEY("attention.key_length"), m->head_dim);
+        vkm_gguf_writer_set_u32(w, KEY("attention.value_length"), m->head_dim);
+        vkm_gguf_writer_set_u32(w, KEY("feed_forward_length"), m->ffn);
+        vkm_gguf_writer_set_u32(w, KEY("context_length"), m->ctx);
+        vkm_gguf_writer_set_u32(w, KEY("vocab_size"), m->vocab);
+        vkm_gguf_writer_set_f32(w, KEY("rope.freq_base"), m->theta);
+        vkm_gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), m->eps);
+#undef KEY
         for (size_t i = 0; i < n; i++)
             vkm_gguf_writer_add_tensor(w, t[i].name, t[i].n_dims == 2 ? dtype : VKM_F32, t[i].n_dims, t[i].ne);
         s = vkm_gguf_writer_begin(w);
@@ -92,6 +113,7 @@ vkm_status ref_write_gguf(const ref_model *m, const char *path, vkm_dtype dtype,
         if (s == VKM_OK) s = vkm_gguf_writer_finish(w);
     }
     vkm_gguf_writer_free(w);
+    free(zeros);
     free(t);
     return s;
 }

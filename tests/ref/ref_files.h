@@ -12,6 +12,9 @@
 
 /* dtype: VKM_F32 or VKM_F16 for the matrices (norms stay F32). */
 vkm_status ref_write_gguf(const ref_model *m, const char *path, vkm_dtype dtype, vkm_err *e);
+/* The same as another GGUF architecture's keys (qwen2: zero q/k/v biases added; its rows as the
+ * model holds them, which llama.cpp reads as rotate_half pairs: m->rope_half). */
+vkm_status ref_write_gguf_arch(const ref_model *m, const char *path, vkm_dtype dtype, const char *arch, vkm_err *e);
 vkm_status ref_write_hf(const ref_model *m, const char *dir, vkm_err *e);
 /* A model file (any format the engine loads) as a reference model of f32 weights in the file's
  * own RoPE layout (rope_half set for Hugging Face files). Free with ref_model_free. */
