@@ -104,23 +104,30 @@ vkm_status vkm_seqroute_init(vkm_session *s, const vkm_session_params *p)
                             "model: router.depth must be model", r->path);
         s->logits_agg = true;
         if (r->gran == VKM_GRAN_TASK) {
-            float w[VKM_MAX_EXPERTS];
+            float w[VKM_MAX_EXPERTS], tot = 0.0f;
             router_fixed(m, r, w);
             uint32_t k = 0;
-            for (uint32_t e = 0; e < m->bank->n_exp; e++) k += w[e] != 0.0f;
-            vkm_status st = vkm_seqroute_subs(s, k);
+            for (uint32_t e = 0; e < m->bank->n_exp; e++) {
+                if (w[e] < 0.0f)
+                    return vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: aggregate logits averages the experts' "
+                                    "distributions: weight %g of expert %u is negative", r->path, (double)w[e], e);
+                k += w[e] != 0.0f;
+                tot += w[e];
+            }
+            vkm_status st = vkm_seqroute_subs(s, k); /* on failure: its slots released, n_sub 1 */
             uint32_t ids[VKM_MAX_EXPERTS], n = 0;
-            for (uint32_t e = 0; e < m->bank->n_exp; e++)
+            for (uint32_t e = 0; e < m->bank->n_exp && st == VKM_OK; e++)
                 if (w[e] != 0.0f) {
                     ids[n] = e;
-                    s->sub_w[n++] = w[e];
+                    s->sub_w[n++] = w[e] / tot; /* a mixture of distributions: weights summing to 1 */
                 }
             for (uint32_t j = 0; j < n && st == VKM_OK; j++) {
                 float one = 1.0f;
                 s->sub_e[j] = ids[j];
                 st = vkm_moe_set_row(m, s->sub_slot[j], &ids[j], &one, 1);
             }
-            s->n_sub = s->n_sub_used = n;
+            if (st != VKM_OK) return st;
+            s->n_sub_used = n;
             s->routed = true;
             return st;
         }

@@ -665,6 +665,34 @@ static void test_logits_aggregation(void **state)
     ref = ref_mixture(&f, ids, n, tex, tw, 2);
     check("logits aggregation, task level {0.25, 0, 0.75}", got, ref, (size_t)n * f.rm.vocab, 1e-9);
     vkm_session_free(s);
+    vkm_model_free(m);
+    /* the same weights unnormalised: a mixture's weights are brought to sum 1 */
+    m = load(ctx, manifest(&f, "lgt2", "\"policy\": \"fixed\", \"fixed\": [0.5, 0, 1.5], \"granularity\": \"task\"",
+                           "\"aggregate\": \"logits\""), 3);
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    assert_int_equal(vkm_session_eval(s, ids, n, got), VKM_OK);
+    check("logits aggregation, task level {0.5, 0, 1.5}", got, ref, (size_t)n * f.rm.vocab, 1e-9);
+    vkm_session_free(s);
+    /* a session that cannot get its second slot fails and frees only what it took: with bare-base
+     * sessions in all slots but one, exactly one more session fits */
+    vkm_model_info mi;
+    assert_int_equal(vkm_model_get_info(m, &mi), VKM_OK);
+    assert_true(mi.n_seq >= 3 && mi.n_seq <= 8);
+    vkm_session_params bp = vkm_session_default_params();
+    bp.route = VKM_ROUTE_BASE;
+    vkm_session *bs[8] = {NULL}, *extra = NULL;
+    for (uint32_t i = 0; i + 1 < mi.n_seq; i++) assert_int_equal(vkm_session_create(m, &bp, &bs[i]), VKM_OK);
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_ERR_LIMIT);
+    assert_int_equal(vkm_session_create(m, &bp, &bs[mi.n_seq - 1]), VKM_OK);
+    assert_int_equal(vkm_session_create(m, &bp, &extra), VKM_ERR_LIMIT);
+    assert_null(extra);
+    for (uint32_t i = 0; i < mi.n_seq; i++) vkm_session_free(bs[i]);
+    vkm_model_free(m);
+    /* negative weights do not make a mixture of distributions */
+    m = load(ctx, manifest(&f, "lgt3", "\"policy\": \"fixed\", \"fixed\": [-0.5, 0, 1.5], \"granularity\": \"task\"",
+                           "\"aggregate\": \"logits\""), 2);
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "negative"));
     free(ref);
     free(got);
     router_free(&f.rm, &rr);
