@@ -205,13 +205,12 @@ vkm_status vkm_wfile_open(vkm_wfile *w, const void *header, uint64_t n, uint64_t
         fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
     }
     w->unnamed = fd >= 0;
-    if (fd < 0) { /* no O_TMPFILE here: a named temporary file, never one that exists */
-        direct = true;
-        fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0666);
-    }
-    if (fd < 0 && errno != EEXIST) {
-        direct = false;
+    if (fd < 0) { /* no O_TMPFILE here: a named temporary file, never one that exists, created
+                   * first and put in direct mode after (an O_DIRECT refused at open may have
+                   * created the file already) */
         fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        const int fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+        direct = fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
     }
     if (fd < 0) return vkm_wfile_fail(w, VKM_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
     w->fd = fd;

@@ -553,10 +553,8 @@ int open(const char *path, int flags, ...)
 
 /* A named temporary file: its own name (OUT.vkmoe-PID.tmp), never a user's "OUT.tmp", never
  * one that exists (a stale one is left alone and the write fails), gone after the rename. */
-static void test_writer_named_tmp(void **state)
+static void named_tmp_in(const char *path)
 {
-    (void)state;
-    const char *path = tmp_path("named.gguf");
     char user_tmp[1100], ours[1100];
     snprintf(user_tmp, sizeof user_tmp, "%s.tmp", path);
     snprintf(ours, sizeof ours, "%s" VKM_TMP_SUFFIX, path, (long)getpid());
@@ -604,6 +602,18 @@ static void test_writer_named_tmp(void **state)
     remove(ours);
     remove(user_tmp);
     remove(path);
+}
+
+/* on a disk (direct writes) and, where there is one, on tmpfs (which refuses O_DIRECT) */
+static void test_writer_named_tmp(void **state)
+{
+    (void)state;
+    named_tmp_in(tmp_path("named.gguf"));
+    if (vkm_is_dir("/dev/shm")) {
+        char p[128];
+        snprintf(p, sizeof p, "/dev/shm/vkm-named-%d.gguf", (int)getpid());
+        named_tmp_in(p);
+    }
 }
 
 static void test_writer_misuse(void **state)
