@@ -173,6 +173,9 @@ static vkm_status pool_text_buf(vkm_model *m, const char *text, size_t len, vkm_
 {
     vkm_err *err = m->d->err;
     if (!m->tok) return vkm_fail(err, VKM_ERR_STATE, "calibration texts and prompts need the model's tokenizer");
+    if (m->slot_used[0]) /* the KV cache and pool of slot 0 are its */
+        return vkm_fail(err, VKM_ERR_STATE, "calibration runs the base model through sequence slot 0, which a "
+                        "session holds: add or fit routers before creating sessions");
     size_t n = 0;
     vkm_tokenize(m->tok, text, len, true, false, NULL, 0, &n);
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
@@ -286,7 +289,7 @@ vkm_status vkm_router_calibrate(vkm_model *m, vkm_router *r, const vkm_manifest 
     vkm_status s = c && sum ? VKM_OK : vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (uint32_t i = 0, j = 0; i < man->n_experts && s == VKM_OK; i++) {
         const vkm_manifest_expert *me = &man->experts[i];
-        if (!me->lora[0]) continue;
+        if (!me->lora[0] && !me->model[0]) continue; /* the router's experts, as vkm_router_create lists them */
         if (!me->n_calib) {
             s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: experts[%u].calib: the centroid policy needs "
                          "calibration texts for every expert (or router.weights)", man->path, i);

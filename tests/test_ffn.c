@@ -576,6 +576,51 @@ static void hidden_means(const ref_model *base, const vkm_tokenizer *tok, const 
     ref_ffn_free(&x);
 }
 
+/* Centroids from calibration texts over whole fine-tunes (FFN experts): each expert's row is the
+ * unit mean of the base's last hidden states over its texts, so no row is zero and no two agree. */
+static void test_centroid_ffn_experts(void **state)
+{
+    (void)state;
+    char dir[600], path[700], rpath[700];
+    snprintf(dir, sizeof dir, "%s/%d-ffn-centroid", VKM_TEST_TMPDIR, (int)getpid());
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/centroid.json", dir);
+    snprintf(rpath, sizeof rpath, "%s/centroids.safetensors", dir);
+    FILE *o = fopen(path, "w");
+    assert_non_null(o);
+    static const char *names[3] = {"python", "english", "legal"};
+    fprintf(o, "{\"base\": \"%s/testbed/base/model.gguf\", \"experts\": [", VKM_SHARED_DIR);
+    for (int e = 0; e < 3; e++)
+        fprintf(o, "%s{\"name\": \"%s\", \"model\": \"%s/testbed/full/%s/model.gguf\", \"calib\": [\"%s/testbed/calib/%s.txt\"]}",
+                e ? ", " : "", names[e], VKM_SHARED_DIR, names[e], VKM_SHARED_DIR, names[e]);
+    fprintf(o, "], \"router\": {\"policy\": \"centroid\", \"granularity\": \"sequence\", \"depth\": \"model\", "
+               "\"top_k\": 1}}\n");
+    fclose(o);
+    vkm_context *ctx = test_context();
+    vkm_model *m = load(ctx, path);
+    assert_int_equal(vkm_model_save_router(m, 0, rpath), VKM_OK);
+    vkm_model_free(m);
+    vkm_err e;
+    vkm_st st;
+    if (vkm_st_open(rpath, &st, &e)) fail_msg("%s", e.msg);
+    const vkm_tensor_src *w = vkm_st_tensor(&st, "router.weight");
+    assert_non_null(w);
+    assert_int_equal(w->ne[1], 3);
+    const uint64_t D = (uint64_t)w->ne[0];
+    float *v = test_alloc(3 * D * 4);
+    assert_int_equal(vkm_to_f32(w->dtype, w->data, 3 * D, v), VKM_OK);
+    for (int a = 0; a < 3; a++) {
+        double ss = 0, diff = 0;
+        for (uint64_t k = 0; k < D; k++) ss += (double)v[a * D + k] * v[a * D + k];
+        for (uint64_t k = 0; k < D; k++) diff += fabs((double)v[a * D + k] - v[((a + 1) % 3) * D + k]);
+        if (!(fabs(ss - 1.0) < 1e-4) || !(diff > 1e-3))
+            fail_msg("centroid of %s: |row|^2 %.6f, distance to the next %.6f", names[a], ss, diff);
+    }
+    free(v);
+    vkm_st_close(&st);
+    test_context_done(ctx);
+}
+
 static void test_hidden_testbed(void **state)
 {
     (void)state;
@@ -1053,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_heterogeneous_batch),
         cmocka_unit_test(test_hf_mixtral),
         cmocka_unit_test(test_hidden_testbed),
+        cmocka_unit_test(test_centroid_ffn_experts),
         cmocka_unit_test(test_write_moe_gguf),
         cmocka_unit_test(test_random_moe),
         cmocka_unit_test(test_moetify),

@@ -1006,6 +1006,11 @@ static void test_fit_router(void **state)
     vkm_session *s;
     assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
     assert_int_equal(vkm_model_fit_router(m, rpath), VKM_ERR_STATE); /* a session is live */
+    /* nor does a router computed from calibration texts: that runs through the session's slot */
+    uint32_t before = vkm_model_n_routers(m), rid = 0;
+    assert_int_equal(vkm_model_add_router(m, mpath, &rid), VKM_ERR_STATE);
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "slot 0"));
+    assert_int_equal(vkm_model_n_routers(m), before);
     vkm_session_free(s);
     vkm_model_free(m);
 
