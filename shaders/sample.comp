@@ -5,7 +5,8 @@
 // top-k, top-p, min-p (all on untempered probabilities), then temperature and a draw from a
 // counter-based random number keyed by (seed, counter). temperature <= 0: argmax, lowest id
 // on ties. Thresholds are found by bisection over the order-preserving bit pattern of the
-// floats (32 counting passes for top-k, 32 summing passes for top-p): no sort.
+// floats (32 counting passes for top-k, 32 summing passes for top-p): no sort. top-k keeps every
+// value tied with the k-th; top-p's mass is that of the tokens top-k kept.
 // Parameter record per row (32-bit words): [0] logits row, [1] temperature (float bits),
 // [2] top_k, [3] top_p, [4] min_p, [5] penalty, [6] n_hist, [7] seed lo, [8] seed hi,
 // [9] counter, [10] output index, [11..15] reserved, [16..] history token ids.
@@ -113,8 +114,7 @@ void main()
         }
         tkey = ans;
     }
-    if (min_p > 0.0) tkey = max(tkey, okey(M + log(min_p)));
-    if (top_p < 1.0) { // largest key whose kept mass is at least top_p of the mass kept so far
+    if (top_p < 1.0) { // largest key whose kept mass is at least top_p of the mass top-k kept
         float z = 0.0;
         for (uint i = lid; i < V; i += WG) {
             const float v = scratch[sb + i];
@@ -133,6 +133,7 @@ void main()
         }
         tkey = max(tkey, ans);
     }
+    if (min_p > 0.0) tkey = max(tkey, okey(M + log(min_p))); // after top-p, as llama.cpp's chain
 
     // 4. draw with temperature: blocks of consecutive ids per invocation, prefix over blocks
     const uint blk = (V + WG - 1) / WG, b0 = lid * blk, b1 = min(b0 + blk, V);

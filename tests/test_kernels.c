@@ -3,6 +3,7 @@
  * seeds, in every variant the device could pick: default, without subgroup arithmetic
  * (shared-memory reductions), without 16-bit storage (f16 read as 32-bit words).
  */
+#include "model.h"
 #include "ref_kernels.h"
 #include "vkm_test_engine.h"
 
@@ -194,12 +195,99 @@ static void test_copy(void **state)
     test_context_done(ctx);
 }
 
+/* ---- sampling --------------------------------------------------------------------------------- */
+/* sample.comp through the model's sampler records against ref_sample, 4 rows a dispatch: random
+ * logits over an awkward vocabulary, every filter alone and together, the penalty with repeated
+ * history, argmax ties, and rows built so that the order of top-p and min-p decides. */
+static void test_sample(void **state)
+{
+    (void)state;
+    vkm_context *ctx = test_context();
+    const vkm_model_shape sh = {1013, 32, 1, 4, 2, 0, 48, 64, 10000.0f, false};
+    vkm_model_params mp = vkm_model_default_params();
+    mp.n_seq = 4;
+    mp.n_ctx = 64;
+    vkm_model *m = NULL;
+    if (vkm_model_create_random(ctx, &sh, 5, &mp, &m)) fail_msg("%s", vkm_context_errmsg(ctx));
+    const uint32_t V = sh.n_vocab, R = 4;
+    float *lg = test_alloc((size_t)R * V * 4);
+    test_rng rng = {77};
+    static const uint32_t hist[6] = {3, 17, 3, 1012, 500, 17};
+    const struct { ref_sampler p; int kind; } cases[] = {
+        {{0.8f, 0.95f, 0.05f, 1.1f, 40, 6, hist, 1234}, 0},  /* the defaults, with a penalty */
+        {{1.5f, 0.5f, 0.0f, 1.0f, 0, 0, NULL, 99}, 0},         /* top-p alone */
+        {{0.7f, 1.0f, 0.2f, 1.0f, 5, 0, NULL, 5}, 0},          /* top-k and min-p */
+        {{1.0f, 1.0f, 0.0f, 1.0f, 0, 0, NULL, 0xabcdef0123ull}, 0}, /* no filter */
+        {{1.0f, 0.95f, 0.05f, 1.0f, 0, 0, NULL, 7}, 1},        /* top-p, then min-p */
+        {{0.0f, 0.9f, 0.1f, 1.3f, 10, 6, hist, 3}, 2},         /* argmax, ties */
+    };
+    uint32_t mismatches = 0, tolerated = 0, draws = 0, seen2 = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const ref_sampler *p = &cases[c].p;
+        for (uint32_t r = 0; r < R; r++) {
+            float *row = lg + (size_t)r * V;
+            for (uint32_t i = 0; i < V; i++) row[i] = 3.0f * (test_rng_unit(&rng) - 0.5f) * 2.0f;
+            if (cases[c].kind == 1) { /* p = 0.60, 0.30, 0.04, then 1010 tokens sharing 0.06 */
+                for (uint32_t i = 0; i < V; i++) row[i] = logf(0.06f / (float)(V - 3));
+                row[10] = logf(0.60f), row[20] = logf(0.30f), row[30] = logf(0.04f);
+            }
+            if (cases[c].kind == 2) row[700] = row[900] = 50.0f; /* tied maxima: the lower id */
+        }
+        if (vkm_upload(m->d, m->a.logits, lg, (uint64_t)R * V * 4)) fail_msg("%s", vkm_context_errmsg(ctx));
+        for (uint32_t counter = 0; counter < 48; counter++) {
+            for (uint32_t r = 0; r < R; r++) {
+                uint32_t *w = (uint32_t *)m->samp_buf.map + (size_t)r * VKM_SAMPLE_WORDS;
+                memset(w, 0, VKM_SAMPLE_HDR * 4);
+                w[0] = r;
+                memcpy(&w[1], &p->temperature, 4);
+                w[2] = p->top_k;
+                memcpy(&w[3], &p->top_p, 4);
+                memcpy(&w[4], &p->min_p, 4);
+                memcpy(&w[5], &p->penalty, 4);
+                w[6] = p->n_hist;
+                w[7] = (uint32_t)p->seed;
+                w[8] = (uint32_t)(p->seed >> 32);
+                w[9] = counter * R + r;
+                w[10] = r;
+                for (uint32_t h = 0; h < p->n_hist; h++) w[VKM_SAMPLE_HDR + h] = p->hist[h];
+            }
+            assert_int_equal(vkm_rec_begin(&m->rec, m->cmd), VKM_OK);
+            vkm_sample_record(m, R);
+            assert_int_equal(vkm_rec_end(&m->rec), VKM_OK);
+            assert_int_equal(vkm_dev_submit_wait(m->d, m->cmd), VKM_OK);
+            for (uint32_t r = 0; r < R; r++) {
+                double margin = 0;
+                const uint32_t want = ref_sample(lg + (size_t)r * V, V, p, counter * R + r, &margin);
+                const uint32_t got = ((const uint32_t *)m->ids_buf.map)[r];
+                draws++;
+                seen2 += cases[c].kind == 1 && want == 30;
+                if (got == want) continue;
+                if (margin < 1e-5) { /* u within rounding of an interval end */
+                    tolerated++;
+                    continue;
+                }
+                mismatches++;
+                printf("case %zu row %u counter %u: got %u, reference %u (margin %.3g)\n", c, r, counter, got, want, margin);
+            }
+        }
+    }
+    printf("sampler: %u draws, %u at a rounding boundary, %u mismatches; the 4%% token kept by top-p "
+           "then min-p drawn %u times\n", draws, tolerated, mismatches, seen2);
+    assert_int_equal(mismatches, 0);
+    assert_true(tolerated <= draws / 1000);
+    assert_true(seen2 > 0);
+    free(lg);
+    vkm_model_free(m);
+    test_context_done(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy),
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_rmsnorm_softmax_eltwise),
+        cmocka_unit_test(test_sample),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
