@@ -70,7 +70,7 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
     vkm_detok dt;
     vkm_detok_init(&dt, tok);
     dt.at_start = prompt[0] == 0; /* a continuation keeps its first token's leading space */
-    char text[256];
+    char text[256] = "";
     int32_t eos = vkm_tokenizer_eos(tok);
     t0 = now_s();
     for (uint32_t i = 0; i < p->n_predict && st == VKM_OK; i++) {

@@ -252,6 +252,8 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
                         "bytes per layer, over the device's storage range (%llu): lower n_ctx or n_seq",
                         m->n_seq, m->n_ctx, (unsigned long long)kv_bytes, (unsigned long long)range);
     m->n_out_cap = m->n_batch;
+    if (m->man && m->man->aggregate == VKM_AGG_LOGITS) /* a token's k >= 2 rows and its mixture */
+        m->n_out_cap = m->n_batch + m->n_batch / 2 + 1;
     if ((uint64_t)m->n_out_cap * hp->n_vocab * 4 > range) m->n_out_cap = (uint32_t)(range / ((uint64_t)hp->n_vocab * 4));
     if (!m->n_out_cap) return vkm_fail(d->err, VKM_ERR_LIMIT, "a row of %u logits exceeds the storage range", hp->n_vocab);
 

@@ -305,6 +305,8 @@ vkm_status vkm_session_eval(vkm_session *s, const int32_t *ids, size_t n, float 
 vkm_status vkm_batch_decode(vkm_session *const *ss, size_t n, const int32_t *tokens, int32_t *next)
 {
     if (!ss || !n || !tokens || !next) return VKM_ERR_INVALID_ARGUMENT;
+    for (size_t i = 0; i < n; i++)
+        if (!ss[i]) return VKM_ERR_INVALID_ARGUMENT;
     vkm_model *m = ss[0]->m;
     vkm_err_clear(m->d->err);
     if (n > m->n_seq || n > VKM_MAX_BATCH_SESSIONS)

@@ -141,6 +141,12 @@ static void test_batched_sequences(void **state)
         assert_int_equal(vkm_session_create(m, &sp, &ss[i]), VKM_OK);
         assert_int_equal(vkm_session_prompt(ss[i], ids[i], lens[i], &next[i]), VKM_OK);
     }
+    { /* a NULL among the sessions is an argument error, nothing run */
+        vkm_session *with_null[3] = {ss[0], NULL, ss[2]};
+        int32_t tok[3] = {1, 2, 3}, out[3];
+        assert_int_equal(vkm_batch_decode(with_null, 3, tok, out), VKM_ERR_INVALID_ARGUMENT);
+        assert_int_equal(vkm_session_pos(ss[0]), lens[0]);
+    }
     /* two batched steps */
     for (int step = 0; step < 2; step++) {
         int32_t tok[3];

@@ -618,6 +618,29 @@ static void test_logits_aggregation(void **state)
     assert_true(fabs(wf[0] - w[0]) < 1e-5);
     float *ref = ref_mixture(&f, ids, n, x.sel, w, 2);
     check("logits aggregation, sequence level top-2 (PELMo)", got, ref, (size_t)n * f.rm.vocab, 1e-9);
+    { /* steps of n_batch 2: one token's two expert rows, and room for its mixture's logits */
+        vkm_model_params p2 = vkm_model_default_params();
+        p2.n_seq = 3;
+        p2.n_batch = 2;
+        vkm_model *m2 = NULL;
+        const char *path = manifest(&f, "lg", "\"policy\": \"learned\", \"granularity\": \"sequence\", "
+                                    "\"depth\": \"model\", \"top_k\": 2, \"weights\": \"lg.safetensors\"",
+                                    "\"aggregate\": \"logits\"");
+        if (vkm_model_load(ctx, path, &p2, &m2)) fail_msg("%s", vkm_context_errmsg(ctx));
+        vkm_session_params kp = vkm_session_default_params();
+        kp.keep_logits = true;
+        kp.sampling.temperature = 0;
+        vkm_session *s2;
+        assert_int_equal(vkm_session_create(m2, &kp, &s2), VKM_OK);
+        int32_t nx;
+        if (vkm_session_prompt(s2, ids, n, &nx)) fail_msg("n_batch 2: %s", vkm_context_errmsg(ctx));
+        const float *l2;
+        assert_int_equal(vkm_session_logits(s2, &l2, NULL), VKM_OK);
+        check("logits aggregation in steps of n_batch 2", l2, ref + (size_t)(n - 1) * f.rm.vocab, f.rm.vocab, 1e-9);
+        assert_int_equal(vkm_batch_decode(&s2, 1, &nx, &nx), VKM_OK);
+        vkm_session_free(s2);
+        vkm_model_free(m2);
+    }
     /* a decode step: the mixture is what is sampled; keep_logits returns it */
     vkm_session_free(s);
     vkm_session_params sp = vkm_session_default_params();
