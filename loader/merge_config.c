@@ -105,8 +105,9 @@ static vkm_status number(cfg *c, const char *key, const yaml_node_t *n, double *
 static vkm_status boolean(cfg *c, const char *key, const yaml_node_t *n, int *out)
 {
     const char *s = scalar(n);
-    static const char *const t[] = {"true", "True", "TRUE", "yes", "Yes", "on", "1"};
-    static const char *const f[] = {"false", "False", "FALSE", "no", "No", "off", "0"};
+    /* YAML 1.1's spellings, as PyYAML (mergekit) reads them */
+    static const char *const t[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "1"};
+    static const char *const f[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", "0"};
     for (size_t i = 0; s && i < sizeof t / sizeof t[0]; i++) {
         if (!strcmp(s, t[i])) return *out = 1, VKM_OK;
         if (!strcmp(s, f[i])) return *out = 0, VKM_OK;
@@ -130,6 +131,22 @@ static vkm_status model_path(cfg *c, const char *key, const yaml_node_t *n, char
     return VKM_OK;
 }
 
+/* A mapping whose keys are all distinct strings (PyYAML would silently keep the last of a
+ * repeated key; a repeated 'models' list here would have been merged into one). */
+static vkm_status distinct_keys(cfg *c, const char *where, const yaml_node_t *n)
+{
+    for (yaml_node_pair_t *a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top; a++) {
+        const yaml_node_t *ka = yaml_document_get_node(c->doc, a->key);
+        const char *sa = scalar(ka);
+        if (!sa) return fail(c, VKM_ERR_FORMAT, ka, "%s: keys must be strings", where);
+        for (yaml_node_pair_t *b = n->data.mapping.pairs.start; b < a; b++) {
+            const char *sb = scalar(yaml_document_get_node(c->doc, b->key));
+            if (sb && !strcmp(sa, sb)) return fail(c, VKM_ERR_FORMAT, ka, "%s: '%s' is given twice", where, sa);
+        }
+    }
+    return VKM_OK;
+}
+
 static bool key_is(const yaml_node_pair_t *pr, yaml_document_t *d, const char *k)
 {
     const char *s = scalar(yaml_document_get_node(d, pr->key));
@@ -139,9 +156,12 @@ static bool key_is(const yaml_node_pair_t *pr, yaml_document_t *d, const char *k
 /* weight / density / gamma of a model (m) or the globals (m NULL; also lambda, t, ...). */
 static vkm_status parameters(cfg *c, const char *where, const yaml_node_t *n, vkm_merge_model *m)
 {
+    const char *empty = scalar(n);
+    if (n->type == YAML_SCALAR_NODE && (!empty || !empty[0] || !strcmp(empty, "~") || !strcmp(empty, "null")))
+        return VKM_OK; /* "parameters:" with nothing under it */
     if (n->type != YAML_MAPPING_NODE) return fail(c, VKM_ERR_FORMAT, n, "%s: expected a mapping", where);
     vkm_merge_params *p = c->p;
-    vkm_status s = VKM_OK;
+    vkm_status s = distinct_keys(c, where, n);
     for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top && !s; pr++) {
         const yaml_node_t *k = yaml_document_get_node(c->doc, pr->key), *v = yaml_document_get_node(c->doc, pr->value);
         const char *key = scalar(k);
@@ -184,6 +204,7 @@ static vkm_status models(cfg *c, const yaml_node_t *n)
             return fail(c, VKM_ERR_LIMIT, m, "models: more than %d", VKM_MERGE_MAX_MODELS);
         vkm_merge_model *mm = &p->models[p->n_models++];
         if (m->type != YAML_MAPPING_NODE) return fail(c, VKM_ERR_FORMAT, m, "%s: expected a mapping", where);
+        if ((s = distinct_keys(c, where, m))) return s;
         bool have = false;
         for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top && !s; pr++) {
             const yaml_node_t *k = yaml_document_get_node(c->doc, pr->key), *v = yaml_document_get_node(c->doc, pr->value);
@@ -203,7 +224,9 @@ static vkm_status models(cfg *c, const yaml_node_t *n)
     return s;
 }
 
-static vkm_status dtype(cfg *c, const char *key, const yaml_node_t *n)
+/* dtype: the output's type unless out_dtype gives it (mergekit: dtype is the type merged in, out_dtype
+ * the type written; the merge here always computes in f32). */
+static vkm_status dtype(cfg *c, const char *key, const yaml_node_t *n, bool *out_given)
 {
     const char *s = scalar(n);
     static const struct {
@@ -212,7 +235,12 @@ static vkm_status dtype(cfg *c, const char *key, const yaml_node_t *n)
     } names[] = {{"float32", VKM_F32}, {"float16", VKM_F16}, {"bfloat16", VKM_BF16},
                  {"fp32", VKM_F32},    {"fp16", VKM_F16},    {"bf16", VKM_BF16}};
     for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(s, names[i].name)) return c->p->out_dtype = (int)names[i].t, VKM_OK;
+        if (!strcmp(s, names[i].name)) {
+            const bool out = !strcmp(key, "out_dtype");
+            if (out || !*out_given) c->p->out_dtype = (int)names[i].t;
+            *out_given |= out;
+            return VKM_OK;
+        }
     return fail(c, VKM_ERR_UNSUPPORTED, n, "%s: '%s' (float32, float16 or bfloat16)", key, s ? s : "?");
 }
 
@@ -221,8 +249,8 @@ static vkm_status top(cfg *c, const yaml_node_t *root)
     if (!root || root->type != YAML_MAPPING_NODE)
         return fail(c, VKM_ERR_FORMAT, root, "a merge config is a mapping (merge_method, models, ...)");
     vkm_merge_params *p = c->p;
-    vkm_status s = VKM_OK;
-    bool have_method = false;
+    vkm_status s = distinct_keys(c, "the config", root);
+    bool have_method = false, out_given = false;
     for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top && !s; pr++) {
         const yaml_node_t *k = yaml_document_get_node(c->doc, pr->key), *v = yaml_document_get_node(c->doc, pr->value);
         const char *key = scalar(k);
@@ -245,7 +273,7 @@ static vkm_status top(cfg *c, const yaml_node_t *root)
         } else if (!strcmp(key, "parameters")) {
             s = parameters(c, "parameters", v, NULL);
         } else if (!strcmp(key, "dtype") || !strcmp(key, "out_dtype")) {
-            s = dtype(c, key, v);
+            s = dtype(c, key, v, &out_given);
         } else if (!strcmp(key, "random_seed")) {
             double seed;
             s = number(c, key, v, &seed);

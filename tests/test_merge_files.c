@@ -326,6 +326,12 @@ static void test_config(void **state)
                "tokenizer_source: base\n");
     vkm_merge_params p;
     char msg[1024];
+    /* YAML 1.1 as PyYAML reads it: YES / Off, an empty "parameters:"; out_dtype over dtype */
+    write_file(TMP "/cfg/yaml11.yml", "merge_method: linear\nmodels:\n  - model: models/python\n    parameters:\n"
+                                      "parameters:\n  normalize: YES\n  rescale: Off\nout_dtype: float32\n"
+                                      "dtype: bfloat16\n");
+    if (vkm_merge_config_load(TMP "/cfg/yaml11.yml", &p, msg, sizeof msg)) fail_msg("%s", msg);
+    assert_true(p.normalize == 1 && p.rescale == 0 && p.out_dtype == VKM_F32 && p.n_models == 1);
     if (vkm_merge_config_load(TMP "/cfg/all.yml", &p, msg, sizeof msg)) fail_msg("%s", msg);
     assert_int_equal(p.method, VKM_MERGE_TIES);
     assert_string_equal(p.base, TMP "/cfg/models/base.gguf");
@@ -375,6 +381,10 @@ static void test_config(void **state)
         {"merge_method: linear\nmodels:\n  - model: models/python\n    parameters: {weight: abc}\n", VKM_ERR_FORMAT,
          "not a finite number"},
         {"merge_method: linear\nmodels:\n  - parameters: {weight: 1}\n", VKM_ERR_FORMAT, "'model' is missing"},
+        {"merge_method: slerp\nmodels:\n  - model: models/python\nmodels:\n  - model: models/legal\n", VKM_ERR_FORMAT,
+         ":4: the config: 'models' is given twice"},
+        {"merge_method: linear\nmodels:\n  - model: models/python\n    parameters: {weight: 1, weight: 2}\n",
+         VKM_ERR_FORMAT, "'weight' is given twice"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_file(TMP "/cfg/bad.yml", bad[i].yaml);
