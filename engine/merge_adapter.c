@@ -163,8 +163,9 @@ static char *peft_config(const amerge *m)
     if (!s) return NULL;
     uint32_t r = m->n_mod ? m->mod[0].rank : 1;
 #define PUT(...) n += (size_t)snprintf(s + n, cap - n, __VA_ARGS__)
-    PUT("{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": \"%s\",\n",
-        m->ad[0].base_model);
+    char quoted[2 * sizeof m->ad[0].base_model + 8];
+    PUT("{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": %s,\n",
+        vkm_json_quote(quoted, sizeof quoted, m->ad[0].base_model));
     PUT("  \"r\": %u,\n  \"lora_alpha\": %.9g,\n  \"lora_dropout\": 0.0,\n  \"target_modules\": [", r, (double)m->alpha);
     bool seen[VKM_MOD_COUNT] = {0};
     for (uint32_t j = 0, k = 0; j < m->n_mod; j++) {
@@ -259,6 +260,13 @@ static vkm_status merge_adapters(amerge *m, const char *out_path)
 
 vkm_status vkm_merge_lora_run(vkm_context *ctx, const vkm_merge_params *p, const char *out_path)
 {
+    const char *name = vkm_merge_method_name(p->method);
+    if (p->out_dtype != VKM_WEIGHTS_AUTO) /* said, not silently ignored */
+        return vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: dtype: %s", name, p->method == VKM_MERGE_LORA_BAKE
+                        ? "a bake writes each tensor in the base's own type" : "merged adapters are written as float32");
+    if (p->method == VKM_MERGE_LORA_BAKE && !p->base[0])
+        return vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "%s: base_model is required (the model the adapters "
+                        "are baked into)", name);
     if (p->method == VKM_MERGE_LORA_BAKE) return vkm_merge_bake(ctx, p, out_path);
     amerge *m = calloc(1, sizeof *m);
     if (!m) return vkm_fail(&ctx->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");

@@ -131,6 +131,30 @@ bool vkm_map_read(const vkm_map *m, const void *p, uint64_t n, void *dst)
     return true;
 }
 
+const char *vkm_json_quote(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    if (cap < 3) {
+        if (cap) out[0] = 0;
+        return out;
+    }
+    out[n++] = '"';
+    for (; *s; s++) {
+        const unsigned char c = (unsigned char)*s;
+        char esc[8];
+        size_t k;
+        if (c == '"' || c == '\\') k = (size_t)snprintf(esc, sizeof esc, "\\%c", c);
+        else if (c < 0x20) k = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c);
+        else esc[0] = (char)c, k = 1;
+        if (n + k + 2 > cap) break;
+        memcpy(out + n, esc, k);
+        n += k;
+    }
+    out[n++] = '"';
+    out[n] = 0;
+    return out;
+}
+
 vkm_status vkm_read_text(const char *path, uint64_t max_bytes, char **out, uint64_t *len,
                          vkm_err *e)
 {

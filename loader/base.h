@@ -56,6 +56,9 @@ void vkm_map_close(vkm_map *m);
  * memory stays small), else copied. False, dst partly written, where the file read fails or
  * comes up short (the file shrank since it was mapped: the map's pages there would fault). */
 bool vkm_map_read(const vkm_map *m, const void *p, uint64_t n, void *dst);
+/* s as a JSON string literal (quotes, backslash and control characters escaped) into out, cut
+ * short to fit cap; returns out. */
+const char *vkm_json_quote(char *out, size_t cap, const char *s);
 /* Reads a whole (small) text file, NUL-terminated; refuses files larger than max_bytes. */
 vkm_status vkm_read_text(const char *path, uint64_t max_bytes, char **out, uint64_t *len,
                          vkm_err *e);

@@ -412,6 +412,17 @@ static void test_map_read(void **state)
     free(got);
 }
 
+/* JSON string literals for the files the writers put beside their outputs (adapter_config.json) */
+static void test_json_quote(void **state)
+{
+    (void)state;
+    char q[64];
+    assert_string_equal(vkm_json_quote(q, sizeof q, "C:\\models\\my \"base\"\n"), "\"C:\\\\models\\\\my \\\"base\\\"\\u000a\"");
+    assert_string_equal(vkm_json_quote(q, 8, "abcdefghij"), "\"abcde\"");   /* cut short, still closed */
+    assert_string_equal(vkm_json_quote(q, 6, "\\\\\\"), "\"\\\\\"");     /* never half an escape */
+    assert_string_equal(vkm_json_quote(q, sizeof q, ""), "\"\"");
+}
+
 /* Writes the three tensors as a GGUF file at path in irregular pieces and reads them back. */
 static void write_large_at(const char *path, const int64_t *sizes, uint8_t *const *data)
 {
@@ -1021,6 +1032,7 @@ int main(void)
         cmocka_unit_test(test_write_tensors),
         cmocka_unit_test(test_write_large),
         cmocka_unit_test(test_map_read),
+        cmocka_unit_test(test_json_quote),
         cmocka_unit_test(test_writer_named_tmp),
         cmocka_unit_test(test_write_quantized_values),
         cmocka_unit_test(test_writer_misuse),

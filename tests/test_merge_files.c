@@ -439,6 +439,18 @@ static void test_refusals(void **state)
     p = testbed_params(VKM_MERGE_TIES, full);
     p.base[0] = 0;
     expect_refused(ctx, &p, TMP "/r5.gguf", VKM_ERR_INVALID_ARGUMENT, "needs a base_model");
+    /* LoRA methods: a bake needs its base; a dtype they cannot honour is said so */
+    vkm_merge_params lp = vkm_merge_default_params();
+    lp.method = VKM_MERGE_LORA_BAKE;
+    lp.n_models = 1;
+    snprintf(lp.models[0].path, sizeof lp.models[0].path, "%s/third_party/models/testbed-moe/experts/python.gguf",
+             VKM_SOURCE_DIR);
+    expect_refused(ctx, &lp, TMP "/r6.gguf", VKM_ERR_INVALID_ARGUMENT, "base_model is required");
+    snprintf(lp.base, sizeof lp.base, "%s/base/model.gguf", TESTBED);
+    lp.out_dtype = VKM_F16;
+    expect_refused(ctx, &lp, TMP "/r7.gguf", VKM_ERR_UNSUPPORTED, "dtype");
+    lp.method = VKM_MERGE_LORA_CAT;
+    expect_refused(ctx, &lp, TMP "/r8.gguf", VKM_ERR_UNSUPPORTED, "float32");
     test_context_done(ctx);
 }
 
