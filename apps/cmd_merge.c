@@ -38,12 +38,13 @@ static void usage(FILE *f)
 
 /* ---- signals ---------------------------------------------------------------------------------- */
 static volatile sig_atomic_t stop_requested;
-static char tmp_path[1100];
+static char tmp_path[3][1200]; /* the writer's named temporary file, whichever kind of output */
 
 static void on_signal(int sig)
 {
     if (stop_requested) { /* the second one: now */
-        if (tmp_path[0]) unlink(tmp_path);
+        for (int i = 0; i < 3; i++)
+            if (tmp_path[i][0]) unlink(tmp_path[i]);
         signal(sig, SIG_DFL);
         raise(sig);
         return;
@@ -53,7 +54,10 @@ static void on_signal(int sig)
 
 static void install_signals(const char *out)
 {
-    snprintf(tmp_path, sizeof tmp_path, "%s" VKM_TMP_SUFFIX, out, (long)getpid()); /* the library's name */
+    /* the library's names: OUT.vkmoe-PID.tmp, or inside a folder output its tensors file's */
+    snprintf(tmp_path[0], sizeof tmp_path[0], "%s" VKM_TMP_SUFFIX, out, (long)getpid());
+    snprintf(tmp_path[1], sizeof tmp_path[1], "%s/model.safetensors" VKM_TMP_SUFFIX, out, (long)getpid());
+    snprintf(tmp_path[2], sizeof tmp_path[2], "%s/adapter_model.safetensors" VKM_TMP_SUFFIX, out, (long)getpid());
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -39,8 +39,11 @@ vkm_status vkm_mout_open(vkm_mout *o, const char *path, bool adapter, vkm_err *e
     }
     if (o->folder) {
         snprintf(o->dir, sizeof o->dir, "%s", path);
-        if (!vkm_is_dir(path) && mkdir(path, 0777) != 0)
-            return vkm_fail(e, VKM_ERR_IO, "merge: cannot create the folder %s: %s", path, strerror(errno));
+        if (!vkm_is_dir(path)) {
+            if (mkdir(path, 0777) != 0)
+                return vkm_fail(e, VKM_ERR_IO, "merge: cannot create the folder %s: %s", path, strerror(errno));
+            o->made_dir = true;
+        }
         if (!vkm_path_join(o->file, sizeof o->file, path,
                            adapter ? "adapter_model.safetensors" : "model.safetensors"))
             return vkm_fail(e, VKM_ERR_LIMIT, "merge: %s: path too long", path);
@@ -58,6 +61,8 @@ void vkm_mout_free(vkm_mout *o)
 {
     vkm_gguf_writer_free(o->g);
     vkm_st_writer_free(o->st);
+    if (o->made_dir && !vkm_exists(o->file)) rmdir(o->dir); /* a failed output's folder, if still empty */
+    o->made_dir = false;
     free(o->config);
     o->g = NULL;
     o->st = NULL;
@@ -150,14 +155,14 @@ vkm_status vkm_mout_side_check(const vkm_mout *o, const char *name, const void *
 vkm_status vkm_mout_side_write(const vkm_mout *o, const char *name, const void *data, size_t n,
                                bool only_if_absent)
 {
-    char path[1200], tmp[1210];
+    char path[1200], tmp[1240];
     if (!vkm_path_join(path, sizeof path, o->dir, name))
         return vkm_fail(o->e, VKM_ERR_LIMIT, "merge: %s: path too long", o->dir);
     int c = compare_file(path, data, n);
     if (c > 0 || (c < 0 && only_if_absent)) return VKM_OK;
     if (c < 0) return vkm_mout_side_check(o, name, data, n);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
+    snprintf(tmp, sizeof tmp, "%s" VKM_TMP_SUFFIX, path, (long)getpid()); /* never a user's file */
+    FILE *f = fopen(tmp, "wbx");
     if (!f) return vkm_fail(o->e, VKM_ERR_IO, "merge: cannot create %s: %s", tmp, strerror(errno));
     bool ok = fwrite(data, 1, n, f) == n;
     ok &= fclose(f) == 0;

@@ -17,6 +17,7 @@ typedef enum vkm_mout_kind {
 typedef struct vkm_mout {
     vkm_mout_kind kind;
     bool folder;              /* the output path is a folder                                     */
+    bool made_dir;            /* ... which this output created (removed again if left empty)     */
     char file[1100];          /* the tensor file                                                 */
     char dir[1024];           /* the folder it is in                                             */
     vkm_gguf_writer *g;

@@ -485,6 +485,8 @@ static void test_interrupt(void **state)
     p.progress = stop_at_5;
     assert_int_equal(vkm_merge(ctx, &p, TMP "/cancelled.gguf"), VKM_ERR_CANCELLED);
     assert_nothing_at(TMP "/cancelled.gguf");
+    assert_int_equal(vkm_merge(ctx, &p, TMP "/cancelled_st"), VKM_ERR_CANCELLED); /* a folder it made: gone */
+    assert_nothing_at(TMP "/cancelled_st");
     test_context_done(ctx);
     /* a process killed midway */
     pid_t pid = fork();
