@@ -36,13 +36,26 @@ static void router_fixed(const vkm_model *m, const vkm_router *r, float *w_bank)
     for (uint32_t i = 0; i < r->n_exp; i++) w_bank[r->map[i]] += r->fixed[i];
 }
 
-/* Composes the experts of the slot's sequence row into the slot's virtual expert, then points
- * the row at it (weight 1). Recorded and submitted here. */
-static vkm_status compose_into_slot(vkm_model *m, uint32_t slot)
+/* Composes the experts of the session's sequence row into its slot's virtual expert, then
+ * points the row at it (weight 1), keeping the decision. Recorded and submitted here. */
+static vkm_status compose_into_slot(vkm_session *se)
 {
+    vkm_model *m = se->m;
+    const uint32_t slot = se->slot;
     vkm_bank *b = m->bank;
-    const uint32_t v = b->n_exp + slot;
-    vkm_status s = vkm_rec_begin(&m->rec, m->cmd);
+    const uint32_t v = b->n_exp + slot, E = b->n_exp;
+    const uint64_t words = (uint64_t)b->n_sites * E;
+    if (!se->dec_ids) se->dec_ids = malloc(words * 4);
+    if (!se->dec_w) se->dec_w = malloc(words * 4);
+    if (!se->dec_ids || !se->dec_w) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    vkm_status s = VKM_OK;
+    for (uint32_t p = 0; p < b->n_sites && s == VKM_OK; p++) {
+        const uint64_t off = 4ull * vkm_route_word(m, p, vkm_seq_row(m, slot));
+        s = vkm_download(m->d, vkm_range_sub(m->route_ids, off, 4ull * E), se->dec_ids + (uint64_t)p * E, 4ull * E);
+        if (s == VKM_OK)
+            s = vkm_download(m->d, vkm_range_sub(m->route_wts, off, 4ull * E), se->dec_w + (uint64_t)p * E, 4ull * E);
+    }
+    if (s == VKM_OK) s = vkm_rec_begin(&m->rec, m->cmd);
     for (uint32_t p = 0; p < b->n_sites && s == VKM_OK; p++) {
         const vkm_site *st = &b->sites[p];
         if (!st->used) continue;
@@ -150,7 +163,7 @@ vkm_status vkm_seqroute_init(vkm_session *s, const vkm_session_params *p)
         router_fixed(m, r, w);
         vkm_status st = set_fixed(s, w);
         if (st == VKM_OK && r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_AVERAGE)
-            st = compose_into_slot(m, s->slot);
+            st = compose_into_slot(s);
         return st;
     }
     }
@@ -216,7 +229,7 @@ vkm_status vkm_seqroute_prompt(vkm_session *s, const int32_t *ids, size_t n)
         if (st == VKM_OK) st = vkm_dev_submit_wait(m->d, m->cmd);
     }
     if (st == VKM_OK && r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_AVERAGE)
-        st = compose_into_slot(m, s->slot);
+        st = compose_into_slot(s);
     if (st == VKM_OK && s->logits_agg) st = vkm_seqroute_sub_rows(s);
     free(pos);
     free(slot);
@@ -294,9 +307,15 @@ vkm_status vkm_session_experts(vkm_session *s, uint32_t point, uint32_t *experts
     const uint32_t E = m->bank->n_exp;
     uint32_t ids[VKM_MAX_EXPERTS];
     float w[VKM_MAX_EXPERTS];
-    uint64_t off = 4ull * vkm_route_word(m, point, s->row);
-    vkm_status st = vkm_download(m->d, vkm_range_sub(m->route_ids, off, 4ull * E), ids, 4ull * E);
-    if (st == VKM_OK) st = vkm_download(m->d, vkm_range_sub(m->route_wts, off, 4ull * E), w, 4ull * E);
+    vkm_status st = VKM_OK;
+    if (s->dec_ids) { /* composed: the decision behind the composed adapter */
+        memcpy(ids, s->dec_ids + (uint64_t)point * E, 4ull * E);
+        memcpy(w, s->dec_w + (uint64_t)point * E, 4ull * E);
+    } else {
+        uint64_t off = 4ull * vkm_route_word(m, point, s->row);
+        st = vkm_download(m->d, vkm_range_sub(m->route_ids, off, 4ull * E), ids, 4ull * E);
+        if (st == VKM_OK) st = vkm_download(m->d, vkm_range_sub(m->route_wts, off, 4ull * E), w, 4ull * E);
+    }
     for (uint32_t j = 0; j < E && st == VKM_OK && ids[j] != VKM_NO_EXPERT; j++) {
         if (*n < cap) {
             if (experts) experts[*n] = ids[j];
@@ -349,8 +368,9 @@ vkm_status vkm_seqroute_trace(vkm_model *m, const vkm_step *st, vkm_session *con
             for (uint32_t p = 0; p < P; p++)
                 for (uint32_t t = 0; t < nt; t++) {
                     uint64_t src = (uint64_t)vkm_route_word(m, p, st->route_row[i + t]);
-                    memcpy(ids + ((uint64_t)p * nt + t) * E, all_ids + src, E * 4);
-                    memcpy(w + ((uint64_t)p * nt + t) * E, all_w + src, E * 4);
+                    const bool dec = se->dec_ids && st->route_row[i + t] == se->row; /* composed */
+                    memcpy(ids + ((uint64_t)p * nt + t) * E, dec ? se->dec_ids + (uint64_t)p * E : all_ids + src, E * 4);
+                    memcpy(w + ((uint64_t)p * nt + t) * E, dec ? se->dec_w + (uint64_t)p * E : all_w + src, E * 4);
                 }
             se->trace(se->trace_user, st->pos[i], nt, P, E, ids, w);
         }

@@ -52,6 +52,8 @@ vkm_status vkm_session_create(vkm_model *m, const vkm_session_params *p, vkm_ses
         vkm_seqroute_release(s);
         m->slot_used[slot] = false;
         free(s->logits);
+        free(s->dec_ids);
+        free(s->dec_w);
         free(s);
         return st;
     }
@@ -65,6 +67,8 @@ void vkm_session_free(vkm_session *s)
     vkm_seqroute_release(s);
     s->m->slot_used[s->slot] = false;
     free(s->logits);
+    free(s->dec_ids);
+    free(s->dec_w);
     free(s);
 }
 

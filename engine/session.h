@@ -33,6 +33,10 @@ struct vkm_session {
     uint32_t sub_e[VKM_MAX_EXPERTS];
     float sub_w[VKM_MAX_EXPERTS];
     bool logits_agg;
+    /* merge "average": the row points at the composed adapter; the decision it was made from,
+     * per routing point [n_sites][n_exp] (reports and traces show it) */
+    uint32_t *dec_ids;
+    float *dec_w;
 };
 
 /* seqroute.c */
