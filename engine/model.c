@@ -600,6 +600,7 @@ vkm_status vkm_model_add_router(vkm_model *m, const char *manifest, uint32_t *ro
     vkm_manifest *man = calloc(1, sizeof *man);
     if (!man) return vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     vkm_status s = vkm_manifest_load(manifest, man, err);
+    if (s == VKM_OK) s = vkm_manifest_check(man, err); /* the rules a loaded manifest meets (ranks for average) */
     vkm_router *r = NULL;
     if (s == VKM_OK && m->man && strcmp(man->base, m->man->base))
         s = vkm_fail(err, VKM_ERR_MISMATCH, "%s: base %s differs from the model's %s", manifest, man->base, m->man->base);

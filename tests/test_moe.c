@@ -881,6 +881,13 @@ static void test_heterogeneous_batch(void **state)
     if (vkm_model_add_router(m, m1, &rid)) fail_msg("%s", vkm_context_errmsg(ctx));
     assert_int_equal(rid, 1);
     assert_int_equal(vkm_model_n_routers(m), 2);
+    /* an added manifest meets the rules a loaded one does: "average" over unequal ranks is refused */
+    const char *avg = manifest(&f, "havg", "\"policy\": \"learned\", \"granularity\": \"sequence\", \"depth\": "
+                               "\"model\", \"top_k\": 1, \"weights\": \"h1.safetensors\"",
+                               "\"aggregate\": \"parameter\", \"merge\": \"average\"");
+    assert_int_equal(vkm_model_add_router(m, avg, NULL), VKM_ERR_MISMATCH);
+    printf("refused: %s\n", vkm_context_errmsg(ctx));
+    assert_int_equal(vkm_model_n_routers(m), 2);
     int32_t prompts[4][8];
     for (int i = 0; i < 4; i++) random_ids(prompts[i], 8, f.rm.vocab, 100 + (uint64_t)i);
     const uint32_t plen[4] = {3, 5, 2, 4};
