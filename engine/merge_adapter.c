@@ -78,9 +78,8 @@ static vkm_status plan_modules(amerge *m)
                 o->rank = m->cat ? 0 : p->rank;
             }
             if (o->in != in || o->out != out)
-                return vkm_fail(m->e, VKM_ERR_MISMATCH, "lora merge: %s: %s is %ux%u in %s but %ux%u "
-                                "in an earlier adapter", m->ad[i].path, p->target, out, in, m->ad[i].path,
-                                o->out, o->in);
+                return vkm_fail(m->e, VKM_ERR_MISMATCH, "lora merge: %s is %ux%u in %s but %ux%u in an "
+                                "earlier adapter", p->target, out, in, m->ad[i].path, o->out, o->in);
             if (m->cat) o->rank += p->rank;
             else if (o->rank != p->rank)
                 return vkm_fail(m->e, VKM_ERR_MISMATCH, "lora_linear: %s has rank %u for %s but an "

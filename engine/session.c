@@ -234,11 +234,23 @@ static vkm_status rows_run(step_rows *r, uint32_t n_sample)
     return st;
 }
 
+/* Every id in the vocabulary: checked before a session's history, counter or position moves. */
+static vkm_status check_ids(const vkm_model *m, const int32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (uint32_t)ids[i] >= m->hp.n_vocab)
+            return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "token %d (at %zu) is not in the vocabulary of %u",
+                            ids[i], i, m->hp.n_vocab);
+    return VKM_OK;
+}
+
 /* Feeds ids[0..n) in steps; logits of the last one (and all, into `all`, when not NULL). */
 static vkm_status feed(vkm_session *s, const int32_t *ids, size_t n, float *all, int32_t *next)
 {
     vkm_model *m = s->m;
     if (n == 0) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "no tokens to feed");
+    vkm_status bad = check_ids(m, ids, n);
+    if (bad != VKM_OK) return bad;
     if (s->pos + n > m->n_ctx)
         return vkm_fail(m->d->err, VKM_ERR_LIMIT, "%zu more tokens at position %u overflow the "
                         "context of %u", n, s->pos, m->n_ctx);
@@ -330,6 +342,8 @@ vkm_status vkm_batch_decode(vkm_session *const *ss, size_t n, const int32_t *tok
     }
     if (rows_needed > m->n_batch)
         return vkm_fail(m->d->err, VKM_ERR_LIMIT, "the batch needs %u rows per step (n_batch %u)", rows_needed, m->n_batch);
+    vkm_status bad = check_ids(m, tokens, n); /* before any session's history or draw counter moves */
+    if (bad != VKM_OK) return bad;
     step_rows r;
     vkm_status st = rows_init(&r, m);
     uint32_t final[VKM_MAX_BATCH_SESSIONS];

@@ -120,11 +120,11 @@ static vkm_status model_path(cfg *c, const char *key, const yaml_node_t *n, char
 {
     const char *s = scalar(n);
     if (!s || !s[0]) return fail(c, VKM_ERR_FORMAT, n, "%s: expected a path", key);
-    if (strchr(s, '+'))
-        return fail(c, VKM_ERR_UNSUPPORTED, n, "%s: '%s': a model with a LoRA applied ('+') is not "
-                    "supported; bake it first (merge_method: lora_bake)", key, s);
     if (!vkm_path_join(out, cap, c->dir, s))
         return fail(c, VKM_ERR_LIMIT, n, "%s: path too long", key);
+    if (strchr(s, '+') && !vkm_exists(out)) /* mergekit's model+lora, not a name with a '+' in it */
+        return fail(c, VKM_ERR_UNSUPPORTED, n, "%s: '%s': a model with a LoRA applied ('+') is not "
+                    "supported; bake it first (merge_method: lora_bake)", key, s);
     if (!vkm_exists(out))
         return fail(c, VKM_ERR_IO, n, "%s: '%s' is not a file or folder (paths are relative to the "
                     "config's folder, %s)", key, s, c->dir);
@@ -329,6 +329,12 @@ vkm_status vkm_merge_config_load(const char *path, vkm_merge_params *out, char *
         c.doc = &doc;
         s = top(&c, yaml_document_get_root_node(&doc));
         yaml_document_delete(&doc);
+        yaml_document_t more; /* one document per config, as PyYAML's safe_load wants */
+        if (!s && yaml_parser_load(&parser, &more)) {
+            const yaml_node_t *root = yaml_document_get_root_node(&more);
+            if (root) s = fail(&c, VKM_ERR_FORMAT, root, "a second YAML document (one merge per config)");
+            yaml_document_delete(&more);
+        }
     }
     yaml_parser_delete(&parser);
     free(text);

@@ -146,6 +146,10 @@ static void test_batched_sequences(void **state)
         int32_t tok[3] = {1, 2, 3}, out[3];
         assert_int_equal(vkm_batch_decode(with_null, 3, tok, out), VKM_ERR_INVALID_ARGUMENT);
         assert_int_equal(vkm_session_pos(ss[0]), lens[0]);
+        int32_t bad[3] = {1, (int32_t)rm.vocab, 3}; /* a token outside the vocabulary: nothing moves */
+        assert_int_equal(vkm_batch_decode(ss, 3, bad, out), VKM_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(vkm_context_errmsg(ctx), "not in the vocabulary"));
+        assert_int_equal(vkm_session_pos(ss[0]), lens[0]);
     }
     /* two batched steps */
     for (int step = 0; step < 2; step++) {

@@ -326,6 +326,11 @@ static void test_config(void **state)
                "tokenizer_source: base\n");
     vkm_merge_params p;
     char msg[1024];
+    /* a folder whose name has a '+' is a path, not mergekit's model+lora */
+    if (!vkm_exists(TMP "/cfg/models/c++")) assert_int_equal(symlink(TESTBED "/full/python", TMP "/cfg/models/c++"), 0);
+    write_file(TMP "/cfg/plus.yml", "merge_method: linear\nmodels:\n  - model: models/c++\n    parameters: {weight: 1}\n");
+    if (vkm_merge_config_load(TMP "/cfg/plus.yml", &p, msg, sizeof msg)) fail_msg("%s", msg);
+    assert_string_equal(p.models[0].path, TMP "/cfg/models/c++");
     /* YAML 1.1 as PyYAML reads it: YES / Off, an empty "parameters:"; out_dtype over dtype */
     write_file(TMP "/cfg/yaml11.yml", "merge_method: linear\nmodels:\n  - model: models/python\n    parameters:\n"
                                       "parameters:\n  normalize: YES\n  rescale: Off\nout_dtype: float32\n"
@@ -385,6 +390,8 @@ static void test_config(void **state)
          ":4: the config: 'models' is given twice"},
         {"merge_method: linear\nmodels:\n  - model: models/python\n    parameters: {weight: 1, weight: 2}\n",
          VKM_ERR_FORMAT, "'weight' is given twice"},
+        {"merge_method: linear\nmodels:\n  - model: models/python\n---\nmerge_method: ties\n", VKM_ERR_FORMAT,
+         ":5: a second YAML document"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_file(TMP "/cfg/bad.yml", bad[i].yaml);
