@@ -439,7 +439,7 @@ const vkm_tokenizer *vkm_model_tokenizer(const vkm_model *m);
 /* ------------------------------------------------------------------------------------------ */
 typedef struct vkm_sampler_params {
     float temperature;        /* <= 0: greedy (argmax, lowest id on ties)                     */
-    uint32_t top_k;           /* keep the k most likely; 0: off                               */
+    uint32_t top_k;           /* keep the k most likely (and any tied with the k-th); 0: off  */
     float top_p;              /* keep the smallest set with this much probability; 1: off     */
     float min_p;              /* keep tokens with p >= min_p * p_max; 0: off                  */
     float repeat_penalty;     /* llama.cpp's: logit / penalty if > 0 else * penalty; 1: off   */
