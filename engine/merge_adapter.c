@@ -196,7 +196,8 @@ static vkm_status merge_adapters(amerge *m, const char *out_path)
     if (p->base[0] && !(s = vkm_model_src_open(p->base, &base, m->e))) {
         m->head_dim = base.hp.head_dim;
         snprintf(m->arch, sizeof m->arch, "%s", base.hp.arch);
-    }    for (uint32_t i = 0; i < m->n_ad && !s; i++) {
+    }
+    for (uint32_t i = 0; i < m->n_ad && !s; i++) {
         m->weight[i] = !isnan(p->models[i].weight) ? p->models[i].weight : !isnan(p->weight) ? p->weight : 1.0;
         s = vkm_adapter_open(p->models[i].path, &m->ad[i], m->e);
         if (!s && p->base[0]) s = vkm_adapter_validate(&m->ad[i], &base, m->e);
@@ -204,9 +205,11 @@ static vkm_status merge_adapters(amerge *m, const char *out_path)
             s = vkm_fail(m->e, VKM_ERR_INVALID_ARGUMENT, "%s: adapters of both formats need base_model "
                          "(its head size permutes the q/k rows)", vkm_merge_method_name(p->method));
     }
-    vkm_model_src_close(&base);
     if (!s) s = vkm_mout_open(&m->out, out_path, true, m->e);
-    for (uint32_t i = 0; i < m->n_ad && !s; i++) s = vkm_mout_refuse_adapter(&m->out, &m->ad[i], vkm_merge_method_name(p->method));
+    if (!s && p->base[0]) s = vkm_mout_refuse_model(&m->out, &base, vkm_merge_method_name(p->method));
+    vkm_model_src_close(&base);
+    for (uint32_t i = 0; i < m->n_ad && !s; i++)
+        s = vkm_mout_refuse_adapter(&m->out, &m->ad[i], vkm_merge_method_name(p->method));
     if (s || (s = plan_modules(m))) return s;
     for (uint32_t i = 0; i < m->n_ad && !m->arch[0]; i++)
         if (m->ad[i].arch[0]) snprintf(m->arch, sizeof m->arch, "%s", m->ad[i].arch);
@@ -260,8 +263,8 @@ static vkm_status merge_adapters(amerge *m, const char *out_path)
 vkm_status vkm_merge_lora_run(vkm_context *ctx, const vkm_merge_params *p, const char *out_path)
 {
     const char *name = vkm_merge_method_name(p->method);
-    if (p->out_dtype != VKM_WEIGHTS_AUTO) /* said, not silently ignored */
-        return vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: dtype: %s", name, p->method == VKM_MERGE_LORA_BAKE
+    if (p->out_dtype != VKM_WEIGHTS_AUTO && (p->method == VKM_MERGE_LORA_BAKE || p->out_dtype != VKM_F32))
+        return /* an output type they cannot write: said, not silently ignored */ vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "%s: dtype: %s", name, p->method == VKM_MERGE_LORA_BAKE
                         ? "a bake writes each tensor in the base's own type" : "merged adapters are written as float32");
     if (p->method == VKM_MERGE_LORA_BAKE && !p->base[0])
         return vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "%s: base_model is required (the model the adapters "

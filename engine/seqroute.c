@@ -243,6 +243,10 @@ vkm_status vkm_seqroute_subs(vkm_session *s, uint32_t k)
 {
     vkm_model *m = s->m;
     if (k == 0) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "logits aggregation over no experts");
+    if (k > m->n_batch || (k > 1 && k + 1 > m->n_out_cap)) /* a token's k rows, and its mixture's logits */
+        return vkm_fail(m->d->err, VKM_ERR_LIMIT, "logits aggregation over %u experts needs steps of %u rows and "
+                        "%u rows of logits (this model: n_batch %u, %u rows of logits)", k, k, k + 1, m->n_batch,
+                        m->n_out_cap);
     s->sub_slot[0] = s->slot;
     s->n_sub = 1;
     for (uint32_t j = 1; j < k; j++) {

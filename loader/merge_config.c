@@ -293,6 +293,8 @@ static vkm_status top(cfg *c, const yaml_node_t *root)
         }
     }
     if (!s && !have_method) s = fail(c, VKM_ERR_FORMAT, root, "merge_method is missing");
+    if (!s && p->method >= VKM_MERGE_LORA_LINEAR && !out_given)
+        p->out_dtype = VKM_WEIGHTS_AUTO; /* LoRA methods: a bare dtype is only the type merged in (f32 here) */
     if (!s && p->n_models == 0) s = fail(c, VKM_ERR_FORMAT, root, "models is missing or empty");
     return s;
 }
@@ -330,7 +332,12 @@ vkm_status vkm_merge_config_load(const char *path, vkm_merge_params *out, char *
         s = top(&c, yaml_document_get_root_node(&doc));
         yaml_document_delete(&doc);
         yaml_document_t more; /* one document per config, as PyYAML's safe_load wants */
-        if (!s && yaml_parser_load(&parser, &more)) {
+        if (!s && !yaml_parser_load(&parser, &more)) {
+            s = VKM_ERR_FORMAT;
+            if (msg && cap)
+                snprintf(msg, cap, "%s:%lu: YAML: %s", path, (unsigned long)parser.problem_mark.line + 1,
+                         parser.problem ? parser.problem : "malformed");
+        } else if (!s) {
             const yaml_node_t *root = yaml_document_get_root_node(&more);
             if (root) s = fail(&c, VKM_ERR_FORMAT, root, "a second YAML document (one merge per config)");
             yaml_document_delete(&more);

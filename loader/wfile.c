@@ -205,10 +205,13 @@ vkm_status vkm_wfile_open(vkm_wfile *w, const void *header, uint64_t n, uint64_t
         fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
     }
     w->unnamed = fd >= 0;
-    if (fd < 0) { /* no O_TMPFILE here: a named temporary file, never one that exists, created
-                   * first and put in direct mode after (an O_DIRECT refused at open may have
-                   * created the file already) */
+    if (fd < 0) { /* no O_TMPFILE here: a named temporary file, created anew (never a file someone
+                   * else has open: one of this name, with this process's id, is a dead process's
+                   * leftover), then put in direct mode (an O_DIRECT refused at open may create
+                   * the file anyway) */
         fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno == EEXIST && unlink(w->tmp) == 0)
+            fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         const int fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
         direct = fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
     }
@@ -299,6 +302,7 @@ vkm_status vkm_wfile_finish(vkm_wfile *w)
     if (!err && w->unnamed) { /* named (linkat cannot replace an existing file), then renamed */
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->fd);
+        if (access(w->tmp, F_OK) == 0) unlink(w->tmp); /* a dead process's leftover of this name */
         if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) != 0) err = errno;
         else w->unnamed = false;
     }

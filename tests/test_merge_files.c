@@ -392,6 +392,7 @@ static void test_config(void **state)
          VKM_ERR_FORMAT, "'weight' is given twice"},
         {"merge_method: linear\nmodels:\n  - model: models/python\n---\nmerge_method: ties\n", VKM_ERR_FORMAT,
          ":5: a second YAML document"},
+        {"merge_method: linear\nmodels:\n  - model: models/python\n---\nmodels: [\n", VKM_ERR_FORMAT, "YAML"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_file(TMP "/cfg/bad.yml", bad[i].yaml);
@@ -458,6 +459,18 @@ static void test_refusals(void **state)
     expect_refused(ctx, &lp, TMP "/r7.gguf", VKM_ERR_UNSUPPORTED, "dtype");
     lp.method = VKM_MERGE_LORA_CAT;
     expect_refused(ctx, &lp, TMP "/r8.gguf", VKM_ERR_UNSUPPORTED, "float32");
+    lp.out_dtype = VKM_F32; /* what it writes: fine */
+    merge_ok(ctx, &lp, TMP "/r9.gguf");
+    lp.method = VKM_MERGE_LORA_LINEAR; /* never over its base either */
+    snprintf(lp.base, sizeof lp.base, "%s", TMP "/cfg/models/base.gguf");
+    expect_refused(ctx, &lp, TMP "/cfg/models/base.gguf", VKM_ERR_INVALID_ARGUMENT, "is the input");
+    /* in a config, a bare dtype is the type merged in: a LoRA merge takes it */
+    char lm[1600];
+    snprintf(lm, sizeof lm, "merge_method: lora_linear\nmodels:\n  - model: %s\ndtype: bfloat16\n", lp.models[0].path);
+    write_file(TMP "/cfg/lora_dtype.yml", lm);
+    vkm_merge_params lc;
+    if (vkm_merge_config_load(TMP "/cfg/lora_dtype.yml", &lc, lm, sizeof lm)) fail_msg("%s", lm);
+    assert_int_equal(lc.out_dtype, VKM_WEIGHTS_AUTO);
     test_context_done(ctx);
 }
 

@@ -637,6 +637,27 @@ static void test_logits_aggregation(void **state)
         vkm_session_free(s2);
         vkm_model_free(m2);
     }
+    { /* a logits router added to a model whose steps were sized without one: said, not a failed step */
+        vkm_model_params p3 = vkm_model_default_params();
+        p3.n_seq = 3;
+        p3.n_batch = 2;
+        vkm_model *m3 = NULL;
+        const char *out = manifest(&f, "lgo", "\"policy\": \"learned\", \"granularity\": \"sequence\", "
+                                   "\"depth\": \"model\", \"top_k\": 2, \"weights\": \"lg.safetensors\"", NULL);
+        if (vkm_model_load(ctx, out, &p3, &m3)) fail_msg("%s", vkm_context_errmsg(ctx));
+        const char *lgp = manifest(&f, "lg", "\"policy\": \"learned\", \"granularity\": \"sequence\", "
+                                   "\"depth\": \"model\", \"top_k\": 2, \"weights\": \"lg.safetensors\"",
+                                   "\"aggregate\": \"logits\"");
+        uint32_t rid = 0;
+        if (vkm_model_add_router(m3, lgp, &rid)) fail_msg("%s", vkm_context_errmsg(ctx));
+        vkm_session_params rp = vkm_session_default_params();
+        rp.route = VKM_ROUTE_ROUTER;
+        rp.router = rid;
+        vkm_session *s3 = NULL;
+        assert_int_equal(vkm_session_create(m3, &rp, &s3), VKM_ERR_LIMIT);
+        assert_non_null(strstr(vkm_context_errmsg(ctx), "rows of logits"));
+        vkm_model_free(m3);
+    }
     /* a decode step: the mixture is what is sampled; keep_logits returns it */
     vkm_session_free(s);
     vkm_session_params sp = vkm_session_default_params();
