@@ -48,13 +48,21 @@ static vkm_status compose_into_slot(vkm_session *se)
     if (!se->dec_ids) se->dec_ids = malloc(words * 4);
     if (!se->dec_w) se->dec_w = malloc(words * 4);
     if (!se->dec_ids || !se->dec_w) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
-    vkm_status s = VKM_OK;
+    /* the routing buffers in two downloads (one per point would be a transfer each on a
+     * discrete GPU), the slot's row at every point kept */
+    const uint64_t all = (uint64_t)b->n_sites * m->route_rows * E;
+    uint32_t *ids = malloc(all * 4);
+    float *w = malloc(all * 4);
+    vkm_status s = ids && w ? VKM_OK : vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    if (s == VKM_OK) s = vkm_download(m->d, m->route_ids, ids, all * 4);
+    if (s == VKM_OK) s = vkm_download(m->d, m->route_wts, w, all * 4);
     for (uint32_t p = 0; p < b->n_sites && s == VKM_OK; p++) {
-        const uint64_t off = 4ull * vkm_route_word(m, p, vkm_seq_row(m, slot));
-        s = vkm_download(m->d, vkm_range_sub(m->route_ids, off, 4ull * E), se->dec_ids + (uint64_t)p * E, 4ull * E);
-        if (s == VKM_OK)
-            s = vkm_download(m->d, vkm_range_sub(m->route_wts, off, 4ull * E), se->dec_w + (uint64_t)p * E, 4ull * E);
+        const uint64_t off = vkm_route_word(m, p, vkm_seq_row(m, slot));
+        memcpy(se->dec_ids + (uint64_t)p * E, ids + off, 4ull * E);
+        memcpy(se->dec_w + (uint64_t)p * E, w + off, 4ull * E);
     }
+    free(ids);
+    free(w);
     if (s == VKM_OK) s = vkm_rec_begin(&m->rec, m->cmd);
     for (uint32_t p = 0; p < b->n_sites && s == VKM_OK; p++) {
         const vkm_site *st = &b->sites[p];
