@@ -325,10 +325,11 @@ static vkm_status load_file(vkm_tokenizer *t, const char *path, vkm_err *e)
         i++;
     bool gguf = m.size >= 4 && !memcmp(m.data, "GGUF", 4);
     bool json = (i < m.size && (m.data[i] == '{' || m.data[i] == '[')) || ends_with(path, ".json");
+    const bool small = m.size < (1u << 20); /* a manifest is; a tokenizer.json seldom (not parsed twice) */
     vkm_map_close(&m);
     if (gguf) return load_gguf_file(t, path, e);
     char base[1024];
-    if (json && vkm_manifest_sniff(path, base, sizeof base)) { /* a manifest: its base model's */
+    if (json && small && vkm_manifest_sniff(path, base, sizeof base)) { /* a manifest: its base model's */
         if (!base[0] || vkm_manifest_sniff(base, NULL, 0))
             return vkm_fail(e, VKM_ERR_FORMAT, "%s: a manifest whose base is not a model", path);
         s = load_path(t, base);
