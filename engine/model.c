@@ -238,8 +238,7 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
     m->n_seq = p->n_seq ? p->n_seq : 1;
     if (m->man && m->man->aggregate == VKM_AGG_LOGITS) { /* a session runs its k experts in slots of their own */
         const vkm_manifest *man = m->man;
-        uint32_t k = man->router.top_k ? man->router.top_k + (man->router.always_on >= 0) : man->n_experts;
-        if (k > man->n_experts) k = man->n_experts;
+        const uint32_t k = vkm_route_entries(man->router.top_k, man->n_experts, man->router.always_on >= 0);
         if (m->n_seq < 1 + k) m->n_seq = 1 + k;
     }
     m->n_batch = p->n_batch ? p->n_batch : 256;
@@ -535,7 +534,7 @@ vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *o)
     o->bytes_per_token = m->token_bytes;
     if (m->ffn && m->n_routers) { /* + the FFN experts a token reads under router 0 */
         const vkm_router *r = m->routers[0];
-        double k = r->top_k && r->top_k < r->n_exp ? (double)r->top_k + (r->always_on >= 0) : (double)r->n_exp;
+        const double k = vkm_route_entries(r->top_k, r->n_exp, r->always_on >= 0);
         o->weight_bytes += m->ffn->bytes;
         o->bytes_per_token += (uint64_t)((double)m->ffn->bytes / m->ffn->n_exp * k);
     } else if (m->bank && m->n_routers) { /* + the experts a token reads under router 0 */
@@ -546,7 +545,7 @@ vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *o)
             for (uint32_t e = 0; e < b->n_exp; e++)
                 real += 4.0 * b->meta_host[((size_t)p * b->n_total + e) * 4 + 1] * (b->sites[p].in + b->sites[p].out);
         double k = r->agg == VKM_AGG_PARAMETER && r->merge == VKM_MERGE_AVERAGE ? 1.0
-                 : r->top_k && r->top_k < r->n_exp ? (double)r->top_k + (r->always_on >= 0) : (double)r->n_exp;
+                 : (double)vkm_route_entries(r->top_k, r->n_exp, r->always_on >= 0);
         o->bytes_per_token += (uint64_t)(real / b->n_exp * k);
     }
     o->bos = hp->bos;

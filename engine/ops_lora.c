@@ -26,6 +26,12 @@ static uint32_t pow2_at_least(uint32_t v, uint32_t lo)
 
 uint32_t vkm_lora_rank_pad(uint32_t rmax) { return pow2_at_least(rmax, 4); }
 
+uint32_t vkm_route_entries(uint32_t top_k, uint32_t n_exp, bool always_on)
+{
+    const uint32_t ao = always_on ? 1u : 0u, others = n_exp > ao ? n_exp - ao : 0;
+    return (top_k == 0 || top_k > others ? others : top_k) + ao;
+}
+
 /* Shared bytes of a shrink workgroup of wg lanes: a partial per padded rank (and router expert,
  * when it routes) and lane, the reduction's row, the routed entry. */
 static uint64_t shrink_shared(uint32_t wg, uint32_t rmax_pad, uint32_t emax)
@@ -295,9 +301,8 @@ bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, co
     pc.map_off = rc->map_off;
     /* workgroups for the entries a decision can fill (route_topk: top-k of the others, then the
      * always-on expert); entry 0 writes the whole row, the rest of it empty */
-    const uint32_t ao = rc->always_on >= 0, others = rc->n_exp > ao ? rc->n_exp - ao : 0;
-    const uint32_t k = rc->top_k == 0 || rc->top_k > others ? others : rc->top_k;
-    pc.n_ent = k + ao < c[0].row_stride ? k + ao : c[0].row_stride;
+    const uint32_t k = vkm_route_entries(rc->top_k, rc->n_exp, rc->always_on >= 0);
+    pc.n_ent = k < c[0].row_stride ? k : c[0].row_stride;
     if (pc.n_ent == 0) pc.n_ent = 1; /* entry 0 still writes the (empty) row */
     /* site s's A at binding 1, 6, 7 (a missing one repeats the first); router matrices at 8 */
     const vkm_range rm = {mats[0].buf, lo, hi - lo, NULL};

@@ -87,6 +87,9 @@ void vkm_op_lora_compose(vkm_rec *r, const vkm_site_ranges *site, vkm_range meta
                          vkm_range wts, uint32_t meta_off, uint32_t route_off, uint32_t row_stride,
                          uint32_t dst, uint32_t dst_rank);
 
+/* The experts one routing decision picks (route_topk in common/route.glsl): top-k of the experts
+ * other than the always-on one (top_k 0 or beyond them: all of them), then the always-on one. */
+uint32_t vkm_route_entries(uint32_t top_k, uint32_t n_exp, bool always_on);
 /* Padded rank: the stride of the shrink output (a power of two >= 4). */
 uint32_t vkm_lora_rank_pad(uint32_t rmax);
 /* Whether the shrinks of a bank whose largest rank is rmax fit the device: a workgroup of one

@@ -152,7 +152,7 @@ vkm_status vkm_seqroute_init(vkm_session *s, const vkm_session_params *p)
             s->routed = true;
             return st;
         }
-        uint32_t k = r->top_k && r->top_k < r->n_exp ? r->top_k + (r->always_on >= 0) : r->n_exp;
+        const uint32_t k = vkm_route_entries(r->top_k, r->n_exp, r->always_on >= 0);
         s->needs_routing = true;
         s->row = vkm_seq_row(m, s->slot);
         vkm_status st = vkm_seqroute_subs(s, k);

@@ -302,7 +302,7 @@ vkm_status vkm_wfile_finish(vkm_wfile *w)
     if (!err && w->unnamed) { /* named (linkat cannot replace an existing file), then renamed */
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->fd);
-        if (access(w->tmp, F_OK) == 0) unlink(w->tmp); /* a dead process's leftover of this name */
+        unlink(w->tmp); /* a dead process's leftover of this name, if any */
         if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) != 0) err = errno;
         else w->unnamed = false;
     }

@@ -163,6 +163,17 @@ static vkm_model *load(vkm_context *ctx, const char *path, uint32_t n_seq)
     return m;
 }
 
+/* A session that keeps its logits and samples greedily. */
+static vkm_session *greedy_session(vkm_model *m)
+{
+    vkm_session_params sp = vkm_session_default_params();
+    sp.keep_logits = true;
+    sp.sampling.temperature = 0;
+    vkm_session *s = NULL;
+    assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+    return s;
+}
+
 static void check(const char *what, const float *got, const float *ref, size_t n, double tol)
 {
     double e = test_nmse(got, ref, n);
@@ -623,11 +634,7 @@ static void test_logits_aggregation(void **state)
                                     "\"depth\": \"model\", \"top_k\": 2, \"weights\": \"lg.safetensors\"",
                                     "\"aggregate\": \"logits\"");
         if (vkm_model_load(ctx, path, &p2, &m2)) fail_msg("%s", vkm_context_errmsg(ctx));
-        vkm_session_params kp = vkm_session_default_params();
-        kp.keep_logits = true;
-        kp.sampling.temperature = 0;
-        vkm_session *s2;
-        assert_int_equal(vkm_session_create(m2, &kp, &s2), VKM_OK);
+        vkm_session *s2 = greedy_session(m2);
         int32_t nx;
         if (vkm_session_prompt(s2, ids, n, &nx)) fail_msg("n_batch 2: %s", vkm_context_errmsg(ctx));
         const float *l2;
@@ -660,10 +667,7 @@ static void test_logits_aggregation(void **state)
     }
     /* a decode step: the mixture is what is sampled; keep_logits returns it */
     vkm_session_free(s);
-    vkm_session_params sp = vkm_session_default_params();
-    sp.keep_logits = true;
-    sp.sampling.temperature = 0;
-    assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+    s = greedy_session(m);
     int32_t next;
     assert_int_equal(vkm_session_prompt(s, ids, n - 1, &next), VKM_OK);
     vkm_session *other; /* it takes two of the three slots; a bare-base session shares its step */
@@ -961,11 +965,7 @@ static void test_golden_python(void **state)
                     tb, bases[b], tb, experts[e]);
             fclose(o);
             vkm_model *m = load(ctx, mpath, 1);
-            vkm_session_params sp = vkm_session_default_params();
-            sp.keep_logits = true;
-            sp.sampling.temperature = 0;
-            vkm_session *s;
-            assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+            vkm_session *s = greedy_session(m);
             int32_t next;
             assert_int_equal(vkm_session_prompt(s, prompt0, 21, &next), VKM_OK);
             const float *lg;
