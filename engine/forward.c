@@ -40,10 +40,13 @@ typedef struct moe_ctx {
     const vkm_step *s;
     bool lora;                    /* some token's row may hold experts                           */
     uint32_t group_off[VKM_MAX_ROUTERS]; /* where each group's token list starts (step buffer)   */
-    uint32_t ahead_lo, ahead_hi;  /* module-depth points already routed (route_sites_ahead)      */
     bool fuse;                    /* decoding, one token router of module depth for every token:
                                      its decisions may be made inside the LoRA shrinks           */
-    uint32_t shrunk_lo, shrunk_hi;/* points routed and shrunk ahead: only their expands are left */
+    /* the LoRA sites of the base matrices being recorded (adapt_before .. adapt_after) */
+    vkm_lora_call pend[VKM_LORA_MAX_SITES];
+    uint32_t pend_mod[VKM_LORA_MAX_SITES], n_pend;
+    bool shrunk;                  /* their shrinks are recorded: only the expands are left       */
+    bool in_matvec;               /* their expands run in the matrix products' epilogue          */
 } moe_ctx;
 
 /* Routing points p, p + 1, ... whose router matrices lie back to back in one buffer (at most n). */
@@ -110,44 +113,6 @@ static vkm_lora_call site_call(const moe_ctx *c, uint32_t p, vkm_act x, vkm_act 
         .chunk = m->lora_chunk, .groups = m->lora_groups, .d = m->lora_d};
 }
 
-/* With c->fuse: the routing of sites p0 .. p0 + n - 1 (used, reading x; their calls lc) made
- * inside their shrinks, one dispatch; false where it cannot be. */
-static bool route_shrink(moe_ctx *c, const vkm_lora_call *lc, uint32_t p0, uint32_t n, vkm_act x)
-{
-    if (!c->fuse || n > VKM_LORA_MAX_SITES) return false;
-    const vkm_router *r = c->m->routers[c->s->groups[0].router];
-    vkm_router_call rc = router_call(c, 0, p0, 1, 1, x, c->m->bank->sites[p0].in);
-    rc.list_off = 0xffffffffu; /* the group's tokens are the step's, in order */
-    return vkm_op_lora_route_shrink(&c->m->rec, lc, n, &rc, &r->r[p0]);
-}
-
-/* Module-depth routers of the LoRA sites (layer, mod0 .. mod0 + n - 1), all reading x: decided
- * ahead of the first of them (one dispatch where their matrices allow), so adapt() skips them;
- * with c->fuse, their shrinks made in that same dispatch, so adapt() only expands. */
-static void route_sites_ahead(moe_ctx *c, uint32_t layer, uint32_t mod0, uint32_t n, vkm_act x)
-{
-    const vkm_bank *b = c->m->bank;
-    c->ahead_lo = c->ahead_hi = c->shrunk_lo = c->shrunk_hi = 0;
-    if (!b || c->m->ffn) return;
-    const uint32_t p0 = vkm_site_index(layer, mod0);
-    for (uint32_t i = 0; i < n; i++)
-        if (!b->sites[p0 + i].used || b->sites[p0 + i].in != b->sites[p0].in) return;
-    c->ahead_lo = p0;
-    c->ahead_hi = p0 + n;
-    /* routed and shrunk at once where it can be: ahead of the base's matrices, with which it
-     * shares no buffer (a GPU may overlap them); the expands follow those matrices */
-    vkm_lora_call lc[VKM_LORA_MAX_SITES];
-    if (c->fuse && n <= VKM_LORA_MAX_SITES) {
-        for (uint32_t i = 0; i < n; i++) lc[i] = site_call(c, p0 + i, x, (vkm_act){0});
-        if (route_shrink(c, lc, p0, n, x)) {
-            c->shrunk_lo = p0;
-            c->shrunk_hi = p0 + n;
-            return;
-        }
-    }
-    route_tokens(c, VKM_DEPTH_MODULE, p0, n, 1, x, b->sites[p0].in);
-}
-
 static void pool_rows(moe_ctx *c, vkm_act x, uint32_t dim, uint32_t p)
 {
     vkm_model *m = c->m;
@@ -159,45 +124,85 @@ static void pool_rows(moe_ctx *c, vkm_act x, uint32_t dim, uint32_t p)
     if (n) vkm_op_pool(&m->rec, x, n, dim, m->pool, (uint32_t)c->s->pool_slot * m->pool_len + m->pool_off[p]);
 }
 
-/* The experts of the sites (layer, mods[i]) that read the same input x, into ys[i]: routing
- * at module depth, pooling, then shrink + expand (decoding: the sites' shrinks in one dispatch,
- * their expands in another). */
-static void adapt_sites(moe_ctx *c, uint32_t layer, const uint32_t *mods, uint32_t n, vkm_act x, const vkm_act *ys)
+/* With c->fuse: the routing of the pending sites (points pts) made inside their shrinks, one
+ * dispatch; false where it cannot be. */
+static bool route_shrink(moe_ctx *c, const uint32_t *pts, vkm_act x)
+{
+    const uint32_t n = c->n_pend;
+    const vkm_router *r = c->m->routers[c->s->groups[0].router];
+    vkm_router_call rc = router_call(c, 0, pts[0], 1, 1, x, c->m->bank->sites[pts[0]].in);
+    rc.list_off = 0xffffffffu; /* the group's tokens are the step's, in order */
+    vkm_range mats[VKM_LORA_MAX_SITES];
+    for (uint32_t i = 0; i < n; i++) mats[i] = r->r[pts[i]];
+    return vkm_op_lora_route_shrink(&c->m->rec, c->pend, n, &rc, mats) != 0;
+}
+
+/* Before the base matrices of the sites (layer, mods[i]) that read the same input x (outputs
+ * ys[i]): their routing at module depth and pooling; decoding, their shrinks too (with c->fuse
+ * routed inside them, one dispatch), so that each expand runs in its matrix product's epilogue
+ * (site_linear). What is left for after the products, adapt_after records. */
+static void adapt_before(moe_ctx *c, uint32_t layer, const uint32_t *mods, uint32_t n, vkm_act x, const vkm_act *ys)
 {
     vkm_model *m = c->m;
     const vkm_bank *b = m->bank;
+    c->n_pend = 0;
+    c->shrunk = c->in_matvec = false;
     if (!b) return;
-    vkm_lora_call lc[VKM_LORA_MAX_SITES];
-    uint32_t k = 0, p0 = 0, shrunk = 0, ahead = 0;
+    uint32_t pts[VKM_LORA_MAX_SITES], np = 0;
     bool consecutive = true;
     for (uint32_t i = 0; i < n; i++) {
         const uint32_t p = vkm_site_index(layer, mods[i]);
-        if (!b->sites[p].used || !c->lora) continue;
-        if (!k) p0 = p;
-        consecutive &= p == p0 + k;
-        shrunk += p >= c->shrunk_lo && p < c->shrunk_hi;
-        ahead += p >= c->ahead_lo && p < c->ahead_hi;
-        lc[k++] = site_call(c, p, x, ys[i]);
+        if (!b->sites[p].used) continue;
+        consecutive &= !np || p == pts[0] + np;
+        pts[np++] = p;
+        if (!c->lora) continue;
+        c->pend[c->n_pend] = site_call(c, p, x, ys[i]);
+        c->pend_mod[c->n_pend++] = mods[i];
     }
-    /* routed and shrunk ahead (route_sites_ahead), or now in one dispatch: the expands left */
-    if (k && ((shrunk == k && k == c->shrunk_hi - c->shrunk_lo) ||
-              (!ahead && consecutive && route_shrink(c, lc, p0, k, x)))) {
-        vkm_op_lora_sites_expand(&m->rec, lc, k);
+    if (!np) return;
+    const uint32_t T = c->s->n_tok, in = b->sites[pts[0]].in;
+    const bool epilogue = vkm_op_linear_lora_ok(m->d, T) && !m->separate_expands;
+    if (c->n_pend == np && c->fuse && route_shrink(c, pts, x)) {
+        c->shrunk = true;
+        c->in_matvec = epilogue;
         return;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        const uint32_t p = vkm_site_index(layer, mods[i]);
-        const vkm_site *site = &b->sites[p];
-        if (!site->used) continue;
-        if (p < c->ahead_lo || p >= c->ahead_hi) route_tokens(c, VKM_DEPTH_MODULE, p, 1, 1, x, site->in);
-        if (c->s->pool_slot >= 0 && c->s->pool_depth == VKM_DEPTH_MODULE) pool_rows(c, x, site->in, p);
-    }
-    if (k) vkm_op_lora_sites(&m->rec, lc, k);
+    if (consecutive) route_tokens(c, VKM_DEPTH_MODULE, pts[0], np, 1, x, in); /* back-to-back matrices: one dispatch */
+    else
+        for (uint32_t i = 0; i < np; i++) route_tokens(c, VKM_DEPTH_MODULE, pts[i], 1, 1, x, in);
+    if (c->s->pool_slot >= 0 && c->s->pool_depth == VKM_DEPTH_MODULE)
+        for (uint32_t i = 0; i < np; i++) pool_rows(c, x, in, pts[i]);
+    if (c->n_pend && epilogue) c->shrunk = c->in_matvec = vkm_op_lora_shrink(&m->rec, c->pend, c->n_pend) != 0;
 }
 
-static void adapt(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm_act y)
+/* y (+)= W x for the base matrix of module mod: with its site's expand in the epilogue where
+ * adapt_before shrank it so. */
+static void site_linear(moe_ctx *c, uint32_t mod, const vkm_tensor *w, vkm_act x, vkm_act y, bool acc)
 {
-    adapt_sites(c, layer, &mod, 1, x, &y);
+    for (uint32_t i = 0; c->in_matvec && i < c->n_pend; i++)
+        if (c->pend_mod[i] == mod) {
+            vkm_op_linear_lora(&c->m->rec, w, c->pend, i, c->n_pend, acc);
+            return;
+        }
+    vkm_op_linear(&c->m->rec, w, x, y, c->s->n_tok, acc);
+}
+
+/* After the base matrices: the pending sites' expands (shrunk ahead), or their shrinks and
+ * expands (decoding: each in one dispatch for the sites together). */
+static void adapt_after(moe_ctx *c)
+{
+    if (!c->n_pend || c->in_matvec) return;
+    if (c->shrunk) vkm_op_lora_sites_expand(&c->m->rec, c->pend, c->n_pend);
+    else vkm_op_lora_sites(&c->m->rec, c->pend, c->n_pend);
+}
+
+/* The base matrix of a module with its site's LoRA experts. */
+static void adapted_linear(moe_ctx *c, uint32_t layer, uint32_t mod, const vkm_tensor *w, vkm_act x, vkm_act y,
+                           bool acc)
+{
+    adapt_before(c, layer, &mod, 1, x, &y);
+    site_linear(c, mod, w, x, y, acc);
+    adapt_after(c);
 }
 
 /* ---- FFN experts (ffn.h) ------------------------------------------------------------------ */
@@ -230,24 +235,23 @@ static void ffn_mixture(moe_ctx *c, uint32_t layer, uint32_t mod, vkm_act x, vkm
     vkm_op_moe_combine(&m->rec, f->d, out, y, T, &rt, accumulate);
 }
 
-/* A matrix of the attention block: the base's, or (attention mixing: q, k, v) the experts'
- * mixture with a decision of its own (routers of layer or module depth decide there). The
- * base's LoRA experts are added here, or with `defer` left to the caller (true returned). */
-static bool attn_linear(moe_ctx *c, uint32_t layer, uint32_t mod, const vkm_tensor *w, vkm_act x, vkm_act y, bool acc,
-                        bool defer)
+/* Whether q, k or v is the FFN experts' mixture (attention mixing), not the base's matrix. */
+static bool attn_mixed(const moe_ctx *c, uint32_t mod) { return c->m->ffn && vkm_ffn_mixed(c->m->ffn, mod); }
+
+/* q, k or v: the base's matrix (its LoRA experts pending from adapt_before), or the experts'
+ * mixture with a decision of its own (routers of layer or module depth decide there). */
+static void attn_linear(moe_ctx *c, uint32_t layer, uint32_t mod, const vkm_tensor *w, vkm_act x, vkm_act y)
 {
     vkm_model *m = c->m;
-    if (!m->ffn || mod == VKM_MOD_O || !vkm_ffn_mixed(m->ffn, mod)) {
-        vkm_op_linear(&m->rec, w, x, y, c->s->n_tok, acc);
-        if (!defer) adapt(c, layer, mod, x, y);
-        return defer;
+    if (!attn_mixed(c, mod)) {
+        site_linear(c, mod, w, x, y, false);
+        return;
     }
     const uint32_t p = vkm_site_index(layer, mod);
     route_tokens(c, VKM_DEPTH_LAYER, p, 1, 1, x, m->hp.dim);
     route_tokens(c, VKM_DEPTH_MODULE, p, 1, 1, x, m->hp.dim);
     if (c->s->pool_slot >= 0 && c->s->pool_depth != VKM_DEPTH_MODEL) pool_rows(c, x, m->hp.dim, p);
-    ffn_mixture(c, layer, mod, x, y, acc);
-    return false;
+    ffn_mixture(c, layer, mod, x, y, false);
 }
 
 /* The FFN block of layer l on the normed input XN, added into X. Standard mixing: each token
@@ -306,7 +310,7 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
     }
     const uint32_t out_off = vkm_model_out_off(m);
     for (uint32_t j = 0; j < s->n_out; j++) in[out_off + j] = s->out_rows[j];
-    moe_ctx mc = {m, s, false, {0}, 0, 0, false, 0, 0};
+    moe_ctx mc = {.m = m, .s = s};
     if (m->bank) {
         const uint32_t ro = vkm_step_region(m, VKM_STEP_ROW), empty = vkm_empty_row(m);
         for (uint32_t i = 0; i < T; i++) {
@@ -349,38 +353,38 @@ vkm_status vkm_forward_record(vkm_model *m, const vkm_step *s)
             /* the sequence feature of model depth: the last layer's normed input */
             if (s->pool_slot >= 0 && s->pool_depth == VKM_DEPTH_MODEL && l + 1 == hp->n_layers) pool_rows(&mc, XN, D, 0);
         }
-        route_sites_ahead(&mc, l, VKM_MOD_Q, 3, XN);
-        { /* q, k, v, then the LoRA experts of those that are the base's, together */
+        { /* q, k, v: the LoRA experts of those that are the base's, together */
             const vkm_tensor *w3[3] = {&ly->wq, &ly->wk, &ly->wv};
             const vkm_act y3[3] = {Q, K, V};
             uint32_t mods[3], n = 0;
             vkm_act ys[3];
             for (uint32_t i = 0; i < 3; i++)
-                if (attn_linear(&mc, l, VKM_MOD_Q + i, w3[i], XN, y3[i], false, true)) {
+                if (!attn_mixed(&mc, VKM_MOD_Q + i)) {
                     mods[n] = VKM_MOD_Q + i;
                     ys[n++] = y3[i];
                 }
-            adapt_sites(&mc, l, mods, n, XN, ys);
+            adapt_before(&mc, l, mods, n, XN, ys);
+            for (uint32_t i = 0; i < 3; i++) attn_linear(&mc, l, VKM_MOD_Q + i, w3[i], XN, y3[i]);
+            adapt_after(&mc);
         }
         vkm_op_rope(r, Q, &sb, T, hp->n_heads, hd, half, hp->rope_theta);
         vkm_op_rope(r, K, &sb, T, hp->n_kv_heads, hd, half, hp->rope_theta);
         vkm_op_kv_store(r, K, V, m->k_cache[l], m->v_cache[l], &sb, T, kvd, m->n_ctx);
         vkm_op_attention(r, Q, m->k_cache[l], m->v_cache[l], ATT, a->partials, &sb, T, max_keys, &shape);
-        attn_linear(&mc, l, VKM_MOD_O, &ly->wo, ATT, X, true, false);
+        adapted_linear(&mc, l, VKM_MOD_O, &ly->wo, ATT, X, true);
         vkm_op_rmsnorm(r, X, ly->ffn_norm, XN, D, T, hp->norm_eps);
         if (m->ffn) {
             ffn_block(&mc, l, XN, X);
             continue;
         }
-        route_sites_ahead(&mc, l, VKM_MOD_GATE, 2, XN);
-        vkm_op_linear(r, &ly->w_gate, XN, G, T, false);
-        vkm_op_linear(r, &ly->w_up, XN, U, T, false);
         const uint32_t gu[2] = {VKM_MOD_GATE, VKM_MOD_UP};
         const vkm_act gu_y[2] = {G, U};
-        adapt_sites(&mc, l, gu, 2, XN, gu_y);
+        adapt_before(&mc, l, gu, 2, XN, gu_y);
+        site_linear(&mc, VKM_MOD_GATE, &ly->w_gate, XN, G, false);
+        site_linear(&mc, VKM_MOD_UP, &ly->w_up, XN, U, false);
+        adapt_after(&mc);
         vkm_op_eltwise(r, VKM_ELT_SILU_MUL, G, U, G, T * F);
-        vkm_op_linear(r, &ly->w_down, G, X, T, true);
-        adapt(&mc, l, VKM_MOD_DOWN, G, X);
+        adapted_linear(&mc, l, VKM_MOD_DOWN, &ly->w_down, G, X, true);
     }
 
     if (s->n_out) {

@@ -286,6 +286,7 @@ static vkm_status alloc_runtime(vkm_model *m, const vkm_model_params *p)
     if (s == VKM_OK) s = vkm_rec_init(&m->rec, d, p->profile);
     m->profile = m->rec.profile = p->profile && d->caps.timestamps;
     m->separate_routers = p->separate_routers;
+    m->separate_expands = p->separate_expands;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(d, &m->cmd);
     if (s != VKM_OK) vkm_err_prefix(d->err, "%s: runtime buffers", m->path);
     return s;

@@ -71,6 +71,7 @@ struct vkm_model {
     bool *slot_used;
     bool profile;
     bool separate_routers;        /* vkm_model_params.separate_routers                           */
+    bool separate_expands;        /* vkm_model_params.separate_expands                           */
     vkm_prof_entry prof[64];      /* per-kernel profile of the last step                         */
     uint32_t n_prof;
 

@@ -77,27 +77,45 @@ vkm_spv_id vkm_ops_weight_variant(const vkm_dev *d, const char *family, vkm_dtyp
     return vkm_spv_find(name);
 }
 
-void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t,
-                   bool accumulate)
+/* Passes of matvec over the vectors (and each chunk of W), with the LoRA epilogue or not. */
+static void matvec_record(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t, bool accumulate,
+                          const vkm_matvec_lora *lora)
 {
     const vkm_dev *d = r->dev;
     /* CPU devices: 8 rows, 4 vectors per pass (more vectors per pass spill registers) */
     const uint32_t nr = vkm_ops_cpu_device(d) ? 8u : 2u, per = vkm_ops_cpu_device(d) ? 4u : 8u;
+    const vkm_matvec_lora none = {0}, *l = lora ? lora : &none;
     for (uint32_t t0 = 0; t0 < n_t; t0 += per) {
         uint32_t nt = n_t - t0 < per ? n_t - t0 : per;
-        uint32_t spec[3] = {vkm_ops_reduce_wg(d), nr, nt};
-        vkm_pipe *p = vkm_ops_pipe(r, vkm_ops_weight_variant(d, "matvec", w->dtype), spec, 3);
+        uint32_t spec[4] = {vkm_ops_reduce_wg(d), nr, nt, l->rpad};
+        vkm_pipe *p = vkm_ops_pipe(r, vkm_ops_weight_variant(d, lora ? "matvec_lora" : "matvec", w->dtype), spec,
+                                   lora ? 4 : 3);
         if (!p) return;
         for (uint32_t c = 0; c < w->n_chunks; c++) {
             const vkm_chunk *ch = &w->chunks[c];
-            vkm_push_matvec pc = {ch->rows, w->cols, ch->row0, w->row_stride, x.stride, y.stride,
-                                  accumulate ? 1u : 0u, ch->scale_off_words,
-                                  x.off + t0 * x.stride, y.off + t0 * y.stride};
-            vkm_range b[3] = {ch->r, x.r, y.r};
-            vkm_rec_note_bytes(r, w->bytes * ch->rows / w->rows + 4ull * nt * (w->cols + ch->rows));
-            vkm_rec_dispatch_n(r, p, b, 3, &pc, sizeof pc, (ch->rows + nr - 1) / nr);
+            vkm_push_matvec_lora pc = {{ch->rows, w->cols, ch->row0, w->row_stride, x.stride, y.stride,
+                                        accumulate ? 1u : 0u, ch->scale_off_words, x.off + t0 * x.stride,
+                                        y.off + t0 * y.stride},
+                                       t0, l->out_dim, l->route_off, l->row_stride, l->meta_off, l->row_list_off};
+            const vkm_range b[9] = {ch->r, x.r, y.r, l->t, l->bt, l->meta, l->ids, l->list, l->wts};
+            uint64_t bytes = w->bytes * ch->rows / w->rows + 4ull * nt * (w->cols + ch->rows);
+            /* t and two experts' rows of Bt (as the expand kernels count them) */
+            if (lora) bytes += 4ull * nt * 2 * l->rpad * (1 + ch->rows);
+            vkm_rec_note_bytes(r, bytes);
+            vkm_rec_dispatch_n(r, p, b, lora ? 9 : 3, &pc, lora ? sizeof pc : sizeof pc.mv, (ch->rows + nr - 1) / nr);
         }
     }
+}
+
+void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t, bool accumulate)
+{
+    matvec_record(r, w, x, y, n_t, accumulate, NULL);
+}
+
+void vkm_op_matvec_lora(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t, bool accumulate,
+                        const vkm_matvec_lora *lora)
+{
+    matvec_record(r, w, x, y, n_t, accumulate, lora);
 }
 
 void vkm_op_rmsnorm_rows(vkm_rec *r, vkm_act x, vkm_range w, vkm_act y, uint32_t n,

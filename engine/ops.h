@@ -33,6 +33,16 @@ typedef struct vkm_act {
 /* y[t] (+)= W x[t] for t < n_t (any n_t; grouped by 8 per dispatch). */
 void vkm_op_matvec(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t,
                    bool accumulate);
+/* A LoRA site whose expands run in matvec's epilogue (matvec_lora): its shrink output t
+ * (lora.comp's layout: [token][entry][rpad]), its Bt [rank_total][out_dim], the bank's expert
+ * table from meta_off, the routing buffers (ids, wts; token i's row list[row_list_off + i]). */
+typedef struct vkm_matvec_lora {
+    vkm_range t, bt, meta, ids, list, wts;
+    uint32_t out_dim, route_off, row_stride, meta_off, row_list_off, rpad;
+} vkm_matvec_lora;
+/* vkm_op_matvec, y[t] (+)= W x[t] + the site's LoRA delta of the step's token t. */
+void vkm_op_matvec_lora(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t, bool accumulate,
+                        const vkm_matvec_lora *lora);
 /* y[r] = rmsnorm(x[r]) * w for `rows` rows of n. */
 void vkm_op_rmsnorm(vkm_rec *r, vkm_act x, vkm_range w, vkm_act y, uint32_t n, uint32_t rows,
                     float eps);
@@ -60,6 +70,9 @@ void vkm_op_matmul(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
 /* y[t] (+)= W x[t]: matvec for few vectors, matmul for many. */
 void vkm_op_linear(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t,
                    bool accumulate);
+/* Whether vkm_op_linear runs n_t vectors through matvec on this device, with room for a LoRA
+ * epilogue (vkm_op_matvec_lora: nine storage buffers per stage). */
+bool vkm_op_linear_lora_ok(const vkm_dev *d, uint32_t n_t);
 /* y[i] = row token[i] of the table. */
 void vkm_op_embed(vkm_rec *r, const vkm_tensor *table, const vkm_step_buf *st, vkm_act y,
                   uint32_t n_tok);

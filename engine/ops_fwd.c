@@ -29,13 +29,17 @@ void vkm_op_matmul(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32
     }
 }
 
+/* CPU devices (llvmpipe): passes of matvec over 4 vectors beat the tiled matmul ~3x */
+static bool use_matvec(const vkm_dev *d, uint32_t n_t) { return n_t <= MATVEC_MAX_T || vkm_ops_cpu_device(d); }
+
 void vkm_op_linear(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y, uint32_t n_t,
                    bool accumulate)
 {
-    /* CPU devices (llvmpipe): passes of matvec over 4 vectors beat the tiled matmul ~3x */
-    if (n_t <= MATVEC_MAX_T || vkm_ops_cpu_device(r->dev)) vkm_op_matvec(r, w, x, y, n_t, accumulate);
+    if (use_matvec(r->dev, n_t)) vkm_op_matvec(r, w, x, y, n_t, accumulate);
     else vkm_op_matmul(r, w, x, y, n_t, accumulate);
 }
+
+bool vkm_op_linear_lora_ok(const vkm_dev *d, uint32_t n_t) { return use_matvec(d, n_t) && d->max_stage_storage >= 9; }
 
 void vkm_op_embed(vkm_rec *r, const vkm_tensor *table, const vkm_step_buf *st, vkm_act y,
                   uint32_t n_tok)

@@ -127,18 +127,24 @@ static void lora_expand(vkm_rec *r, const vkm_lora_call *c, vkm_range t)
     vkm_rec_dispatch_n(r, ep, eb, 7, &pc, sizeof pc, (uint64_t)c->n_tok * blocks);
 }
 
+/* The shrink of one site into t. */
+static void lora_shrink(vkm_rec *r, const vkm_lora_call *c, vkm_range t)
+{
+    vkm_pipe *sp = shrink_pipe(r, VKM_SPV_lora_shrink, c);
+    if (!sp) return;
+    const vkm_push_lora pc = lora_push(c);
+    vkm_range sb[6] = {c->x.r, c->a, c->meta, c->ids, c->list, t};
+    vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->in_dim + 2ull * c->rmax * c->in_dim));
+    vkm_rec_dispatch_n(r, sp, sb, 6, &pc, sizeof pc, (uint64_t)c->n_tok * c->row_stride);
+}
+
 void vkm_op_lora(vkm_rec *r, const vkm_lora_call *c)
 {
     if (c->n_tok > VKM_MOE_MATVEC_MAX_T && c->meta_host && c->d.buf) {
         lora_grouped(r, c);
         return;
     }
-    vkm_pipe *sp = shrink_pipe(r, VKM_SPV_lora_shrink, c);
-    if (!sp) return;
-    const vkm_push_lora pc = lora_push(c);
-    vkm_range sb[6] = {c->x.r, c->a, c->meta, c->ids, c->list, c->t};
-    vkm_rec_note_bytes(r, 4ull * c->n_tok * (c->in_dim + 2ull * c->rmax * c->in_dim));
-    vkm_rec_dispatch_n(r, sp, sb, 6, &pc, sizeof pc, (uint64_t)c->n_tok * c->row_stride);
+    lora_shrink(r, c, c->t);
     lora_expand(r, c, c->t);
 }
 
@@ -232,25 +238,45 @@ static void sites_expand(vkm_rec *r, const vkm_lora_call *c, uint32_t n, uint64_
     vkm_rec_dispatch_n(r, ep, eb, 11, &pc, sizeof pc, groups);
 }
 
-void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
+uint64_t vkm_op_lora_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
 {
-    const uint64_t region = n > 1 ? sites_region(r, c, n) : 0;
-    if (!region || r->dev->max_stage_storage < 8) {
-        for (uint32_t s = 0; s < n; s++) vkm_op_lora(r, &c[s]);
-        return;
+    const uint64_t region = sites_region(r, c, n);
+    if (!region) return 0;
+    if (n == 1 || r->dev->max_stage_storage < 8) { /* one dispatch per site, into its region */
+        for (uint32_t s = 0; s < n; s++) lora_shrink(r, &c[s], vkm_range_sub(c[0].t, s * region, region));
+        return region;
     }
     vkm_pipe *sp = shrink_pipe(r, VKM_SPV_lora_shrink_sites, &c[0]);
-    if (!sp) return;
+    if (!sp) return region; /* the recorder has failed */
     const vkm_push_lora_sites pc = sites_push(c, n, region);
     /* site s's A at binding 1, 6, 7 (a missing third repeats the first) */
     vkm_range sb[8] = {c[0].x.r, c[0].a, c[0].meta, c[0].ids, c[0].list, c[0].t, c[1].a, n > 2 ? c[2].a : c[0].a};
     note_shrink_bytes(r, c, n, 0);
     vkm_rec_dispatch_n(r, sp, sb, 8, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * c[0].row_stride);
-    sites_expand(r, c, n, region);
+    return region;
 }
 
-bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, const vkm_router_call *rc,
-                              const vkm_range *mats)
+void vkm_op_lora_sites(vkm_rec *r, const vkm_lora_call *c, uint32_t n)
+{
+    if (n < 2 || r->dev->max_stage_storage < 8 || !sites_region(r, c, n)) {
+        for (uint32_t s = 0; s < n; s++) vkm_op_lora(r, &c[s]);
+        return;
+    }
+    sites_expand(r, c, n, vkm_op_lora_shrink(r, c, n));
+}
+
+void vkm_op_linear_lora(vkm_rec *r, const vkm_tensor *w, const vkm_lora_call *c, uint32_t s, uint32_t n,
+                        bool accumulate)
+{
+    const uint64_t region = sites_region(r, c, n);
+    const vkm_matvec_lora ml = {vkm_range_sub(c[0].t, s * region, region), c[s].bt, c[s].meta, c[s].ids, c[s].list,
+                                c[s].wts, c[s].out_dim, c[s].route_off, c[s].row_stride, c[s].meta_off,
+                                c[s].row_list_off, pow2_at_least(c[s].rmax, 4)};
+    vkm_op_matvec_lora(r, w, c[s].x, c[s].y, c[s].n_tok, accumulate, &ml);
+}
+
+uint64_t vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, const vkm_router_call *rc,
+                                  const vkm_range *mats)
 {
     const vkm_dev *d = r->dev;
     const uint64_t region = sites_region(r, c, n);
@@ -261,27 +287,27 @@ bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, co
         rc->x.stride != c[0].x.stride || rc->list_off != 0xffffffffu || rc->out_row_off != 0xffffffffu ||
         rc->ids.buf != c[0].ids.buf || rc->wts.buf != c[0].wts.buf || rc->wts.off != c[0].wts.off ||
         rc->x_scale != 1.0f || rc->row_stride != c[0].row_stride)
-        return false;
+        return 0;
     /* the sites' router matrices: one binding over all of them (one buffer), each at its offset */
     uint64_t lo = mats[0].off, hi = mats[0].off + mats[0].size;
     for (uint32_t s = 1; s < n; s++) {
-        if (mats[s].buf != mats[0].buf) return false;
+        if (mats[s].buf != mats[0].buf) return 0;
         if (mats[s].off < lo) lo = mats[s].off;
         if (mats[s].off + mats[s].size > hi) hi = mats[s].off + mats[s].size;
     }
-    if (hi - lo > d->caps.max_storage_range) return false;
+    if (hi - lo > d->caps.max_storage_range) return 0;
     vkm_push_lora_route pc;
     memset(&pc, 0, sizeof pc);
     for (uint32_t s = 0; s < n; s++) {
         pc.mat_off[s] = (uint32_t)((mats[s].off - lo) / 4);
-        if (vec && pc.mat_off[s] % 4) return false; /* vec4 rows */
+        if (vec && pc.mat_off[s] % 4) return 0; /* vec4 rows */
     }
     uint32_t swg = vkm_ops_reduce_wg(d);
     while (shrink_shared(swg, rmax, emax) > d->caps.max_shared_bytes / 2 && swg > d->caps.subgroup_size) swg /= 2;
-    if (shrink_shared(swg, rmax, emax) > d->caps.max_shared_bytes) return false; /* routed apart */
+    if (shrink_shared(swg, rmax, emax) > d->caps.max_shared_bytes) return 0; /* routed apart */
     uint32_t spec[4] = {swg, rmax, vec ? 1u : 0u, emax};
     vkm_pipe *p = vkm_ops_pipe(r, VKM_SPV_lora_route_shrink_sites, spec, 4);
-    if (!p) return false;
+    if (!p) return 0;
     const vkm_push_lora_sites sp = sites_push(c, n, region);
     memcpy(pc.meta_off, sp.meta_off, sizeof pc.meta_off);
     memcpy(pc.route_off, sp.route_off, sizeof pc.route_off);
@@ -310,7 +336,7 @@ bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, co
                        n > 2 ? c[2].a : c[0].a, rm, c[0].wts};
     note_shrink_bytes(r, c, n, 4ull * n * c[0].n_tok * pc.n_ent * rc->n_exp * rc->in_dim);
     vkm_rec_dispatch_n(r, p, b, 10, &pc, sizeof pc, (uint64_t)n * c[0].n_tok * pc.n_ent);
-    return true;
+    return region;
 }
 
 void vkm_op_lora_sites_expand(vkm_rec *r, const vkm_lora_call *c, uint32_t n)

@@ -62,11 +62,21 @@ uint64_t vkm_lora_sites_t_bytes(const vkm_dev *d, uint32_t n_tok, uint32_t row_s
  * token's row for its site, entry 0's writes it. rc: the router's parameters (one row per
  * token, rows and tokens alike: list_off and out_row_off 0xffffffff; its matrix and sites
  * fields unused), mats: site s's router matrix (one buffer). False (nothing recorded) where
- * that does not fit: the caller routes and shrinks apart. The expands follow with
- * vkm_op_lora_sites_expand (the same calls). */
-bool vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, const vkm_router_call *rc,
-                              const vkm_range *mats);
+ * that does not fit: the caller routes and shrinks apart. Returns the bytes of each site's
+ * region of t (0: nothing recorded). The expands follow with vkm_op_lora_sites_expand or in
+ * the sites' matrix products (vkm_op_linear_lora), the same calls. */
+uint64_t vkm_op_lora_route_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n, const vkm_router_call *rc,
+                                  const vkm_range *mats);
+/* The shrinks alone of n (1 to 3) sites reading the same input, decoding, each into its own
+ * region of t (one dispatch where the device has 8 storage buffers per stage). Returns the
+ * region's bytes; 0 (nothing recorded) where the sites cannot share t so. */
+uint64_t vkm_op_lora_shrink(vkm_rec *r, const vkm_lora_call *c, uint32_t n);
 void vkm_op_lora_sites_expand(vkm_rec *r, const vkm_lora_call *c, uint32_t n);
+/* Site s of the n shrunk above (c: the same calls), its expand in the epilogue of its base
+ * matrix w's product: y (+)= W x + the site's LoRA delta, one pass of matvec (the caller checks
+ * vkm_op_linear_lora_ok for the step's tokens). */
+void vkm_op_linear_lora(vkm_rec *r, const vkm_tensor *w, const vkm_lora_call *c, uint32_t s, uint32_t n,
+                        bool accumulate);
 /* dst[dst_off + c] += sum_i x[i][c] for i < n_tok, c < dim. */
 void vkm_op_pool(vkm_rec *r, vkm_act x, uint32_t n_tok, uint32_t dim, vkm_range dst, uint32_t dst_off);
 

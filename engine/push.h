@@ -16,6 +16,12 @@ typedef struct vkm_push_matvec {
     uint32_t rows, cols, row0, w_stride, x_stride, y_stride, accumulate, scale_off, x_off, y_off;
 } vkm_push_matvec;
 
+/* matvec_lora: vkm_push_matvec, then the LoRA site of its epilogue (push.glsl). */
+typedef struct vkm_push_matvec_lora {
+    vkm_push_matvec mv;
+    uint32_t tok0, out_dim, route_off, row_stride, meta_off, row_list_off;
+} vkm_push_matvec_lora;
+
 typedef struct vkm_push_norm {
     uint32_t n, rows, x_stride, y_stride;
     float eps;
@@ -144,6 +150,7 @@ _Static_assert(sizeof(vkm_push_attn) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_attn_reduce) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_copy) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_matvec) <= 128, "push constants over 128 bytes");
+_Static_assert(sizeof(vkm_push_matvec_lora) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_norm) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_softmax) <= 128, "push constants over 128 bytes");
 _Static_assert(sizeof(vkm_push_eltwise) <= 128, "push constants over 128 bytes");

@@ -7,9 +7,15 @@
 // MOE: the FFN-expert variant — W is one expert's matrix; of the NT tokens from pc.t0, those
 // whose routing row (read on the GPU) holds the expert are computed, the others skipped; a
 // workgroup none of whose tokens chose the expert reads no weights at all.
+// LORA: a LoRA site's expands in the epilogue: y[t] (+)= W x[t] + sum_j w_j s_e B_e t_j, the
+// shrink outputs t_j of the step's token tok0 + t read from binding 3 (lora.comp's layout), the
+// products over (j, rank) shared among the invocations before the one reduction: the expand
+// dispatch, its barrier and its second pass over y saved. Spec constant 3 RMAX (t's stride).
 #include "types.glsl"
 #ifdef MOE
 #define VKM_PUSH_MOE
+#elif defined(LORA)
+#define VKM_PUSH_MATVEC_LORA
 #else
 #define VKM_PUSH_MATVEC
 #endif
@@ -25,6 +31,15 @@ layout(binding = 2) buffer Y { float y[]; };
 #ifdef MOE
 layout(binding = 3) readonly buffer Ids { uint ids[]; };
 layout(binding = 4) readonly buffer Lst { uint lst[]; };
+#endif
+#ifdef LORA
+layout(constant_id = 3) const uint RMAX = 16;
+layout(binding = 3) readonly buffer Tb { float lt[]; };
+layout(binding = 4) readonly buffer Bb { float bt[]; };
+layout(binding = 5) readonly buffer Meta { uint meta[]; };
+layout(binding = 6) readonly buffer Ids { uint ids[]; };
+layout(binding = 7) readonly buffer Step { uint list[]; };
+layout(binding = 8) readonly buffer Wts { float wts[]; };
 #endif
 
 // Where vector t's x row starts and y row starts; sel[t] < 0: vector t is skipped.
@@ -125,6 +140,25 @@ void main()
 #endif
     }
 
+#ifdef LORA
+    // the site's experts: acc[r][t] += w_j s_e sum_k Bt_e[k][row] t[i][j][k], ranks across lanes
+    [[unroll]] for (uint t = 0; t < NT; t++) {
+        const uint i = pc.tok0 + t, rb = pc.route_off + list[pc.row_list_off + i] * pc.row_stride;
+        for (uint j = 0; j < pc.row_stride; j++) {
+            const uint e = ids[rb + j];
+            if (e == 0xffffffffu) break;
+            const uint mo = pc.meta_off + 4 * e, off = meta[mo], rk = meta[mo + 1];
+            const float f = wts[rb + j] * uintBitsToFloat(meta[mo + 2]);
+            const uint tb = (i * pc.row_stride + j) * RMAX;
+            for (uint k = lid; k < rk; k += WG) {
+                const float tk = f * lt[tb + k];
+                const uint bb = (off + k) * pc.out_dim + pc.row0 + rbase;
+                [[unroll]] for (uint r = 0; r < NR; r++)
+                    if (rbase + r < pc.rows) acc[r * NT + t] += bt[bb + r] * tk;
+            }
+        }
+    }
+#endif
     // one barrier: partial sums of every (row, vector) to shared, then NR*NT invocations finish
     WG_PARTS(acc, NR * NT, part);
     barrier();

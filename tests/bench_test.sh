@@ -37,7 +37,8 @@ run "$bench_moe" --type bogus
 [ "$rc" = 2 ] && grep -q bogus "$tmp/err" && ok "bench_moe --type bogus: exit 2" || fail "bench_moe --type bogus: exit $rc"
 
 # the LoRA bank against the bare base (testbed shape), two rounds of one step, the routers
-# inside the shrinks and apart (the router's share timed, not zero, either way)
+# inside the shrinks and apart (the router's share timed, not zero, either way); with the
+# expands in the matrix products and apart, timed in the same rounds
 for apart in "" --separate-routers; do
     if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 1 --rounds 2 --dir "$tmp/moe" --json $apart; then
         want=false; [ -n "$apart" ] && want=true
@@ -47,6 +48,11 @@ for apart in "" --separate-routers; do
             ok "bench_moe $apart: $(cat "$tmp/out" | cut -c1-160)" || fail "bench_moe $apart: $(cat "$tmp/out")"
     fi
 done
+if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 1 --rounds 2 --dir "$tmp/moe" --json --separate-expands; then
+    grep -qE '"separate_expands_ms": *[0-9.]+, "separate_expands_overhead": *-?[0-9.]+, "separate_expands_median": *-?[0-9.]+\}' "$tmp/out" &&
+        ok "bench_moe --separate-expands: $(grep -o '"separate_expands.*' "$tmp/out")" ||
+        fail "bench_moe --separate-expands: $(cat "$tmp/out")"
+fi
 # a Mixtral-style model and its dense equivalent, per weight type: four rows
 if bench "$bench_model" --shape tiny --types f16,q4_0 --experts 4 --top-k 2 --prefill 8 --decode 2 --json; then
     rows=$(grep -o '"decode_tps"' "$tmp/out" | wc -l)

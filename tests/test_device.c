@@ -76,7 +76,7 @@ static uint32_t host_push_size(const char *name)
     static const struct { const char *prefix; uint32_t size; } tab[] = {
         {"matvec_moe", sizeof(vkm_push_moe)}, {"matmul_moe", sizeof(vkm_push_moe)},
         {"route_group", sizeof(vkm_push_group)}, {"moe_combine", sizeof(vkm_push_combine)},
-        {"matvec", sizeof(vkm_push_matvec)}, {"matmul", sizeof(vkm_push_matmul)},
+        {"matvec_lora", sizeof(vkm_push_matvec_lora)}, {"matvec", sizeof(vkm_push_matvec)}, {"matmul", sizeof(vkm_push_matmul)},
         {"copy", sizeof(vkm_push_copy)}, {"rmsnorm", sizeof(vkm_push_norm)},
         {"softmax", sizeof(vkm_push_softmax)}, {"eltwise", sizeof(vkm_push_eltwise)},
         {"embed", sizeof(vkm_push_embed)}, {"rope", sizeof(vkm_push_rope)},

@@ -150,12 +150,14 @@ static void router_free(const ref_model *m, ref_router *rr)
 
 static bool profile_load;   /* load with every kernel timed (vkm_model_profile) */
 static bool separate_load;  /* load with vkm_model_params.separate_routers */
+static bool expands_load;   /* load with vkm_model_params.separate_expands */
 
 static vkm_model *load(vkm_context *ctx, const char *path, uint32_t n_seq)
 {
     vkm_model_params p = vkm_model_default_params();
     p.profile = profile_load;
     p.separate_routers = separate_load;
+    p.separate_expands = expands_load;
     p.n_seq = n_seq;
     p.n_batch = 32;
     vkm_model *m = NULL;
@@ -310,22 +312,24 @@ static void on_route(void *user, uint32_t pos0, uint32_t n_tok, uint32_t n_point
 }
 
 /* With want_lora_calls (the model loaded with profiling), the routing and LoRA dispatches of
- * the last decode step by kernel, as in names below. */
+ * the last decode step by kernel, as in names below (the last: base matrix products with a
+ * LoRA epilogue, matvec_lora_<type>). */
 static const uint32_t *want_lora_calls;
 
 static void check_lora_calls(const vkm_model *m, const char *what)
 {
-    static const char *names[6] = {"lora_route_shrink_sites", "router", "lora_shrink_sites", "lora_shrink",
-                                   "lora_expand_sites", "lora_expand"};
+    static const char *names[7] = {"lora_route_shrink_sites", "router", "lora_shrink_sites", "lora_shrink",
+                                   "lora_expand_sites", "lora_expand", "matvec_lora_"};
     vkm_kernel_stat ks[64];
     size_t nk = 0;
     const vkm_status st = vkm_model_profile(m, ks, 64, &nk);
     if (st == VKM_ERR_UNSUPPORTED) return; /* a device without timestamps */
     assert_int_equal(st, VKM_OK);
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 7; k++) {
         uint32_t calls = 0;
         for (size_t i = 0; i < nk; i++)
-            if (!strcmp(ks[i].name, names[k])) calls += ks[i].calls;
+            if (k == 6 ? !strncmp(ks[i].name, names[k], strlen(names[k])) : !strcmp(ks[i].name, names[k]))
+                calls += ks[i].calls;
         if (calls != want_lora_calls[k])
             fail_msg("%s: %u %s dispatches in a decode step, want %u", what, calls, names[k], want_lora_calls[k]);
     }
@@ -450,10 +454,13 @@ static void test_token_routers(void **state)
     with_bias = false;
     token_case(ctx, &f, "t_phatgoose", 0, "softmax", 0, 2, 1.0f, -1, "phatgoose", true, false);
     /* a decode step's dispatches, two layers: q, k, v routed and shrunk in one dispatch, then
-     * gate, up; o and down alone; the expands of q, k, v and of gate, up in one each */
+     * gate, up; o and down alone; every expand in its matrix product's epilogue (7 a layer) */
     profile_load = true;
-    static const uint32_t fused[6] = {8, 0, 0, 0, 4, 4}, apart[6] = {0, 8, 4, 4, 4, 4};
-    static const uint32_t apart42[6] = {0, 14, 4, 4, 4, 4}; /* matrices of 42 floats a row: not back to back */
+    static const uint32_t fused[7] = {8, 0, 0, 0, 0, 0, 14}, apart[7] = {0, 8, 4, 4, 0, 0, 14};
+    /* the expands apart (vkm_model_params.separate_expands): q, k, v in one dispatch, gate, up
+     * in one, o and down alone */
+    static const uint32_t fused_x[7] = {8, 0, 0, 0, 4, 4, 0}, apart_x[7] = {0, 8, 4, 4, 4, 4, 0};
+    static const uint32_t apart42[7] = {0, 14, 4, 4, 0, 0, 14}; /* matrices of 42 floats a row: not back to back */
     want_lora_calls = fused;
     token_case(ctx, &f, "t_mod_soft2_calls", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
     token_case(ctx, &f, "t_mod_sig1_ao_calls", 0, "sigmoid", 1, 1, 0.7f, 2, "learned", false, false);
@@ -461,7 +468,13 @@ static void test_token_routers(void **state)
     separate_load = true;
     want_lora_calls = apart;
     token_case(ctx, &f, "t_mod_soft2_apart", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    expands_load = true;
+    want_lora_calls = apart_x;
+    token_case(ctx, &f, "t_mod_soft2_apart_x", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
     separate_load = false;
+    want_lora_calls = fused_x;
+    token_case(ctx, &f, "t_mod_sig1_ao_x", 0, "sigmoid", 1, 1, 0.7f, 2, "learned", false, false);
+    expands_load = false;
     /* inputs not in vec4 (dim 42): the fused shrinks' scalar loop */
     fixture odd;
     fixture_init_shape(&odd, "token-odd", false, (shape){42, 4, 1, 8, 70});

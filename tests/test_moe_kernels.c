@@ -315,6 +315,153 @@ static void test_lora_paths(void **state)
     }
 }
 
+/* The expands in matvec's epilogue (matvec_lora): two sites reading the same input, their
+ * shrinks into regions of t (vkm_op_lora_shrink), then each site's base matrix W_s of type dt
+ * (in row chunks of at most max_chunk bytes) with y_s (+)= W_s x + sum_j w_j s_e B_e (A_e x)
+ * against the reference on the weights the device holds; experts of different ranks (one 0),
+ * tokens with two experts, one, or none, routing rows through the step list, the sites' expert
+ * tables and routing rows at offsets. */
+static void matvec_lora_case(test_gpu *g, vkm_dtype dt, uint32_t T, uint32_t in, const uint32_t *outs, bool acc,
+                             uint64_t max_chunk, uint64_t seed)
+{
+    enum { E = 5, S = 2 };
+    test_rng rng = {seed};
+    const uint32_t xs = in + 3, xo = 4, meta_base = 4 * E * 3, route_base = 13, RS = E;
+    uint32_t meta[4 * E * (3 + S)] = {0}, ranks[S][E], rmax = 0, R[S];
+    for (uint32_t s = 0; s < S; s++) {
+        uint32_t off = 0;
+        for (uint32_t e = 0; e < E; e++) {
+            ranks[s][e] = e == 2 ? 0 : 1 + (uint32_t)(test_rng_next(&rng) % 9);
+            const float sc = 0.5f + 0.25f * (float)(e + s);
+            uint32_t *me = meta + meta_base + 4 * E * s + 4 * e;
+            me[0] = off;
+            me[1] = ranks[s][e];
+            memcpy(&me[2], &sc, 4);
+            off += ranks[s][e];
+            if (ranks[s][e] > rmax) rmax = ranks[s][e];
+        }
+        R[s] = off;
+    }
+    float *x = test_alloc(((size_t)T * xs + xo) * 4), *w = test_alloc((size_t)T * RS * 4);
+    uint32_t *ids = test_alloc(((size_t)route_base + 2 * (size_t)T * RS) * 4), *lst = test_alloc((size_t)T * 4);
+    test_fill(&rng, x, (size_t)T * xs + xo, 1.0f);
+    for (size_t i = 0; i < (size_t)route_base + 2 * (size_t)T * RS; i++) ids[i] = 0xffffffffu;
+    /* token t reads routing row T-1-t of each site (site s's rows T * RS words after site 0's) */
+    for (uint32_t t = 0; t < T; t++) {
+        lst[t] = T - 1 - t;
+        const uint32_t n_sel = t % 3 == 2 ? 0 : t % 3 == 1 ? 1 : 2;
+        const uint32_t e0 = (uint32_t)(test_rng_next(&rng) % E), e1 = (e0 + 1 + (uint32_t)(test_rng_next(&rng) % (E - 1))) % E;
+        for (uint32_t s = 0; s < S; s++)
+            for (uint32_t j = 0; j < n_sel; j++) ids[route_base + s * T * RS + (T - 1 - t) * RS + j] = j ? e1 : e0;
+        for (uint32_t j = 0; j < RS; j++) w[(T - 1 - t) * RS + j] = 0.25f + 0.5f * (float)j;
+    }
+    /* the weights live past route_base as the ids do (wts and ids share the routing offsets) */
+    float *wts = test_alloc(((size_t)route_base + 2 * (size_t)T * RS) * 4);
+    for (uint32_t s = 0; s < S; s++) memcpy(wts + route_base + s * T * RS, w, (size_t)T * RS * 4);
+    vkm_range xr = test_gpu_floats(g, x, (size_t)T * xs + xo);
+    vkm_range mr = gpu_words(g, meta, sizeof meta / 4), ir = gpu_words(g, ids, route_base + 2 * (size_t)T * RS);
+    vkm_range wr = test_gpu_floats(g, wts, route_base + 2 * (size_t)T * RS), lr = gpu_words(g, lst, T);
+    vkm_range tr = test_gpu_floats(g, NULL, vkm_lora_sites_t_bytes(g->d, T, RS, rmax) / 4);
+    vkm_lora_call lc[S];
+    vkm_tensor wt[S];
+    float *a[S], *bt[S], *y0[S], *ref[S], *wd[S];
+    vkm_range yr[S];
+    for (uint32_t s = 0; s < S; s++) {
+        const uint32_t out = outs[s], ys = out + 2, yo = 3;
+        a[s] = test_alloc(((size_t)R[s] + 1) * in * 4);
+        bt[s] = test_alloc(((size_t)R[s] + 1) * out * 4);
+        float *wm = test_alloc((size_t)out * in * 4);
+        wd[s] = test_alloc((size_t)out * in * 4);
+        y0[s] = test_alloc(((size_t)T * ys + yo) * 4);
+        ref[s] = test_alloc((size_t)T * out * 4);
+        test_fill(&rng, a[s], ((size_t)R[s] + 1) * in, 0.5f);
+        test_fill(&rng, bt[s], ((size_t)R[s] + 1) * out, 0.5f);
+        test_fill(&rng, wm, (size_t)out * in, 0.5f);
+        test_fill(&rng, y0[s], (size_t)T * ys + yo, 1.0f);
+        test_device_weights(dt, wm, out, in, wd[s]);
+        test_gpu_check(g, vkm_tensor_alloc(&g->arena, dt, out, in, max_chunk, &wt[s]));
+        test_gpu_check(g, vkm_tensor_upload(g->d, &wt[s], VKM_F32, wm, NULL));
+        free(wm);
+        for (uint32_t t = 0; t < T; t++) {
+            const float *xt = x + xo + (size_t)t * xs;
+            const uint32_t *row = ids + route_base + s * T * RS + (size_t)lst[t] * RS;
+            for (uint32_t o = 0; o < out; o++) {
+                double v = acc ? y0[s][yo + (size_t)t * ys + o] : 0.0;
+                for (uint32_t c = 0; c < in; c++) v += (double)wd[s][(size_t)o * in + c] * xt[c];
+                for (uint32_t j = 0; j < RS && row[j] != 0xffffffffu; j++) {
+                    const uint32_t *me = meta + meta_base + 4 * E * s + 4 * row[j];
+                    float sc;
+                    memcpy(&sc, &me[2], 4);
+                    double d = 0;
+                    for (uint32_t q = 0; q < me[1]; q++) {
+                        double tq = 0;
+                        for (uint32_t c = 0; c < in; c++) tq += (double)a[s][(size_t)(me[0] + q) * in + c] * xt[c];
+                        d += (double)bt[s][(size_t)(me[0] + q) * out + o] * tq;
+                    }
+                    v += (double)w[(size_t)lst[t] * RS + j] * sc * d;
+                }
+                ref[s][(size_t)t * out + o] = (float)v;
+            }
+        }
+        yr[s] = test_gpu_floats(g, y0[s], (size_t)T * ys + yo);
+        lc[s] = (vkm_lora_call){.x = {xr, xo, xs}, .y = {yr[s], yo, ys}, .n_tok = T, .in_dim = in, .out_dim = out,
+                                .a = test_gpu_floats(g, a[s], ((size_t)R[s] + 1) * in),
+                                .bt = test_gpu_floats(g, bt[s], ((size_t)R[s] + 1) * out), .meta = mr,
+                                .meta_off = meta_base + 4 * E * s, .rank_total = R[s], .rmax = rmax, .ids = ir,
+                                .wts = wr, .list = lr, .t = tr, .route_off = route_base + s * T * RS,
+                                .row_stride = RS, .row_list_off = 0};
+    }
+    vkm_rec *r = test_gpu_begin(g);
+    assert_true(vkm_op_linear_lora_ok(g->d, T));
+    assert_true(vkm_op_lora_shrink(r, lc, S) > 0);
+    for (uint32_t s = 0; s < S; s++) vkm_op_linear_lora(r, &wt[s], lc, s, S, acc);
+    test_gpu_run(g);
+    for (uint32_t s = 0; s < S; s++) {
+        const uint32_t out = outs[s], ys = out + 2, yo = 3;
+        float *y = test_alloc(((size_t)T * ys + yo) * 4), *got = test_alloc((size_t)T * out * 4);
+        test_gpu_read(g, yr[s], y, (size_t)T * ys + yo);
+        for (uint32_t t = 0; t < T; t++) memcpy(got + (size_t)t * out, y + yo + (size_t)t * ys, (size_t)out * 4);
+        const double e = test_nmse(got, ref[s], (size_t)T * out);
+        if (!(e <= 1e-10))
+            fail_msg("matvec_lora %s site %u T=%u %ux%u acc=%d chunks=%u: nmse %.3g", vkm_dtype_name(dt), s, T, in,
+                     out, acc, wt[s].n_chunks, e);
+        for (uint32_t t = 0; t < T; t++) /* the gaps between y's rows untouched */
+            for (uint32_t o = out; o < ys && yo + (size_t)t * ys + o < (size_t)T * ys + yo; o++)
+                assert_true(y[yo + (size_t)t * ys + o] == y0[s][yo + (size_t)t * ys + o]);
+        free(y); free(got); free(a[s]); free(bt[s]); free(y0[s]); free(ref[s]); free(wd[s]);
+    }
+    free(x); free(w); free(wts); free(ids); free(lst);
+}
+
+static void test_matvec_lora(void **state)
+{
+    (void)state;
+    /* every weight type; 1 to 8 tokens (6: passes of 4 and 2 vectors on a CPU device) */
+    static const struct { vkm_dtype dt; uint32_t T; } cases[] = {
+        {VKM_F32, 1}, {VKM_F32, 6}, {VKM_F16, 3}, {VKM_F16, 8}, {VKM_Q8_0, 6}, {VKM_Q4_0, 1}};
+    for (int mode = 0; mode < 3; mode++) { /* CPU tuning, without subgroup arithmetic, GPU tuning */
+        vkm_context_params cp = vkm_context_default_params();
+        cp.disable_subgroup_arith = mode == 1;
+        cp.tune_as_gpu = mode == 2;
+        vkm_context *ctx = test_context_with(cp);
+        test_gpu g;
+        test_gpu_init(&g, ctx);
+        uint64_t seed = 900 + 100 * (uint64_t)mode;
+        for (uint32_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            const vkm_dtype dt = cases[i].dt;
+            const bool quant = dt == VKM_Q8_0 || dt == VKM_Q4_0;
+            const uint32_t in = quant ? 64 + 32 * (i % 2) : 37 + 8 * i, outs[2] = {29 + 4 * i, 19 + 5 * (i % 3)};
+            /* row chunks of 16 rows for some (several dispatches, each its rows' epilogue) */
+            const uint64_t row = dt == VKM_F32 ? 4ull * in : dt == VKM_F16 ? 2ull * in : in / 32 * (dt == VKM_Q8_0 ? 34ull : 18ull);
+            matvec_lora_case(&g, dt, cases[i].T, in, outs, i % 2 == 1, i % 3 == 1 ? 16 * (row + 1) : 0, seed++);
+            vkm_arena_destroy(&g.arena);
+            vkm_arena_init(&g.arena, g.d, VKM_MEM_DEVICE, 64ull << 20);
+        }
+        test_gpu_done(&g);
+        test_context_done(ctx);
+    }
+}
+
 /* One router dispatch deciding several routing points that share the input (q, k, v): point
  * i's matrix mat_stride words after point i-1's, its rows copy_stride words further; each
  * point's ids and weights against the reference, and no point writes another's rows. With and
@@ -410,6 +557,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moe_kernels),
         cmocka_unit_test(test_lora_paths),
+        cmocka_unit_test(test_matvec_lora),
         cmocka_unit_test(test_router_points),
         cmocka_unit_test(test_rank_fits),
     };

@@ -7,14 +7,17 @@
  *
  *   bench_moe [--shape 1.1b|testbed] [--experts E] [--rank R] [--top-k K] [--depth module|layer]
  *             [--type f16|q8_0|q4_0] [--decode N] [--rounds N] [--dir DIR] [--device D] [--json]
- *             [--profile] [--separate-routers]
+ *             [--profile] [--separate-routers] [--separate-expands]
  * Bare and routed decode alternate in --rounds rounds (default 4) of --decode steps each (default
  * 3); the fastest round of each side is reported, and the spread and median of the rounds' own
  * ratios (the median: the figure least moved by a VM's slow seconds).
  * --profile prints the routed step kernel by kernel (timed with a timestamp per dispatch).
  * Decoding, token routers of module depth run inside the LoRA shrinks; --separate-routers runs
  * them in dispatches of their own (vkm_model_params.separate_routers). The router's share is
- * timed with them apart either way.
+ * timed with them apart either way. Decoding, the LoRA expands run in the epilogue of the base's
+ * matrix products; --separate-expands runs them in dispatches of their own (one per group of
+ * sites sharing an input: vkm_model_params.separate_expands) and times both in the same rounds
+ * (bare, routed, routed with the expands apart), each side's overhead against the bare base.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,13 +100,13 @@ int main(int argc, char **argv)
     const char *shape_name = "1.1b", *dir = "/tmp/vkmoe-bench", *device = getenv("VKMOE_DEVICE"), *type = "f16";
     const char *depth = "module";
     int experts = 8, rank = 16, top_k = 2, steps = 3, rounds = 4;
-    bool json = false, profile = false, separate = false;
-    static const char *const flags[] = {"--json", "--profile", "--separate-routers", NULL};
+    bool json = false, profile = false, separate = false, expands = false;
+    static const char *const flags[] = {"--json", "--profile", "--separate-routers", "--separate-expands", NULL};
     static const char *const valued[] = {"--shape", "--experts", "--rank", "--top-k", "--depth", "--type",
                                          "--decode", "--rounds", "--dir", "--device", NULL};
     static const char usage[] = "[--shape 1.1b|testbed] [--experts 8] [--rank 16] [--top-k 2] "
                                 "[--depth module|layer|model] [--type f16|q8_0|q4_0] [--decode 3] [--rounds 4] "
-                                "[--dir D] [--device D] [--json] [--profile] [--separate-routers]";
+                                "[--dir D] [--device D] [--json] [--profile] [--separate-routers] [--separate-expands]";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         const int o = bench_option("bench_moe", usage, flags, valued, argc, argv, &i, &v);
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--profile")) profile = true;
         else if (!strcmp(a, "--separate-routers")) separate = true;
+        else if (!strcmp(a, "--separate-expands")) expands = true;
         else if (!strcmp(a, "--shape")) {
             shape_name = v;
             if (!strcmp(v, "testbed")) sh = (vkm_model_shape){1024, 128, 4, 4, 2, 0, 352, 128, 10000.0f, false, 0, 0};
@@ -185,21 +189,37 @@ int main(int argc, char **argv)
     vkm_model_get_info(m, &mi);
     vkm_session *rs = session(ctx, m, VKM_ROUTE_ROUTER, NULL);
     if (vkm_model_set_profiling(m, false) != VKM_OK) fail(ctx, "profiling");
+    vkm_model *mx = NULL; /* --separate-expands: the same bank with the expands apart */
+    vkm_session *xs = NULL;
+    if (expands) {
+        mp.separate_expands = true;
+        if (vkm_model_load(ctx, manifest, &mp, &mx) != VKM_OK) fail(ctx, manifest);
+        mp.separate_expands = false;
+        xs = session(ctx, mx, VKM_ROUTE_ROUTER, NULL);
+        if (vkm_model_set_profiling(mx, false) != VKM_OK) fail(ctx, "profiling");
+    }
     /* bare and routed alternately in short rounds, the fastest round of each: a loaded VM slows
      * whole seconds at a time (and the first seconds of a process: first touches, thread pool,
      * clocks), which would count against whichever side ran then; each round's own ratio too */
-    double t_base = 1e30, t_moe = 1e30, ratio[64];
+    double t_base = 1e30, t_moe = 1e30, t_x = 1e30, ratio[64], ratio_x[64];
     for (int round = 0; round < rounds; round++) {
         const double tb = decode_time(ctx, &bs, 1, steps), tm = decode_time(ctx, &rs, 1, steps);
+        const double tx = xs ? decode_time(ctx, &xs, 1, steps) : tm;
         if (tb < t_base) t_base = tb;
         if (tm < t_moe) t_moe = tm;
+        if (tx < t_x) t_x = tx;
         ratio[round] = tm / tb;
+        ratio_x[round] = tx / tb;
     }
     qsort(ratio, (size_t)rounds, sizeof ratio[0], by_value);
+    qsort(ratio_x, (size_t)rounds, sizeof ratio_x[0], by_value);
     const double r_lo = ratio[0], r_hi = ratio[rounds - 1];
     const double r_med = rounds % 2 ? ratio[rounds / 2] : (ratio[rounds / 2 - 1] + ratio[rounds / 2]) / 2;
+    const double x_med = rounds % 2 ? ratio_x[rounds / 2] : (ratio_x[rounds / 2 - 1] + ratio_x[rounds / 2]) / 2;
     vkm_session_free(bs);
     vkm_model_free(bm);
+    vkm_session_free(xs);
+    vkm_model_free(mx);
     if (vkm_model_set_profiling(m, true) != VKM_OK) fail(ctx, "profiling"); /* the router's share */
     decode_time(ctx, &rs, 1, 2);
     double share = router_share(m, profile && !json);
@@ -229,10 +249,14 @@ int main(int argc, char **argv)
         printf("{\"shape\": \"%s\", \"type\": \"%s\", \"experts\": %d, \"rank\": %d, \"top_k\": %d, \"depth\": \"%s\", "
                "\"copy_gbps\": %.3f, \"base_ms\": %.3f, \"moe_ms\": %.3f, \"overhead\": %.4f, \"router_share\": %.4f, "
                "\"overhead_rounds\": [%.4f, %.4f], \"overhead_median\": %.4f, \"rounds\": %d, \"base_roofline\": %.4f, \"moe_roofline\": %.4f, "
-               "\"four_singles_ms\": %.3f, \"batch4_ms\": %.3f, \"separate_routers\": %s}\n",
+               "\"four_singles_ms\": %.3f, \"batch4_ms\": %.3f, \"separate_routers\": %s",
                shape_name, type, experts, rank, top_k, depth, copy, t_base * 1e3, t_moe * 1e3, t_moe / t_base - 1,
                share, r_lo - 1, r_hi - 1, r_med - 1, rounds, roof_base / t_base, roof_moe / t_moe, singles * 1e3, batch * 1e3,
                separate ? "true" : "false");
+        if (expands)
+            printf(", \"separate_expands_ms\": %.3f, \"separate_expands_overhead\": %.4f, "
+                   "\"separate_expands_median\": %.4f", t_x * 1e3, t_x / t_base - 1, x_med - 1);
+        printf("}\n");
     } else {
         printf("device copy bandwidth %.2f GB/s; %s %s base, %d LoRA experts of rank %d on all 7 matrices, "
                "noisy router top-%d per token at %s depth\n", copy, shape_name, type, experts, rank, top_k, depth);
@@ -242,6 +266,10 @@ int main(int argc, char **argv)
                "(rounds: %+.1f%% to %+.1f%%, median %+.1f%%)\n", top_k, t_moe * 1e3, 100 * roof_moe / t_moe,
                mi.bytes_per_token / 1e6, 100 * (t_moe / t_base - 1), 100 * (r_lo - 1), 100 * (r_hi - 1),
                100 * (r_med - 1));
+        if (expands)
+            printf("expands apart     %9.2f ms/token  overhead %+.1f%% (median %+.1f%%; rounds: %+.1f%% to %+.1f%%)\n",
+                   t_x * 1e3, 100 * (t_x / t_base - 1), 100 * (x_med - 1), 100 * (ratio_x[0] - 1),
+                   100 * (ratio_x[rounds - 1] - 1));
         printf("router kernels    %9.1f%% of the routed step's kernel time%s\n", 100 * share,
                separate ? "" : " (timed apart: routed inside the shrinks otherwise)");
         printf("4 sequences       %9.2f ms in one step vs %.2f ms as 4 single steps (%.2fx)\n", batch * 1e3,

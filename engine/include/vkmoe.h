@@ -331,6 +331,8 @@ typedef struct vkm_model_params {
     bool profile;       /* time every kernel of every step (vkm_model_profile)               */
     bool separate_routers; /* decoding, token routers of module depth in dispatches of their
                          * own rather than inside the LoRA shrinks (to time the routers apart) */
+    bool separate_expands; /* decoding, the LoRA expands in dispatches of their own rather than
+                         * in the epilogue of the base's matrix products (to compare them)   */
 } vkm_model_params;
 
 vkm_model_params vkm_model_default_params(void);

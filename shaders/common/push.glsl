@@ -22,6 +22,17 @@ layout(push_constant) uniform Push {
 } pc;
 #endif
 
+#ifdef VKM_PUSH_MATVEC_LORA
+// matvec_lora: the matvec's fields, then a LoRA site whose expands run in the epilogue: vector
+// t is step token tok0 + t; its shrink output t[(i * row_stride + j) * RMAX + k] (binding 3),
+// Bt [rank_total][out_dim] (4), the bank's expert table from meta_off (5), the routing rows
+// (6 ids, 8 weights; row of token i: list[row_list_off + i], binding 7).
+layout(push_constant) uniform Push {
+    uint rows, cols, row0, w_stride, x_stride, y_stride, accumulate, scale_off, x_off, y_off;
+    uint tok0, out_dim, route_off, row_stride, meta_off, row_list_off;
+} pc;
+#endif
+
 #ifdef VKM_PUSH_NORM
 layout(push_constant) uniform Push {
     uint n;          // row length
