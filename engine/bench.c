@@ -69,12 +69,14 @@ typedef struct mv_args {
     vkm_act x, y;
     uint32_t n;
     bool matmul;
+    const vkm_matvec_lora *lora;
 } mv_args;
 
 static void mv_body(vkm_rec *r, void *u)
 {
     mv_args *a = u;
     if (a->matmul) vkm_op_matmul(r, &a->w, a->x, a->y, a->n, false);
+    else if (a->lora) vkm_op_matvec_lora(r, &a->w, a->x, a->y, a->n, false, a->lora);
     else vkm_op_matvec(r, &a->w, a->x, a->y, a->n, false);
 }
 
@@ -107,12 +109,67 @@ static vkm_status alloc_random(bench_ctx *b, uint64_t n, uint64_t *seed, vkm_ran
     return s;
 }
 
+/* matvec_lora's LoRA operands: a bank of 8 experts of rank 16 (scale 2), every vector routed to
+ * experts 1 and 6 (weights 0.7, 0.3), random shrink outputs t; the host's copies for the check. */
+enum { BL_E = 8, BL_R = 16 };
+typedef struct bench_lora {
+    vkm_matvec_lora ml;
+    float *t, *bt;
+} bench_lora;
+
+static vkm_status bench_lora_init(bench_ctx *b, uint32_t rows, uint32_t n, uint64_t *seed, bench_lora *l)
+{
+    uint32_t meta[4 * BL_E], *ids = calloc((size_t)n * (BL_E + 1), 4);
+    float *wts = calloc((size_t)n * BL_E, 4);
+    const float sc = 2.0f;
+    vkm_status s = ids && wts ? VKM_OK : vkm_fail(b->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+    for (uint32_t e = 0; e < BL_E; e++) {
+        meta[4 * e] = e * BL_R;
+        meta[4 * e + 1] = BL_R;
+        memcpy(&meta[4 * e + 2], &sc, 4);
+        meta[4 * e + 3] = 0;
+    }
+    for (uint32_t i = 0; s == VKM_OK && i < n; i++) {
+        for (uint32_t j = 0; j < BL_E; j++) ids[i * BL_E + j] = j == 0 ? 1u : j == 1 ? 6u : 0xffffffffu;
+        wts[i * BL_E] = 0.7f;
+        wts[i * BL_E + 1] = 0.3f;
+        ids[(size_t)n * BL_E + i] = i; /* the list: vector i reads routing row i */
+    }
+    l->ml = (vkm_matvec_lora){.out_dim = rows, .row_stride = BL_E, .row_list_off = n * BL_E, .rpad = BL_R};
+    if (s == VKM_OK) s = alloc_random(b, (uint64_t)n * BL_E * BL_R, seed, &l->ml.t, &l->t);
+    if (s == VKM_OK) s = alloc_random(b, (uint64_t)BL_E * BL_R * rows, seed, &l->ml.bt, &l->bt);
+    if (s == VKM_OK) s = vkm_arena_alloc(&b->arena, sizeof meta, 16, &l->ml.meta);
+    if (s == VKM_OK) s = vkm_arena_alloc(&b->arena, (uint64_t)n * (BL_E + 1) * 4, 16, &l->ml.ids);
+    if (s == VKM_OK) s = vkm_arena_alloc(&b->arena, (uint64_t)n * BL_E * 4, 16, &l->ml.wts);
+    if (s == VKM_OK) s = vkm_upload(b->d, l->ml.meta, meta, sizeof meta);
+    if (s == VKM_OK) s = vkm_upload(b->d, l->ml.ids, ids, (uint64_t)n * (BL_E + 1) * 4);
+    if (s == VKM_OK) s = vkm_upload(b->d, l->ml.wts, wts, (uint64_t)n * BL_E * 4);
+    l->ml.list = l->ml.ids;
+    free(ids);
+    free(wts);
+    return s;
+}
+
+/* The LoRA delta of vector 0 at output row `row` (experts 1 and 6 as bench_lora_init routes). */
+static double bench_lora_ref(const bench_lora *l, uint32_t rows, uint32_t row)
+{
+    static const uint32_t ex[2] = {1, 6};
+    static const double w[2] = {0.7, 0.3};
+    double d = 0;
+    for (uint32_t j = 0; j < 2; j++)
+        for (uint32_t k = 0; k < BL_R; k++)
+            d += w[j] * 2.0 * l->bt[(uint64_t)(ex[j] * BL_R + k) * rows + row] * l->t[j * BL_R + k];
+    return d;
+}
+
 static vkm_status bench_matvec(bench_ctx *b, vkm_dtype dt, uint32_t rows, uint32_t cols,
-                               uint32_t n, bool matmul, vkm_bench_result *res)
+                               uint32_t n, bool matmul, bool lora, vkm_bench_result *res)
 {
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     mv_args a;
     a.matmul = matmul;
+    bench_lora bl = {0};
+    a.lora = lora ? &bl.ml : NULL;
     float *wh = malloc((uint64_t)rows * cols * 4), *xh = NULL;
     if (!wh) return vkm_fail(b->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (uint64_t i = 0; i < (uint64_t)rows * cols; i++) wh[i] = rng_unit(&seed) * 0.05f;
@@ -121,6 +178,7 @@ static vkm_status bench_matvec(bench_ctx *b, vkm_dtype dt, uint32_t rows, uint32
     vkm_range xr, yr;
     if (s == VKM_OK) s = alloc_random(b, (uint64_t)n * cols, &seed, &xr, &xh);
     if (s == VKM_OK) s = vkm_arena_alloc(&b->arena, (uint64_t)n * rows * 4, 16, &yr);
+    if (s == VKM_OK && lora) s = bench_lora_init(b, rows, n, &seed, &bl);
     a.x = (vkm_act){xr, 0, cols};
     a.y = (vkm_act){yr, 0, rows};
     a.n = n;
@@ -145,7 +203,7 @@ static vkm_status bench_matvec(bench_ctx *b, vkm_dtype dt, uint32_t rows, uint32
         } else {
             memcpy(deq, wr, (uint64_t)cols * 4);
         }
-        double ref = 0;
+        double ref = lora ? bench_lora_ref(&bl, rows, row) : 0;
         for (uint32_t c = 0; c < cols; c++) ref += (double)deq[c] * xh[c];
         double e = fabs(ref - y[row]);
         if (e > res->max_err) res->max_err = e;
@@ -155,8 +213,11 @@ static vkm_status bench_matvec(bench_ctx *b, vkm_dtype dt, uint32_t rows, uint32
     free(blk);
     free(wh);
     free(xh);
+    free(bl.t);
+    free(bl.bt);
     res->seconds = ns * 1e-9;
-    res->bytes = (double)a.w.bytes + 4.0 * n * cols + 4.0 * n * rows;
+    /* the LoRA epilogue: two experts' rows of Bt and the vectors' shrink outputs */
+    res->bytes = (double)a.w.bytes + 4.0 * n * cols + 4.0 * n * rows + (lora ? 4.0 * (2 * BL_R * rows + n * BL_E * BL_R) : 0);
     return s;
 }
 
@@ -259,8 +320,8 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
     b.rec_ok = s == VKM_OK;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(b.d, &b.cmd);
     if (s == VKM_OK) {
-        if (!strcmp(kernel, "matvec") || !strcmp(kernel, "matmul")) {
-            s = bench_matvec(&b, dtype, rows, cols, n_vec ? n_vec : 1, kernel[3] == 'm', out);
+        if (!strcmp(kernel, "matvec") || !strcmp(kernel, "matmul") || !strcmp(kernel, "matvec_lora")) {
+            s = bench_matvec(&b, dtype, rows, cols, n_vec ? n_vec : 1, kernel[3] == 'm', kernel[6] == '_', out);
         } else if (!strcmp(kernel, "rmsnorm") || !strcmp(kernel, "softmax") ||
                    !strcmp(kernel, "silu_mul") || !strcmp(kernel, "copy")) {
             uint64_t seed = 12345, n = (uint64_t)rows * cols;
@@ -276,8 +337,8 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
         } else if (!strcmp(kernel, "merge")) {
             s = bench_merge(&b, dtype, (uint64_t)rows * cols, n_vec ? n_vec : 3, out);
         } else {
-            s = vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "unknown kernel '%s' (matvec, matmul, rmsnorm, "
-                         "softmax, silu_mul, copy, merge)", kernel);
+            s = vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "unknown kernel '%s' (matvec, matvec_lora, matmul, "
+                         "rmsnorm, softmax, silu_mul, copy, merge)", kernel);
         }
     }
     if (out->seconds > 0) out->gbps = out->bytes / out->seconds * 1e-9;
