@@ -89,6 +89,10 @@ int cmd_bench(int argc, char **argv)
         if (only && strncmp(sh[i].name, only, strlen(only))) continue;
         vkm_bench_result r;
         s = vkm_bench_kernel(ctx, sh[i].kernel, sh[i].dtype, sh[i].rows, sh[i].cols, sh[i].n, &r);
+        if (s == VKM_ERR_UNSUPPORTED) { /* a kernel this device does not run: the others still are */
+            fprintf(stderr, "vkmoe bench: %s skipped: %s\n", sh[i].name, vkm_context_errmsg(ctx));
+            continue;
+        }
         if (s != VKM_OK) {
             rc = cli_error("bench", "%s: %s", sh[i].name, vkm_context_errmsg(ctx));
             break;

@@ -320,7 +320,10 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
     b.rec_ok = s == VKM_OK;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(b.d, &b.cmd);
     if (s == VKM_OK) {
-        if (!strcmp(kernel, "matvec") || !strcmp(kernel, "matmul") || !strcmp(kernel, "matvec_lora")) {
+        if (!strcmp(kernel, "matvec_lora") && !vkm_op_linear_lora_ok(b.d, n_vec ? n_vec : 1)) {
+            s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "matvec_lora needs 9 storage buffers per stage (device: %u)",
+                         b.d->max_stage_storage);
+        } else if (!strcmp(kernel, "matvec") || !strcmp(kernel, "matmul") || !strcmp(kernel, "matvec_lora")) {
             s = bench_matvec(&b, dtype, rows, cols, n_vec ? n_vec : 1, kernel[3] == 'm', kernel[6] == '_', out);
         } else if (!strcmp(kernel, "rmsnorm") || !strcmp(kernel, "softmax") ||
                    !strcmp(kernel, "silu_mul") || !strcmp(kernel, "copy")) {

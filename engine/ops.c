@@ -99,8 +99,8 @@ static void matvec_record(vkm_rec *r, const vkm_tensor *w, vkm_act x, vkm_act y,
                                        t0, l->out_dim, l->route_off, l->row_stride, l->meta_off, l->row_list_off};
             const vkm_range b[9] = {ch->r, x.r, y.r, l->t, l->bt, l->meta, l->ids, l->list, l->wts};
             uint64_t bytes = w->bytes * ch->rows / w->rows + 4ull * nt * (w->cols + ch->rows);
-            /* t and two experts' rows of Bt (as the expand kernels count them) */
-            if (lora) bytes += 4ull * nt * 2 * l->rpad * (1 + ch->rows);
+            /* the vectors' shrink outputs and two experts' rows of Bt */
+            if (lora) bytes += 4ull * 2 * l->rpad * (nt + ch->rows);
             vkm_rec_note_bytes(r, bytes);
             vkm_rec_dispatch_n(r, p, b, lora ? 9 : 3, &pc, lora ? sizeof pc : sizeof pc.mv, (ch->rows + nr - 1) / nr);
         }

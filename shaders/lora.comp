@@ -6,6 +6,9 @@
 // rows start at meta[4e]), Bt [rank_total][out], meta[4e+1] = rank, meta[4e+2] = scale bits.
 //   LORA_SHRINK: t[i][j][k] = A_e[k] . x_i, one workgroup per (token i, entry j).
 //   LORA_EXPAND: y_i += sum_j w_ij s_e Bt_e[.][o] . t[i][j], one workgroup per (token, 64 rows).
+//   Decoding, the expands run in the epilogue of the base matrix's matvec instead (matvec.comp,
+//   LORA); these kernels serve devices with fewer storage buffers per stage and
+//   vkm_model_params.separate_expands.
 // Spec constants: 0 WG, 1 RMAX (the largest rank: t's stride), 2 VEC: 1 when the rows of A
 // (shrink: in_dim and x's offset and stride) or of Bt (expand: out_dim) are multiples of 4
 // elements, read as vec4 (one 16-byte load per lane instead of four: CPU devices gather each).

@@ -48,8 +48,8 @@ for apart in "" --separate-routers; do
             ok "bench_moe $apart: $(cat "$tmp/out" | cut -c1-160)" || fail "bench_moe $apart: $(cat "$tmp/out")"
     fi
 done
-if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 1 --rounds 2 --dir "$tmp/moe" --json --separate-expands; then
-    grep -qE '"separate_expands_ms": *[0-9.]+, "separate_expands_overhead": *-?[0-9.]+, "separate_expands_median": *-?[0-9.]+\}' "$tmp/out" &&
+if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 1 --rounds 2 --dir "$tmp/moe" --json --separate-expands --cpu-time; then
+    grep -q '"cpu_time": true' "$tmp/out" && grep -qE '"separate_expands_ms": *[0-9.]+, "separate_expands_overhead": *-?[0-9.]+, "separate_expands_median": *-?[0-9.]+\}' "$tmp/out" &&
         ok "bench_moe --separate-expands: $(grep -o '"separate_expands.*' "$tmp/out")" ||
         fail "bench_moe --separate-expands: $(cat "$tmp/out")"
 fi

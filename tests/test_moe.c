@@ -33,6 +33,9 @@ typedef struct shape {
     uint32_t dim, n_heads, n_kv_heads, head_dim, ffn;
 } shape;
 
+/* The modules each expert adapts (bits q, k, v, o, gate, up, down); NULL: the default below. */
+static const uint32_t *fixture_masks;
+
 static void fixture_init_shape(fixture *f, const char *tag, bool equal_ranks, shape sh)
 {
     memset(f, 0, sizeof *f);
@@ -43,7 +46,7 @@ static void fixture_init_shape(fixture *f, const char *tag, bool equal_ranks, sh
     static const uint32_t ranks[N_EXP] = {4, 8, 6}, eq[N_EXP] = {6, 6, 6};
     static const uint32_t masks[N_EXP] = {0x7f, 0x05, 0x4b}; /* all; q,v; q,k,o,down */
     static const float scales[N_EXP] = {2.0f, 0.5f, 1.5f};
-    ref_bank_random(&f->bank, m, N_EXP, equal_ranks ? eq : ranks, masks, scales, 1234);
+    ref_bank_random(&f->bank, m, N_EXP, equal_ranks ? eq : ranks, fixture_masks ? fixture_masks : masks, scales, 1234);
     snprintf(f->dir, sizeof f->dir, "%s/%d-moe-%s", VKM_TEST_TMPDIR, (int)getpid(), tag);
     mkdir(f->dir, 0755);
     snprintf(f->base, sizeof f->base, "%s/base.gguf", f->dir);
@@ -484,6 +487,21 @@ static void test_token_routers(void **state)
     separate_load = true;
     token_case(ctx, &odd, "t_mod_soft2_odd_apart", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
     separate_load = false;
+    /* a bank that adapts no k (q and v not adjacent): routed inside the shrinks of q and v
+     * together, and apart, each routing point by itself */
+    static const uint32_t no_k[N_EXP] = {0x7d, 0x05, 0x49};
+    static const uint32_t fused_nk[7] = {8, 0, 0, 0, 0, 0, 12}, apart_nk[7] = {0, 10, 4, 4, 0, 0, 12};
+    fixture nk;
+    fixture_masks = no_k;
+    fixture_init(&nk, "token-no-k", false);
+    fixture_masks = NULL;
+    want_lora_calls = fused_nk;
+    token_case(ctx, &nk, "t_mod_soft2_nk", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    want_lora_calls = apart_nk;
+    separate_load = true;
+    token_case(ctx, &nk, "t_mod_soft2_nk_apart", 0, "softmax", 0, 2, 1.0f, -1, "learned", false, false);
+    separate_load = false;
+    fixture_free(&nk);
     want_lora_calls = NULL;
     profile_load = false;
     fixture_free(&odd);

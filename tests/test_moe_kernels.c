@@ -319,8 +319,8 @@ static void test_lora_paths(void **state)
  * shrinks into regions of t (vkm_op_lora_shrink), then each site's base matrix W_s of type dt
  * (in row chunks of at most max_chunk bytes) with y_s (+)= W_s x + sum_j w_j s_e B_e (A_e x)
  * against the reference on the weights the device holds; experts of different ranks (one 0),
- * tokens with two experts, one, or none, routing rows through the step list, the sites' expert
- * tables and routing rows at offsets. */
+ * tokens with two experts, one, or none, routing rows through the step list (at an offset), the
+ * sites' expert tables and routing rows at offsets, each site its own experts and weights. */
 static void matvec_lora_case(test_gpu *g, vkm_dtype dt, uint32_t T, uint32_t in, const uint32_t *outs, bool acc,
                              uint64_t max_chunk, uint64_t seed)
 {
@@ -342,25 +342,27 @@ static void matvec_lora_case(test_gpu *g, vkm_dtype dt, uint32_t T, uint32_t in,
         }
         R[s] = off;
     }
-    float *x = test_alloc(((size_t)T * xs + xo) * 4), *w = test_alloc((size_t)T * RS * 4);
-    uint32_t *ids = test_alloc(((size_t)route_base + 2 * (size_t)T * RS) * 4), *lst = test_alloc((size_t)T * 4);
+    const uint32_t LO = 2, NW = route_base + S * T * RS; /* the list from word LO; routing words */
+    float *x = test_alloc(((size_t)T * xs + xo) * 4), *wts = test_alloc((size_t)NW * 4);
+    uint32_t *ids = test_alloc((size_t)NW * 4), *lst = test_alloc(((size_t)T + LO) * 4);
     test_fill(&rng, x, (size_t)T * xs + xo, 1.0f);
-    for (size_t i = 0; i < (size_t)route_base + 2 * (size_t)T * RS; i++) ids[i] = 0xffffffffu;
-    /* token t reads routing row T-1-t of each site (site s's rows T * RS words after site 0's) */
+    test_fill(&rng, wts, NW, 1.0f);
+    for (uint32_t i = 0; i < NW; i++) ids[i] = 0xffffffffu;
+    lst[0] = lst[1] = 0xffffffffu;
+    /* token t reads routing row T-1-t of each site (site s's rows T * RS words after site 0's),
+     * its experts and weights the site's own */
     for (uint32_t t = 0; t < T; t++) {
-        lst[t] = T - 1 - t;
+        lst[LO + t] = T - 1 - t;
         const uint32_t n_sel = t % 3 == 2 ? 0 : t % 3 == 1 ? 1 : 2;
-        const uint32_t e0 = (uint32_t)(test_rng_next(&rng) % E), e1 = (e0 + 1 + (uint32_t)(test_rng_next(&rng) % (E - 1))) % E;
-        for (uint32_t s = 0; s < S; s++)
+        for (uint32_t s = 0; s < S; s++) {
+            const uint32_t e0 = (uint32_t)(test_rng_next(&rng) % E);
+            const uint32_t e1 = (e0 + 1 + (uint32_t)(test_rng_next(&rng) % (E - 1))) % E;
             for (uint32_t j = 0; j < n_sel; j++) ids[route_base + s * T * RS + (T - 1 - t) * RS + j] = j ? e1 : e0;
-        for (uint32_t j = 0; j < RS; j++) w[(T - 1 - t) * RS + j] = 0.25f + 0.5f * (float)j;
+        }
     }
-    /* the weights live past route_base as the ids do (wts and ids share the routing offsets) */
-    float *wts = test_alloc(((size_t)route_base + 2 * (size_t)T * RS) * 4);
-    for (uint32_t s = 0; s < S; s++) memcpy(wts + route_base + s * T * RS, w, (size_t)T * RS * 4);
     vkm_range xr = test_gpu_floats(g, x, (size_t)T * xs + xo);
-    vkm_range mr = gpu_words(g, meta, sizeof meta / 4), ir = gpu_words(g, ids, route_base + 2 * (size_t)T * RS);
-    vkm_range wr = test_gpu_floats(g, wts, route_base + 2 * (size_t)T * RS), lr = gpu_words(g, lst, T);
+    vkm_range mr = gpu_words(g, meta, sizeof meta / 4), ir = gpu_words(g, ids, NW);
+    vkm_range wr = test_gpu_floats(g, wts, NW), lr = gpu_words(g, lst, (size_t)T + LO);
     vkm_range tr = test_gpu_floats(g, NULL, vkm_lora_sites_t_bytes(g->d, T, RS, rmax) / 4);
     vkm_lora_call lc[S];
     vkm_tensor wt[S];
@@ -384,7 +386,8 @@ static void matvec_lora_case(test_gpu *g, vkm_dtype dt, uint32_t T, uint32_t in,
         free(wm);
         for (uint32_t t = 0; t < T; t++) {
             const float *xt = x + xo + (size_t)t * xs;
-            const uint32_t *row = ids + route_base + s * T * RS + (size_t)lst[t] * RS;
+            const uint32_t *row = ids + route_base + s * T * RS + (size_t)lst[LO + t] * RS;
+            const float *rw = wts + route_base + s * T * RS + (size_t)lst[LO + t] * RS;
             for (uint32_t o = 0; o < out; o++) {
                 double v = acc ? y0[s][yo + (size_t)t * ys + o] : 0.0;
                 for (uint32_t c = 0; c < in; c++) v += (double)wd[s][(size_t)o * in + c] * xt[c];
@@ -398,7 +401,7 @@ static void matvec_lora_case(test_gpu *g, vkm_dtype dt, uint32_t T, uint32_t in,
                         for (uint32_t c = 0; c < in; c++) tq += (double)a[s][(size_t)(me[0] + q) * in + c] * xt[c];
                         d += (double)bt[s][(size_t)(me[0] + q) * out + o] * tq;
                     }
-                    v += (double)w[(size_t)lst[t] * RS + j] * sc * d;
+                    v += (double)rw[j] * sc * d;
                 }
                 ref[s][(size_t)t * out + o] = (float)v;
             }
@@ -409,7 +412,7 @@ static void matvec_lora_case(test_gpu *g, vkm_dtype dt, uint32_t T, uint32_t in,
                                 .bt = test_gpu_floats(g, bt[s], ((size_t)R[s] + 1) * out), .meta = mr,
                                 .meta_off = meta_base + 4 * E * s, .rank_total = R[s], .rmax = rmax, .ids = ir,
                                 .wts = wr, .list = lr, .t = tr, .route_off = route_base + s * T * RS,
-                                .row_stride = RS, .row_list_off = 0};
+                                .row_stride = RS, .row_list_off = LO};
     }
     vkm_rec *r = test_gpu_begin(g);
     assert_true(vkm_op_linear_lora_ok(g->d, T));
@@ -430,7 +433,7 @@ static void matvec_lora_case(test_gpu *g, vkm_dtype dt, uint32_t T, uint32_t in,
                 assert_true(y[yo + (size_t)t * ys + o] == y0[s][yo + (size_t)t * ys + o]);
         free(y); free(got); free(a[s]); free(bt[s]); free(y0[s]); free(ref[s]); free(wd[s]);
     }
-    free(x); free(w); free(wts); free(ids); free(lst);
+    free(x); free(wts); free(ids); free(lst);
 }
 
 static void test_matvec_lora(void **state)

@@ -7,7 +7,7 @@
  *
  *   bench_moe [--shape 1.1b|testbed] [--experts E] [--rank R] [--top-k K] [--depth module|layer]
  *             [--type f16|q8_0|q4_0] [--decode N] [--rounds N] [--dir DIR] [--device D] [--json]
- *             [--profile] [--separate-routers] [--separate-expands]
+ *             [--profile] [--separate-routers] [--separate-expands] [--cpu-time]
  * Bare and routed decode alternate in --rounds rounds (default 4) of --decode steps each (default
  * 3); the fastest round of each side is reported, and the spread and median of the rounds' own
  * ratios (the median: the figure least moved by a VM's slow seconds).
@@ -18,6 +18,9 @@
  * matrix products; --separate-expands runs them in dispatches of their own (one per group of
  * sites sharing an input: vkm_model_params.separate_expands) and times both in the same rounds
  * (bare, routed, routed with the expands apart), each side's overhead against the bare base.
+ * --cpu-time times the decode steps by the process's CPU time (its threads': a CPU device such
+ * as lavapipe runs the kernels on them) rather than wall time: on a shared VM whose neighbours
+ * steal whole seconds, steadier; meaningless for a GPU.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +33,12 @@
 #include "bench_env.h"
 #include "vkmoe.h"
 
+static bool cpu_time; /* --cpu-time: the process's CPU time instead of wall time */
+
 static double now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(cpu_time ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -101,12 +106,12 @@ int main(int argc, char **argv)
     const char *depth = "module";
     int experts = 8, rank = 16, top_k = 2, steps = 3, rounds = 4;
     bool json = false, profile = false, separate = false, expands = false;
-    static const char *const flags[] = {"--json", "--profile", "--separate-routers", "--separate-expands", NULL};
+    static const char *const flags[] = {"--json", "--profile", "--separate-routers", "--separate-expands", "--cpu-time", NULL};
     static const char *const valued[] = {"--shape", "--experts", "--rank", "--top-k", "--depth", "--type",
                                          "--decode", "--rounds", "--dir", "--device", NULL};
     static const char usage[] = "[--shape 1.1b|testbed] [--experts 8] [--rank 16] [--top-k 2] "
                                 "[--depth module|layer|model] [--type f16|q8_0|q4_0] [--decode 3] [--rounds 4] "
-                                "[--dir D] [--device D] [--json] [--profile] [--separate-routers] [--separate-expands]";
+                                "[--dir D] [--device D] [--json] [--profile] [--separate-routers] [--separate-expands] [--cpu-time]";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         const int o = bench_option("bench_moe", usage, flags, valued, argc, argv, &i, &v);
@@ -115,6 +120,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--profile")) profile = true;
         else if (!strcmp(a, "--separate-routers")) separate = true;
         else if (!strcmp(a, "--separate-expands")) expands = true;
+        else if (!strcmp(a, "--cpu-time")) cpu_time = true;
         else if (!strcmp(a, "--shape")) {
             shape_name = v;
             if (!strcmp(v, "testbed")) sh = (vkm_model_shape){1024, 128, 4, 4, 2, 0, 352, 128, 10000.0f, false, 0, 0};
@@ -249,17 +255,18 @@ int main(int argc, char **argv)
         printf("{\"shape\": \"%s\", \"type\": \"%s\", \"experts\": %d, \"rank\": %d, \"top_k\": %d, \"depth\": \"%s\", "
                "\"copy_gbps\": %.3f, \"base_ms\": %.3f, \"moe_ms\": %.3f, \"overhead\": %.4f, \"router_share\": %.4f, "
                "\"overhead_rounds\": [%.4f, %.4f], \"overhead_median\": %.4f, \"rounds\": %d, \"base_roofline\": %.4f, \"moe_roofline\": %.4f, "
-               "\"four_singles_ms\": %.3f, \"batch4_ms\": %.3f, \"separate_routers\": %s",
+               "\"four_singles_ms\": %.3f, \"batch4_ms\": %.3f, \"separate_routers\": %s, \"cpu_time\": %s",
                shape_name, type, experts, rank, top_k, depth, copy, t_base * 1e3, t_moe * 1e3, t_moe / t_base - 1,
                share, r_lo - 1, r_hi - 1, r_med - 1, rounds, roof_base / t_base, roof_moe / t_moe, singles * 1e3, batch * 1e3,
-               separate ? "true" : "false");
+               separate ? "true" : "false", cpu_time ? "true" : "false");
         if (expands)
             printf(", \"separate_expands_ms\": %.3f, \"separate_expands_overhead\": %.4f, "
                    "\"separate_expands_median\": %.4f", t_x * 1e3, t_x / t_base - 1, x_med - 1);
         printf("}\n");
     } else {
         printf("device copy bandwidth %.2f GB/s; %s %s base, %d LoRA experts of rank %d on all 7 matrices, "
-               "noisy router top-%d per token at %s depth\n", copy, shape_name, type, experts, rank, top_k, depth);
+               "noisy router top-%d per token at %s depth%s\n", copy, shape_name, type, experts, rank, top_k, depth,
+               cpu_time ? "; times are the process's CPU time" : "");
         printf("bare base         %9.2f ms/token  %5.1f%% of roofline (%.1f MB/token)\n", t_base * 1e3,
                100 * roof_base / t_base, bi.bytes_per_token / 1e6);
         printf("routed top-%d      %9.2f ms/token  %5.1f%% of roofline (%.1f MB/token)  overhead %+.1f%% "
