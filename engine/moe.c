@@ -401,8 +401,12 @@ vkm_status vkm_model_fit_router(vkm_model *m, const char *path)
     vkm_status s = a.n && a.sum && a.feats && a.cap ? VKM_OK : vkm_fail(err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     for (uint32_t i = 0; i < m->man->n_experts && s == VKM_OK; i++) {
         const vkm_manifest_expert *me = &m->man->experts[i];
-        int e = me->lora[0] ? vkm_bank_find(m->bank, me) : -1;
-        if (e < 0) continue;
+        const int e = me->lora[0] ? vkm_bank_find(m->bank, me) : -1;
+        if (e < 0) { /* nothing would be learned for it: a router of NaNs */
+            s = vkm_fail(err, VKM_ERR_UNSUPPORTED, "%s: experts[%u] (%s): fitting a router needs LoRA experts",
+                         m->man->path, i, me->name);
+            break;
+        }
         if (!me->n_calib) {
             s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: experts[%u].calib: fitting a router needs "
                          "calibration texts for every expert", m->man->path, i);

@@ -371,10 +371,14 @@ static vkm_status parse_router(mctx *c, const cJSON *root)
         return s;
     m->router.policy = (vkm_policy)pol;
     m->router.granularity = (vkm_granularity)gran;
-    if (depth < 0) { /* LoRA experts: each adapted matrix; FFN experts: one router per layer */
+    if (m->router.fine_grained && depth >= 0 && depth != VKM_DEPTH_MODULE)
+        return fail_at(c, VKM_ERR_FORMAT, "router.fine_grained", "routes gate, up and down one by one: depth "
+                       "\"module\", not \"%s\"", depth_names[depth]);
+    if (depth < 0) { /* LoRA experts: each adapted matrix; FFN experts: one router per layer (fine-grained:
+                      * one per matrix) */
         bool any_model = false;
         for (uint32_t i = 0; i < m->n_experts; i++) any_model |= m->experts[i].model[0] != 0;
-        depth = any_model ? VKM_DEPTH_LAYER : VKM_DEPTH_MODULE;
+        depth = any_model && !m->router.fine_grained ? VKM_DEPTH_LAYER : VKM_DEPTH_MODULE;
     }
     m->router.depth = (vkm_depth)depth;
     m->router.normalize = (vkm_normalize)norm;

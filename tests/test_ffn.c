@@ -242,6 +242,12 @@ static void test_gateless_and_learned(void **state)
             snprintf(what, sizeof what, "learned, %s depth%s, top-%u", depths[depth], depth ? "" : " (fine-grained)", k);
             token_case(ctx, &f, what, json, NULL, &rr, NULL, false, depth == 0, NULL);
         }
+        if (depth == 0) { /* "fine_grained" without a depth: module depth (the FFN default is layer) */
+            rr.top_k = 2;
+            snprintf(json, sizeof json, "\"policy\": \"learned\", \"fine_grained\": true, \"top_k\": 2, "
+                     "\"weights\": \"r0.safetensors\"");
+            token_case(ctx, &f, "learned, fine_grained (no depth), top-2", json, NULL, &rr, NULL, false, true, NULL);
+        }
         if (depth == 1) { /* an always-on expert and top-1 over the others */
             rr.top_k = 1;
             rr.always_on = 1;
@@ -599,6 +605,26 @@ static void test_centroid_ffn_experts(void **state)
     vkm_context *ctx = test_context();
     vkm_model *m = load(ctx, path);
     assert_int_equal(vkm_model_save_router(m, 0, rpath), VKM_OK);
+    /* a fitted router learns nothing of whole fine-tunes (it would be NaNs): refused */
+    char fpath[720];
+    snprintf(fpath, sizeof fpath, "%s/fitted.safetensors", dir);
+    assert_int_equal(vkm_model_fit_router(m, fpath), VKM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "fitting a router needs LoRA experts"));
+    assert_int_equal(access(fpath, F_OK), -1);
+    vkm_model_free(m);
+    /* nor has Arrow prototypes for them (every score would be 0) */
+    o = fopen(path, "w");
+    assert_non_null(o);
+    fprintf(o, "{\"base\": \"%s/testbed/base/model.gguf\", \"experts\": [", VKM_SHARED_DIR);
+    for (int e = 0; e < 3; e++)
+        fprintf(o, "%s{\"name\": \"%s\", \"model\": \"%s/testbed/full/%s/model.gguf\"}", e ? ", " : "", names[e],
+                VKM_SHARED_DIR, names[e]);
+    fprintf(o, "], \"router\": {\"policy\": \"arrow\", \"depth\": \"module\", \"top_k\": 1}}\n");
+    fclose(o);
+    vkm_model_params mp = vkm_model_default_params();
+    m = NULL;
+    assert_int_equal(vkm_model_load(ctx, path, &mp, &m), VKM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "Arrow's prototypes come from LoRA experts"));
     vkm_model_free(m);
     vkm_err e;
     vkm_st st;

@@ -349,6 +349,8 @@ static const struct {
      "aggregate: parameter aggregation merges once per sequence or task"},
     {R("\"route_attention\": true"), VKM_ERR_FORMAT, "router.route_attention: only applies to FFN experts"},
     {R("\"fine_grained\": 1"), VKM_ERR_FORMAT, "router.fine_grained: expected true or false, got a number"},
+    {R("\"fine_grained\": true, \"depth\": \"layer\""), VKM_ERR_FORMAT,
+     "router.fine_grained: routes gate, up and down one by one: depth \"module\", not \"layer\""},
     {"{" BASE ", " ONE ", \"router\": [1]}", VKM_ERR_FORMAT, "router: expected an object, got an array"},
     {"{" BASE ", " ONE ", \"description\": 1}", VKM_ERR_FORMAT, "description: expected a string, got a number"},
     {"{" BASE ", " ONE ", \"router\": {\"policy\": \"arrow\", \"policy\": \"noisy\"}}", VKM_ERR_FORMAT, "duplicate key 'policy' in 'router'"},
