@@ -24,6 +24,9 @@ static vkm_status set_fixed(vkm_session *s, const float *w_bank)
             ids[n] = e;
             w[n++] = w_bank[e];
         }
+    if (!n && m->ffn && !m->ffn->has_base)
+        return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "%s: expert weights of all zero choose no expert, and "
+                        "a mixture-of-experts file has no base FFN to run instead", m->path);
     s->row = vkm_seq_row(m, s->slot);
     s->routed = true;
     return vkm_moe_set_row(m, s->slot, ids, w, n);

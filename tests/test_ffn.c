@@ -538,6 +538,12 @@ static void test_hf_mixtral(void **state)
     sp.route = VKM_ROUTE_BASE;
     vkm_session *s = NULL;
     assert_int_not_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+    /* nor are fixed weights of all zero (no expert: an FFN of nothing) */
+    static const float zero[N_EXP] = {0};
+    sp.route = VKM_ROUTE_FIXED;
+    sp.expert_weights = zero;
+    assert_int_equal(vkm_session_create(m, &sp, &s), VKM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "no base FFN"));
     ref_ffn_free(&x);
     router_free(b, &rr);
     free(all);
