@@ -141,9 +141,13 @@ void main()
     }
 
 #ifdef LORA
-    // the site's experts: acc[r][t] += w_j s_e sum_k Bt_e[k][row] t[i][j][k], ranks across lanes
-    [[unroll]] for (uint t = 0; t < NT; t++) {
+    // the site's experts: acc[r][t] += w_j s_e sum_k Bt_e[k][row] t[i][j][k], ranks across lanes;
+    // one loop over the vectors (not unrolled: NT copies of these loops cost CPU devices dearly),
+    // each vector's NR sums folded into its accumulators after it
+    for (uint t = 0; t < NT; t++) {
         const uint i = pc.tok0 + t, rb = pc.route_off + list[pc.row_list_off + i] * pc.row_stride;
+        float la[NR];
+        [[unroll]] for (uint r = 0; r < NR; r++) la[r] = 0.0;
         for (uint j = 0; j < pc.row_stride; j++) {
             const uint e = ids[rb + j];
             if (e == 0xffffffffu) break;
@@ -154,9 +158,11 @@ void main()
                 const float tk = f * lt[tb + k];
                 const uint bb = (off + k) * pc.out_dim + pc.row0 + rbase;
                 [[unroll]] for (uint r = 0; r < NR; r++)
-                    if (rbase + r < pc.rows) acc[r * NT + t] += bt[bb + r] * tk;
+                    if (rbase + r < pc.rows) la[r] += bt[bb + r] * tk;
             }
         }
+        [[unroll]] for (uint u = 0; u < NT; u++)
+            if (u == t) [[unroll]] for (uint r = 0; r < NR; r++) acc[r * NT + u] += la[r];
     }
 #endif
     // one barrier: partial sums of every (row, vector) to shared, then NR*NT invocations finish
