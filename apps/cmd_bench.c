@@ -26,6 +26,8 @@ static const shape full_shapes[] = {
     {"matvec_lora", VKM_F16, 4096, 4096, 1, "matvec_lora_f16"},
     {"matvec_lora", VKM_F16, 11008, 4096, 1, "matvec_lora_f16"},
     {"matvec_lora", VKM_F16, 11008, 4096, 4, "matvec_lora_f16_x4"},
+    {"matvec_expand", VKM_F16, 4096, 4096, 1, "matvec_expand_f16"},
+    {"matvec_expand", VKM_F16, 11008, 4096, 4, "matvec_expand_f16_x4"},
     {"matvec", VKM_F16, 4096, 4096, 32, "matvec_f16_x32"},
     {"matmul", VKM_F16, 4096, 4096, 32, "matmul_f16_x32"},
     {"matmul", VKM_Q4_0, 4096, 4096, 32, "matmul_q4_0_x32"},
@@ -43,6 +45,7 @@ static const shape quick_shapes[] = {
     {"matvec", VKM_Q4_0, 2048, 2048, 1, "matvec_q4_0"},
     {"matvec", VKM_F16, 2048, 2048, 32, "matvec_f16_x32"},
     {"matvec_lora", VKM_F16, 2048, 2048, 1, "matvec_lora_f16"},
+    {"matvec_expand", VKM_F16, 2048, 2048, 1, "matvec_expand_f16"},
     {"matmul", VKM_F16, 2048, 2048, 32, "matmul_f16_x32"},
     {"merge", VKM_F16, 2048, 5632, 3, "merge_f16_x3"},
 };

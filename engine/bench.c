@@ -10,6 +10,7 @@
 
 #include "merge.h"
 #include "ops.h"
+#include "ops_lora.h"
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -68,16 +69,29 @@ typedef struct mv_args {
     vkm_tensor w;
     vkm_act x, y;
     uint32_t n;
-    bool matmul;
+    bool matmul, apart;
     const vkm_matvec_lora *lora;
 } mv_args;
 
 static void mv_body(vkm_rec *r, void *u)
 {
     mv_args *a = u;
-    if (a->matmul) vkm_op_matmul(r, &a->w, a->x, a->y, a->n, false);
-    else if (a->lora) vkm_op_matvec_lora(r, &a->w, a->x, a->y, a->n, false, a->lora);
-    else vkm_op_matvec(r, &a->w, a->x, a->y, a->n, false);
+    if (a->matmul) {
+        vkm_op_matmul(r, &a->w, a->x, a->y, a->n, false);
+    } else if (a->lora && a->apart) { /* matvec, then the expand kernel (lora.comp) */
+        const vkm_matvec_lora *l = a->lora;
+        vkm_op_matvec(r, &a->w, a->x, a->y, a->n, false);
+        const vkm_lora_call lc = {.y = a->y, .n_tok = a->n, .out_dim = l->out_dim, .bt = l->bt, .meta = l->meta,
+                                  .meta_off = l->meta_off, .rank_total = l->row_stride * l->rpad, .rmax = l->rpad,
+                                  .ids = l->ids, .wts = l->wts, .list = l->list, .t = l->t,
+                                  .route_off = l->route_off, .row_stride = l->row_stride,
+                                  .row_list_off = l->row_list_off};
+        vkm_op_lora_sites_expand(r, &lc, 1);
+    } else if (a->lora) {
+        vkm_op_matvec_lora(r, &a->w, a->x, a->y, a->n, false, a->lora);
+    } else {
+        vkm_op_matvec(r, &a->w, a->x, a->y, a->n, false);
+    }
 }
 
 typedef struct simple_args {
@@ -163,11 +177,12 @@ static double bench_lora_ref(const bench_lora *l, uint32_t rows, uint32_t row)
 }
 
 static vkm_status bench_matvec(bench_ctx *b, vkm_dtype dt, uint32_t rows, uint32_t cols,
-                               uint32_t n, bool matmul, bool lora, vkm_bench_result *res)
+                               uint32_t n, bool matmul, bool lora, bool apart, vkm_bench_result *res)
 {
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     mv_args a;
     a.matmul = matmul;
+    a.apart = apart;
     bench_lora bl = {0};
     a.lora = lora ? &bl.ml : NULL;
     float *wh = malloc((uint64_t)rows * cols * 4), *xh = NULL;
@@ -320,11 +335,12 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
     b.rec_ok = s == VKM_OK;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(b.d, &b.cmd);
     if (s == VKM_OK) {
+        const bool apart = !strcmp(kernel, "matvec_expand");
         if (!strcmp(kernel, "matvec_lora") && !vkm_op_linear_lora_ok(b.d, n_vec ? n_vec : 1)) {
             s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "matvec_lora needs 9 storage buffers per stage (device: %u)",
                          b.d->max_stage_storage);
-        } else if (!strcmp(kernel, "matvec") || !strcmp(kernel, "matmul") || !strcmp(kernel, "matvec_lora")) {
-            s = bench_matvec(&b, dtype, rows, cols, n_vec ? n_vec : 1, kernel[3] == 'm', kernel[6] == '_', out);
+        } else if (!strcmp(kernel, "matvec") || !strcmp(kernel, "matmul") || !strcmp(kernel, "matvec_lora") || apart) {
+            s = bench_matvec(&b, dtype, rows, cols, n_vec ? n_vec : 1, kernel[3] == 'm', kernel[6] == '_', apart, out);
         } else if (!strcmp(kernel, "rmsnorm") || !strcmp(kernel, "softmax") ||
                    !strcmp(kernel, "silu_mul") || !strcmp(kernel, "copy")) {
             uint64_t seed = 12345, n = (uint64_t)rows * cols;
@@ -340,7 +356,7 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
         } else if (!strcmp(kernel, "merge")) {
             s = bench_merge(&b, dtype, (uint64_t)rows * cols, n_vec ? n_vec : 3, out);
         } else {
-            s = vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "unknown kernel '%s' (matvec, matvec_lora, matmul, "
+            s = vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "unknown kernel '%s' (matvec, matvec_lora, matvec_expand, matmul, "
                          "rmsnorm, softmax, silu_mul, copy, merge)", kernel);
         }
     }

@@ -70,11 +70,13 @@ if bench "$vkmoe" bench --quick --only merge --json; then
         grep -qE '"max_err": *([0-9]e-0[4-9]|[0-9.]+e-[1-9][0-9]|0\.000[0-9]*|0)[,}]' "$tmp/out" &&
         ok "vkmoe bench --only merge: $(cut -c1-200 "$tmp/out")" || fail "vkmoe bench: $(cat "$tmp/out")"
 fi
-# matvec with a LoRA site's expands in its epilogue, spot-checked against the host
-if bench "$vkmoe" bench --quick --only matvec_lora --json; then
+# matvec with a LoRA site's expands in its epilogue, and apart, spot-checked against the host
+for k in matvec_lora matvec_expand; do
+if bench "$vkmoe" bench --quick --only $k --json; then
     [ "$(grep -o '"name"' "$tmp/out" | wc -l)" -eq 1 ] && has copy_gbps seconds gbps fraction &&
         grep -qE '"max_err": *([0-9.]+e-(0[5-9]|[1-9][0-9])|0\.0000[0-9]*|0)[,}]' "$tmp/out" &&
-        ok "vkmoe bench --only matvec_lora: $(cut -c1-200 "$tmp/out")" || fail "vkmoe bench: $(cat "$tmp/out")"
+        ok "vkmoe bench --only $k: $(cut -c1-200 "$tmp/out")" || fail "vkmoe bench: $(cat "$tmp/out")"
 fi
+done
 
 finish benches
