@@ -11,6 +11,7 @@
 #include "merge.h"
 #include "ops.h"
 #include "ops_lora.h"
+#include "ops_moe.h"
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -335,8 +336,11 @@ vkm_status vkm_bench_kernel(vkm_context *ctx, const char *kernel, vkm_dtype dtyp
     b.rec_ok = s == VKM_OK;
     if (s == VKM_OK) s = vkm_dev_alloc_cmd(b.d, &b.cmd);
     if (s == VKM_OK) {
-        const bool apart = !strcmp(kernel, "matvec_expand");
-        if (!strcmp(kernel, "matvec_lora") && !vkm_op_linear_lora_ok(b.d, n_vec ? n_vec : 1)) {
+        const bool apart = !strcmp(kernel, "matvec_expand"), lora = apart || !strcmp(kernel, "matvec_lora");
+        if (lora && n_vec > VKM_MOE_MATVEC_MAX_T) {
+            s = vkm_fail(&ctx->err, VKM_ERR_INVALID_ARGUMENT, "%s: 1 to %d vectors (decoding)", kernel,
+                         VKM_MOE_MATVEC_MAX_T);
+        } else if (!strcmp(kernel, "matvec_lora") && !vkm_op_linear_lora_ok(b.d, n_vec ? n_vec : 1)) {
             s = vkm_fail(&ctx->err, VKM_ERR_UNSUPPORTED, "matvec_lora needs 9 storage buffers per stage (device: %u)",
                          b.d->max_stage_storage);
         } else if (!strcmp(kernel, "matvec") || !strcmp(kernel, "matmul") || !strcmp(kernel, "matvec_lora") || apart) {

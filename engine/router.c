@@ -278,12 +278,12 @@ vkm_status vkm_router_create(vkm_model *m, const vkm_manifest *man, vkm_router *
         case VKM_POLICY_ARROW:
             r->has_matrix = true;
             r->flags |= VKM_ROUTER_ABS;
-            if (r->depth != VKM_DEPTH_MODULE)
-                s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: router.depth: Arrow routes per module "
-                             "(its prototypes belong to each adapted matrix)", man->path);
-            else if (m->ffn) /* every prototype would be 0: every token the first k experts */
+            if (m->ffn) /* every prototype would be 0: every token the first k experts */
                 s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: router.policy: Arrow's prototypes come from "
                              "LoRA experts (B A); whole fine-tunes have none", man->path);
+            else if (r->depth != VKM_DEPTH_MODULE)
+                s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: router.depth: Arrow routes per module "
+                             "(its prototypes belong to each adapted matrix)", man->path);
             else
                 s = make_arrow(m, r, map_off);
             break;

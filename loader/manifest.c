@@ -371,9 +371,6 @@ static vkm_status parse_router(mctx *c, const cJSON *root)
         return s;
     m->router.policy = (vkm_policy)pol;
     m->router.granularity = (vkm_granularity)gran;
-    if (m->router.fine_grained && depth >= 0 && depth != VKM_DEPTH_MODULE)
-        return fail_at(c, VKM_ERR_FORMAT, "router.fine_grained", "routes gate, up and down one by one: depth "
-                       "\"module\", not \"%s\"", depth_names[depth]);
     if (depth < 0) { /* LoRA experts: each adapted matrix; FFN experts: one router per layer (fine-grained:
                       * one per matrix) */
         bool any_model = false;
@@ -439,6 +436,12 @@ static vkm_status check_combination(mctx *c)
     if ((m->router.route_attention || m->router.fine_grained) && !any_model)
         return fail_at(c, VKM_ERR_FORMAT, m->router.route_attention ? "router.route_attention" : "router.fine_grained",
                        "only applies to FFN experts (\"model\"), and there are none");
+    if (m->router.fine_grained && m->router.depth != VKM_DEPTH_MODULE) /* a depth written so: its default is module */
+        return fail_at(c, VKM_ERR_FORMAT, "router.fine_grained", "routes gate, up and down one by one: depth "
+                       "\"module\", not \"%s\"", depth_names[m->router.depth]);
+    if (m->router.fine_grained && p == VKM_POLICY_HIDDEN)
+        return fail_at(c, VKM_ERR_FORMAT, "router.fine_grained", "policy hidden makes one gate per layer from "
+                       "the prompts; fine_grained routes each FFN matrix on its own");
     return VKM_OK;
 }
 

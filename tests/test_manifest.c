@@ -132,11 +132,19 @@ static void test_every_key(void **state)
     expect_ok(parse("{" BASE ", \"experts\": [{\"name\": \"en\", \"model\": \"$T/full/english\", \"positive\":"
                     " [\"Once upon a time\", \"The cat\"], \"negative\": [\"def f():\"]}, {\"name\": \"py\", \"model\":"
                     " \"$T/full/python/model.gguf\", \"positive\": [\"import os\"]}], \"router\": {\"policy\": \"hidden\","
-                    " \"route_attention\": true, \"fine_grained\": true, \"top_k\": 1}}", &m, &e), &e);
+                    " \"route_attention\": true, \"top_k\": 1}}", &m, &e), &e);
     assert_int_equal(m.experts[0].n_positive, 2);
     assert_string_equal(m.experts[0].positive[1], "The cat");
     assert_string_equal(m.experts[0].negative[0], "def f():");
-    assert_true(m.router.route_attention && m.router.fine_grained);
+    assert_true(m.router.route_attention && !m.router.fine_grained);
+    assert_int_equal(m.router.depth, VKM_DEPTH_LAYER); /* FFN experts: one router per layer */
+    vkm_manifest_free(&m);
+
+    /* fine_grained: one router per FFN matrix, depth module by default */
+    expect_ok(parse("{" BASE ", \"experts\": [{\"name\": \"en\", \"model\": \"$T/full/english\"}, {\"name\": \"py\","
+                    " \"model\": \"$T/full/python/model.gguf\"}], \"router\": {\"fine_grained\": true}}", &m, &e), &e);
+    assert_true(m.router.fine_grained);
+    assert_int_equal(m.router.depth, VKM_DEPTH_MODULE);
     vkm_manifest_free(&m);
 
     const char *rf = tmp_path("router.safetensors");
@@ -268,6 +276,7 @@ static void test_check_files(void **state)
 #define ONE "\"experts\": [{\"name\": \"a\", \"lora\": \"$T/experts/c\"}]"
 #define TWO "\"experts\": [{\"name\": \"a\", \"lora\": \"$T/experts/c\"}, {\"name\": \"b\", \"lora\": \"$T/experts/python\"}]"
 #define R(x) "{" BASE ", " TWO ", \"router\": {" x "}}"
+#define FFN2 "\"experts\": [{\"name\": \"en\", \"model\": \"$T/full/english\"}, {\"name\": \"py\", \"model\": \"$T/full/python\"}]"
 
 static const struct {
     const char *json;
@@ -350,7 +359,12 @@ static const struct {
     {R("\"route_attention\": true"), VKM_ERR_FORMAT, "router.route_attention: only applies to FFN experts"},
     {R("\"fine_grained\": 1"), VKM_ERR_FORMAT, "router.fine_grained: expected true or false, got a number"},
     {R("\"fine_grained\": true, \"depth\": \"layer\""), VKM_ERR_FORMAT,
+     "router.fine_grained: only applies to FFN experts (\"model\"), and there are none"},
+    {"{" BASE ", " FFN2 ", \"router\": {\"fine_grained\": true, \"depth\": \"layer\"}}", VKM_ERR_FORMAT,
      "router.fine_grained: routes gate, up and down one by one: depth \"module\", not \"layer\""},
+    {"{" BASE ", \"experts\": [{\"name\": \"en\", \"model\": \"$T/full/english\", \"positive\": [\"x\"]}], "
+     "\"router\": {\"policy\": \"hidden\", \"fine_grained\": true}}", VKM_ERR_FORMAT,
+     "router.fine_grained: policy hidden makes one gate per layer"},
     {"{" BASE ", " ONE ", \"router\": [1]}", VKM_ERR_FORMAT, "router: expected an object, got an array"},
     {"{" BASE ", " ONE ", \"description\": 1}", VKM_ERR_FORMAT, "description: expected a string, got a number"},
     {"{" BASE ", " ONE ", \"router\": {\"policy\": \"arrow\", \"policy\": \"noisy\"}}", VKM_ERR_FORMAT, "duplicate key 'policy' in 'router'"},

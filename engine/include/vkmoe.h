@@ -183,9 +183,9 @@ typedef struct vkm_bench_result {
 
 /* Times one kernel on random data: kernel "matvec" (rows x cols weights of `dtype` times
  * n_vec vectors), "matvec_lora" (matvec with a LoRA site's expands in its epilogue: every
- * vector routed to 2 of 8 experts of rank 16; VKM_ERR_UNSUPPORTED on a device with fewer than 9
- * storage buffers per stage), "matvec_expand" (the same work as matvec, then the expand kernel
- * apart), "rmsnorm" (rows x cols), "softmax" (rows x cols), "silu_mul" (rows*cols),
+ * vector routed to 2 of 8 experts of rank 16; 1 to 8 vectors; VKM_ERR_UNSUPPORTED on a device
+ * with fewer than 9 storage buffers per stage), "matvec_expand" (the same work as matvec, then
+ * the expand kernel apart), "rmsnorm" (rows x cols), "softmax" (rows x cols), "silu_mul" (rows*cols),
  * "copy" (rows*cols floats), "merge" (the linear merge kernel of vkm_merge: n_vec inputs, default
  * 3, of rows*cols elements of `dtype` F32 / F16 / BF16 in one chunk, output in the same type).
  * Uses timestamps when the device has them, else wall time. */
