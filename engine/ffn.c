@@ -155,6 +155,8 @@ vkm_status vkm_ffn_load_file(vkm_model *m, vkm_tensor_get get, void *user, const
 {
     const vkm_hparams *hp = &m->hp;
     const uint32_t E = hp->n_experts;
+    if (E > VKM_MAX_EXPERTS) /* before uploading any of them */
+        return vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: %u experts (vkmoe routes up to %d)", path, E, VKM_MAX_EXPERTS);
     vkm_status s = ffn_new(m, E, hp->moe_attn, hp->moe_fine, false);
     vkm_ffn *f = m->ffn;
     char name[128];
@@ -188,15 +190,13 @@ vkm_status vkm_ffn_load_file(vkm_model *m, vkm_tensor_get get, void *user, const
                 if (s == VKM_OK) f->bytes += vkm_ffn_w(f, l, e, mod)->bytes;
             }
         }
-    const char *names[VKM_MAX_MOE_EXPERTS], *paths[VKM_MAX_MOE_EXPERTS];
-    char nm[VKM_MAX_MOE_EXPERTS][16];
-    for (uint32_t e = 0; e < E && e < VKM_MAX_MOE_EXPERTS; e++) {
+    const char *names[VKM_MAX_EXPERTS], *paths[VKM_MAX_EXPERTS];
+    char nm[VKM_MAX_EXPERTS][16];
+    for (uint32_t e = 0; e < E; e++) {
         snprintf(nm[e], sizeof nm[e], "expert%u", e);
         names[e] = nm[e];
         paths[e] = path;
     }
-    if (s == VKM_OK && E > VKM_MAX_EXPERTS)
-        s = vkm_fail(m->d->err, VKM_ERR_UNSUPPORTED, "%s: %u experts (vkmoe routes up to %d)", path, E, VKM_MAX_EXPERTS);
     if (s == VKM_OK) s = vkm_bank_init_ffn(m, E, names, paths);
     if (s == VKM_OK) s = ffn_scratch(m);
     if (s == VKM_OK) s = vkm_moe_alloc(m);

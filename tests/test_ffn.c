@@ -1085,6 +1085,8 @@ static void rewrite(const char *path, const char *from, const char *to)
     fclose(o);
 }
 
+#define VKM_TEST_MAX_EXPERTS 64 /* VKM_MAX_EXPERTS, the public limit of a router */
+
 static void test_bad_moe_files(void **state)
 {
     (void)state;
@@ -1117,6 +1119,19 @@ static void test_bad_moe_files(void **state)
         if (!strstr(vkm_context_errmsg(ctx), bad[i].expect))
             fail_msg("case %zu: message without '%s': %s", i, bad[i].expect, vkm_context_errmsg(ctx));
     }
+    /* more experts than a router takes: refused before any is uploaded */
+    vkm_model_shape sh = {97, 44, 2, 4, 2, 12, 70, 96, 10000.0f, false, VKM_TEST_MAX_EXPERTS + 1, 2};
+    vkm_model_params p = vkm_model_default_params();
+    vkm_model *m = NULL;
+    assert_int_equal(vkm_model_create_random(ctx, &sh, 3, &p, &m), VKM_ERR_UNSUPPORTED);
+    printf("refused: %s\n", vkm_context_errmsg(ctx));
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "65 experts (vkmoe routes up to 64)"));
+    assert_null(m);
+    sh.n_experts = VKM_TEST_MAX_EXPERTS; /* the most it takes */
+    sh.n_layers = 1;
+    if (vkm_model_create_random(ctx, &sh, 3, &p, &m)) fail_msg("%s", vkm_context_errmsg(ctx));
+    assert_int_equal(vkm_model_n_experts(m), VKM_TEST_MAX_EXPERTS);
+    vkm_model_free(m);
     test_context_done(ctx);
     fixture_free(&f);
 }
