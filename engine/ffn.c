@@ -88,6 +88,12 @@ static vkm_status average_shared(vkm_model *m, vkm_model_src *srcs, uint32_t n)
 {
     vkm_status s = VKM_OK;
     const vkm_model_src *s0 = &srcs[0];
+    /* tied embeddings are one matrix on the device: every model must tie as the base does */
+    for (uint32_t e = 0; e < n; e++)
+        if (srcs[e].hp.tied_embeddings != vkm_model_tied(m))
+            return vkm_fail(m->d->err, VKM_ERR_MISMATCH, "%s: \"shared\": \"average\": its output matrix is %s but "
+                            "the base's is %s", srcs[e].path, srcs[e].hp.tied_embeddings ? "its token embeddings" : "its own",
+                            vkm_model_tied(m) ? "its token embeddings" : "its own");
     for (uint32_t i = 0; i < s0->n_tensors && s == VKM_OK; i++) {
         const char *name = s0->tensors[i].name;
         bool is_mixed = false;

@@ -527,8 +527,7 @@ vkm_status vkm_model_get_info(const vkm_model *m, vkm_model_info *o)
     o->n_batch = m->n_batch;
     o->rope_theta = hp->rope_theta;
     o->norm_eps = hp->norm_eps;
-    o->tied_embeddings = m->output.chunks[0].r.buf == m->tok_embd.chunks[0].r.buf &&
-                         m->output.chunks[0].r.off == m->tok_embd.chunks[0].r.off;
+    o->tied_embeddings = vkm_model_tied(m);
     o->rope_half = hp->rope_layout == VKM_ROPE_HALF;
     o->weight_type = m->wtype;
     o->weight_bytes = m->weight_bytes + (m->bank ? m->bank->bytes : 0);

@@ -177,6 +177,11 @@ void vkm_moe_route_pooled(vkm_model *m, uint32_t router, uint32_t slot, uint32_t
 vkm_status vkm_model_upload_matrix(vkm_model *m, vkm_arena *arena, const vkm_tensor_src *t,
                                    const char *name, const uint32_t *row_map, vkm_tensor *out);
 vkm_status vkm_model_replace_weight(vkm_model *m, const char *name, const float *values, uint64_t n);
+/* Whether the output matrix is the token embeddings (tied: one tensor on the device). */
+static inline bool vkm_model_tied(const vkm_model *m)
+{
+    return m->output.chunks[0].r.buf == m->tok_embd.chunks[0].r.buf && m->output.chunks[0].r.off == m->tok_embd.chunks[0].r.off;
+}
 
 /* moe_bake.c: task-level exact merging into the base weights at load. */
 vkm_status vkm_moe_bake_task(vkm_model *m, const vkm_manifest *man);

@@ -325,6 +325,41 @@ static void test_noisy_attention_average(void **state)
     free(emb);
     free(out);
     free(onorm);
+    /* averaging needs every expert to tie its output matrix as the base does (one matrix on
+     * the device when tied); with the base's shared weights, tying does not matter */
+    ref_model tied;
+    shape(&tied);
+    ref_model_random(&tied, 104, true);
+    snprintf(path, sizeof path, "%s/xt.gguf", f.dir);
+    vkm_err e;
+    if (ref_write_gguf(&tied, path, VKM_F32, &e)) fail_msg("%s", e.msg);
+    ref_model_free(&tied);
+    static const struct { const char *base, *ex1, *shared, *refusal; } ties[3] = {
+        {"base.gguf", "xt.gguf", "average", "xt.gguf: \"shared\": \"average\": its output matrix is its token "
+                                            "embeddings but the base's is its own"},
+        {"xt.gguf", "x1.gguf", "average", "x0.gguf: \"shared\": \"average\": its output matrix is its own but the "
+                                          "base's is its token embeddings"},
+        {"base.gguf", "xt.gguf", "base", NULL}};
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/tied%d.json", f.dir, k);
+        FILE *o = fopen(path, "w");
+        assert_non_null(o);
+        fprintf(o, "{\"base\": \"%s\", \"experts\": [{\"name\": \"x0\", \"model\": \"x0.gguf\"}, "
+                   "{\"name\": \"x1\", \"model\": \"%s\"}], \"router\": {\"policy\": \"uniform\"}, "
+                   "\"shared\": \"%s\"}\n", ties[k].base, ties[k].ex1, ties[k].shared);
+        fclose(o);
+        vkm_model_params p = vkm_model_default_params();
+        vkm_model *m = NULL;
+        vkm_status st = vkm_model_load(ctx, path, &p, &m);
+        if (ties[k].refusal) {
+            assert_int_equal(st, VKM_ERR_MISMATCH);
+            printf("refused: %s\n", vkm_context_errmsg(ctx));
+            if (!strstr(vkm_context_errmsg(ctx), ties[k].refusal)) fail_msg("case %d: %s", k, vkm_context_errmsg(ctx));
+        } else {
+            if (st) fail_msg("%s", vkm_context_errmsg(ctx));
+            vkm_model_free(m);
+        }
+    }
     test_context_done(ctx);
     fixture_free(&f);
 }
