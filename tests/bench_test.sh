@@ -71,8 +71,13 @@ if bench "$vkmoe" bench --quick --only merge --json; then
         ok "vkmoe bench --only merge: $(cut -c1-200 "$tmp/out")" || fail "vkmoe bench: $(cat "$tmp/out")"
 fi
 # matvec with a LoRA site's expands in its epilogue, and apart, spot-checked against the host
+# (a device with fewer than 9 storage buffers per stage skips matvec_lora, saying so)
 for k in matvec_lora matvec_expand; do
 if bench "$vkmoe" bench --quick --only $k --json; then
+    if grep -q "^vkmoe bench: $k skipped: .*storage buffers per stage" "$tmp/err" && ! grep -q '"name"' "$tmp/out"; then
+        ok "vkmoe bench --only $k: $(cat "$tmp/err")"
+        continue
+    fi
     [ "$(grep -o '"name"' "$tmp/out" | wc -l)" -eq 1 ] && has copy_gbps seconds gbps fraction &&
         grep -qE '"max_err": *([0-9.]+e-(0[5-9]|[1-9][0-9])|0\.0000[0-9]*|0)[,}]' "$tmp/out" &&
         ok "vkmoe bench --only $k: $(cut -c1-200 "$tmp/out")" || fail "vkmoe bench: $(cat "$tmp/out")"
