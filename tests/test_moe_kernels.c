@@ -51,6 +51,7 @@ typedef struct moe_case {
     uint32_t E, k, T, D, F;
     int always;
     vkm_dtype dt;
+    bool chunked; /* expert weights in row chunks of about 16 rows (a dispatch per chunk) */
 } moe_case;
 
 /* uint32 words through a float range (the buffers are untyped) */
@@ -86,11 +87,15 @@ static void run_case(test_gpu *g, const moe_case *c, uint64_t seed)
     for (uint32_t e = 0; e < 64; e++) lst[map_off + e] = e;
 
     vkm_tensor wt1[MAXE], wt2[MAXE];
+    uint64_t row1 = 0, row2 = 0; /* bytes of a row: chunks of 16 rows (15 when rows are padded) */
+    assert_true(vkm_dtype_bytes(c->dt, D, &row1) && vkm_dtype_bytes(c->dt, F, &row2));
     for (uint32_t e = 0; e < E; e++) {
-        test_gpu_check(g, vkm_tensor_alloc(&g->arena, c->dt, F, D, 0, &wt1[e]));
+        test_gpu_check(g, vkm_tensor_alloc(&g->arena, c->dt, F, D, c->chunked ? 16 * (row1 + 1) : 0, &wt1[e]));
         test_gpu_check(g, vkm_tensor_upload(g->d, &wt1[e], VKM_F32, w1 + (size_t)e * F * D, NULL));
-        test_gpu_check(g, vkm_tensor_alloc(&g->arena, c->dt, D, F, 0, &wt2[e]));
+        test_gpu_check(g, vkm_tensor_alloc(&g->arena, c->dt, D, F, c->chunked ? 16 * (row2 + 1) : 0, &wt2[e]));
         test_gpu_check(g, vkm_tensor_upload(g->d, &wt2[e], VKM_F32, w2 + (size_t)e * D * F, NULL));
+        assert_true(c->chunked ? wt1[e].n_chunks >= F / 16 && wt2[e].n_chunks >= D / 16
+                               : wt1[e].n_chunks == 1 && wt2[e].n_chunks == 1);
     }
     vkm_range xr = test_gpu_floats(g, x, (size_t)T * xs + xo), rr = test_gpu_floats(g, rm, (size_t)E * D);
     vkm_range lr = gpu_words(g, lst, T + 64 + T);
@@ -171,8 +176,8 @@ static void run_case(test_gpu *g, const moe_case *c, uint64_t seed)
     double e1 = test_nmse(ghc, rhc, (size_t)T * F), e2 = test_nmse(gy, ry, (size_t)T * D);
     const double tol = c->dt == VKM_F32 ? 1e-10 : 1e-7; /* f16 input x: rounding of the products */
     if (!(e1 <= tol) || !(e2 <= tol))
-        fail_msg("E=%u k=%u always=%d T=%u %s: nmse %.3g / %.3g > %.3g", E, c->k, c->always, T,
-                 vkm_dtype_name(c->dt), e1, e2, tol);
+        fail_msg("E=%u k=%u always=%d T=%u %s%s: nmse %.3g / %.3g > %.3g", E, c->k, c->always, T,
+                 vkm_dtype_name(c->dt), c->chunked ? " (chunked)" : "", e1, e2, tol);
     if (T > VKM_MOE_MATVEC_MAX_T) { /* groups: counts, offsets, each item under its expert */
         uint32_t off = 0;
         for (uint32_t e = 0; e < E; e++) {
@@ -205,7 +210,7 @@ static void test_moe_kernels(void **state)
                 const vkm_dtype dt = types[(ei + ki + ti) % 4];
                 const bool quant = dt == VKM_Q8_0 || dt == VKM_Q4_0;
                 moe_case c = {experts[ei], tops[ki], toks[ti], quant ? 64 : 37, quant ? 96 : 45,
-                              (ti % 2 && experts[ei] > 2) ? (int)(experts[ei] / 2) : -1, dt};
+                              (ti % 2 && experts[ei] > 2) ? (int)(experts[ei] / 2) : -1, dt, seed % 2 == 0};
                 run_case(&g, &c, seed++);
                 vkm_arena_destroy(&g.arena); /* every case allocates afresh */
                 vkm_arena_init(&g.arena, g.d, VKM_MEM_DEVICE, 64ull << 20);
