@@ -13,7 +13,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: vkmoe merge --moe MANIFEST.json -o OUT.gguf [-d DEVICE]\n"
                "  writes the manifest's FFN experts, shared weights, router gates and tokenizer as one\n"
-               "  Mixtral-style GGUF (llama architecture, expert_count, ffn_gate_inp, ffn_*_exps)\n");
+               "  Mixtral-style GGUF (llama architecture, expert_count, ffn_gate_inp, ffn_*_exps); a Hugging\n"
+               "  Face base's tokenizer goes inside when GGUF holds it exactly, and its files beside\n");
 }
 
 int cmd_merge_moe(int argc, char **argv)

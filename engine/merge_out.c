@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "merge_out.h"
+#include "tokenizer.h"
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -218,16 +219,41 @@ static vkm_status gguf_hparams_meta(vkm_gguf_writer *w, const vkm_hparams *hp)
     return s;
 }
 
+/* The tokenizer of the Hugging Face folder o->src_dir as GGUF keys, when GGUF holds it exactly
+ * and it has a token per embedding row (n_vocab; GGUF readers require as many): tokenizer.model
+ * (SentencePiece), else tokenizer.json. Otherwise the GGUF has none, and the files copied
+ * beside it (vkm_mout_finish_model) carry it. */
+static vkm_status embed_tokenizer(vkm_mout *o, uint32_t n_vocab)
+{
+    static const char *const names[] = {"tokenizer.model", "tokenizer.json"};
+    for (size_t k = 0; k < 2; k++) {
+        char p[1100];
+        if (!vkm_path_join(p, sizeof p, o->src_dir, names[k]) || !vkm_exists(p)) continue;
+        vkm_tokenizer *t = NULL;
+        vkm_err e;
+        vkm_err_clear(&e);
+        vkm_status s = vkm_tokenizer_load(p, &t); /* one vkmoe cannot read stays beside only */
+        if (!s && (uint32_t)vkm_tokenizer_n_vocab(t) != n_vocab) s = VKM_ERR_MISMATCH;
+        if (!s) s = vkm_tok_to_gguf(t, o->g, &e);
+        vkm_tokenizer_free(t);
+        if (!s) return VKM_OK;
+        if (s == VKM_ERR_OUT_OF_HOST_MEMORY || s == VKM_ERR_INVALID_ARGUMENT) return vkm_fail(o->e, s, "%s: %s", p, e.msg);
+    }
+    return VKM_OK;
+}
+
 vkm_status vkm_mout_model_meta(vkm_mout *o, const vkm_model_src *const *in, uint32_t n, uint32_t ref,
                                const char *method, const char *params)
 {
     vkm_status s = VKM_OK;
     if (o->kind == VKM_MOUT_GGUF) {
         int src = gguf_meta_source(in, n, ref);
-        if (src < 0) { /* Hugging Face inputs only: their tokenizer files go beside the GGUF */
+        if (src < 0) { /* Hugging Face inputs only: their tokenizer inside (where GGUF holds it) and beside */
             s = gguf_hparams_meta(o->g, &in[ref]->hp);
-            if (in[ref]->format == VKM_SRC_SAFETENSORS)
+            if (in[ref]->format == VKM_SRC_SAFETENSORS) {
                 vkm_path_dir(o->src_dir, sizeof o->src_dir, in[ref]->st.files[0].path);
+                if (!s) s = embed_tokenizer(o, in[ref]->hp.n_vocab);
+            }
         } else {
             const vkm_gguf *g = &in[src]->gguf;
             for (uint64_t i = 0; i < g->n_kv && !s; i++) {

@@ -221,16 +221,33 @@ vkm_status vkm_gguf_writer_add_tensor(vkm_gguf_writer *w, const char *name, vkm_
     return vkm_wfile_add(&w->w, name, dtype, n_dims, ne);
 }
 
+/* The header up to the tensor table: magic, version, counts, the metadata. */
+static void header(const vkm_gguf_writer *w, uint64_t n_tensors, vkm_wbuf *h)
+{
+    vkm_wbuf_put(h, "GGUF", 4);
+    vkm_wbuf_u32(h, 3);
+    vkm_wbuf_u64(h, n_tensors);
+    vkm_wbuf_u64(h, w->n_kv);
+    vkm_wbuf_put(h, w->kv.p, w->kv.n);
+}
+
+vkm_status vkm_gguf_writer_meta_image(const vkm_gguf_writer *w, uint8_t **data, uint64_t *size)
+{
+    vkm_wbuf h = {0};
+    header(w, 0, &h);
+    *data = h.oom ? NULL : h.p;
+    *size = h.oom ? 0 : h.n;
+    if (!h.oom) return VKM_OK;
+    vkm_wbuf_free(&h);
+    return vkm_fail(w->w.e, VKM_ERR_OUT_OF_HOST_MEMORY, "%s: out of memory", w->w.path);
+}
+
 vkm_status vkm_gguf_writer_begin(vkm_gguf_writer *w)
 {
     vkm_status s = vkm_wfile_layout(&w->w, w->alignment);
     if (s) return s;
     vkm_wbuf h = {0};
-    vkm_wbuf_put(&h, "GGUF", 4);
-    vkm_wbuf_u32(&h, 3);
-    vkm_wbuf_u64(&h, w->w.n);
-    vkm_wbuf_u64(&h, w->n_kv);
-    vkm_wbuf_put(&h, w->kv.p, w->kv.n);
+    header(w, w->w.n, &h);
     for (uint32_t i = 0; i < w->w.n; i++) {
         const vkm_wtensor *t = &w->w.t[i];
         put_str(&h, t->name, strlen(t->name));

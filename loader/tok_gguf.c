@@ -8,6 +8,7 @@
  * (llama.cpp's own SentencePiece path ignores it; no converter writes it for "llama").
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tok_internal.h"
@@ -163,4 +164,189 @@ vkm_status vkm_tok_load_gguf(vkm_tokenizer *t, const vkm_gguf *g, vkm_err *e)
         if (s != VKM_OK) return s;
     }
     return vkm_tok_finish(t, e);
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+/* The tokenizer.ggml.pre names set_pre knows, one per set of steps. */
+static const char *const pre_names[] = {"default", "smollm", "llama-bpe", "qwen2"};
+
+static int by_rank(const void *a, const void *b)
+{
+    const vkm_tok_merge *x = *(const vkm_tok_merge *const *)a, *y = *(const vkm_tok_merge *const *)b;
+    return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+/* The merges in rank order (*out: n_merges pointers into t->merges, malloc'd). */
+static vkm_status merges_by_rank(const vkm_tokenizer *t, const vkm_tok_merge ***out, vkm_err *e)
+{
+    const vkm_tok_merge **m = malloc((t->n_merges ? t->n_merges : 1) * sizeof *m);
+    if (!m) return vkm_fail(e, VKM_ERR_OUT_OF_HOST_MEMORY, "out of memory");
+    uint32_t n = 0;
+    for (uint32_t h = 0; t->merges && h <= t->merge_mask; h++)
+        if (t->merges[h].rank >= 0) m[n++] = &t->merges[h];
+    qsort(m, n, sizeof *m, by_rank);
+    *out = m;
+    return VKM_OK;
+}
+
+/* An array of strings with their lengths (texts may hold any byte). */
+static vkm_status put_strs(vkm_gguf_writer *w, const char *key, vkm_gguf_str *strs, uint64_t n)
+{
+    vkm_gguf_kv kv = {.type = VKM_GGUF_ARRAY};
+    snprintf(kv.key, sizeof kv.key, "%s", key);
+    kv.v.a = (vkm_gguf_arr){.elem_type = VKM_GGUF_STRING, .n = n, .strs = strs};
+    return vkm_gguf_writer_copy_kv(w, &kv);
+}
+
+/* A token id key; "none" (0xFFFFFFFF) where the reader's default would be an id. */
+static vkm_status put_id(vkm_gguf_writer *w, const char *key, int32_t id, bool has_default)
+{
+    if (id < 0 && !has_default) return VKM_OK;
+    return vkm_gguf_writer_set_u32(w, key, id < 0 ? 0xFFFFFFFFu : (uint32_t)id);
+}
+
+static bool has_norm(const vkm_tokenizer *t, vkm_tok_norm_kind kind)
+{
+    for (int i = 0; i < t->n_norm; i++)
+        if (t->norm[i].kind == kind) return true;
+    return false;
+}
+
+/* The tokenizer.ggml.* keys of t (the pre-tokenizer's name: pre). */
+static vkm_status put_keys(const vkm_tokenizer *t, const char *pre, vkm_gguf_writer *w, vkm_err *e)
+{
+    const bool spm = t->model == VKM_TOK_SPM;
+    const int32_t n = t->n_vocab;
+    vkm_gguf_str *strs = malloc((size_t)n * sizeof *strs);
+    float *scores = malloc((size_t)n * 4);
+    int32_t *types = malloc((size_t)n * 4);
+    const vkm_tok_merge **mg = NULL;
+    char *mtext = NULL;
+    vkm_status s = strs && scores && types ? VKM_OK : vkm_fail(e, VKM_ERR_OUT_OF_HOST_MEMORY, "out of memory");
+    for (int32_t i = 0; i < n && !s; i++) {
+        strs[i] = (vkm_gguf_str){vkm_tok_text(t, i), t->pieces[i].len};
+        scores[i] = t->pieces[i].score;
+        types[i] = t->pieces[i].type;
+    }
+    if (!s) s = vkm_gguf_writer_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2");
+    if (!s && !spm) s = vkm_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
+    if (!s) s = put_strs(w, "tokenizer.ggml.tokens", strs, (uint64_t)n);
+    if (!s) s = vkm_gguf_writer_set_arr(w, "tokenizer.ggml.scores", VKM_GGUF_F32, (uint64_t)n, scores);
+    if (!s) s = vkm_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", VKM_GGUF_I32, (uint64_t)n, types);
+    if (!s && !spm) { /* "left right" in rank order */
+        s = merges_by_rank(t, &mg, e);
+        uint64_t bytes = 0;
+        for (uint32_t i = 0; i < t->n_merges && !s; i++)
+            bytes += t->pieces[mg[i]->key >> 32].len + 1 + t->pieces[(uint32_t)mg[i]->key].len;
+        vkm_gguf_str *ms = s ? NULL : realloc(strs, (t->n_merges ? t->n_merges : 1) * sizeof *ms);
+        if (!s && ms) strs = ms;
+        mtext = s ? NULL : malloc(bytes ? bytes : 1);
+        if (!s && (!ms || !mtext)) s = vkm_fail(e, VKM_ERR_OUT_OF_HOST_MEMORY, "out of memory");
+        char *p = mtext;
+        for (uint32_t i = 0; i < t->n_merges && !s; i++) {
+            const int32_t l = (int32_t)(mg[i]->key >> 32), r = (int32_t)(uint32_t)mg[i]->key;
+            strs[i].p = p;
+            memcpy(p, vkm_tok_text(t, l), t->pieces[l].len);
+            p += t->pieces[l].len;
+            *p++ = ' ';
+            memcpy(p, vkm_tok_text(t, r), t->pieces[r].len);
+            p += t->pieces[r].len;
+            strs[i].n = (uint64_t)(p - strs[i].p);
+        }
+        if (!s) s = put_strs(w, "tokenizer.ggml.merges", strs, t->n_merges);
+    }
+    if (!s) s = put_id(w, "tokenizer.ggml.bos_token_id", t->bos, spm);
+    if (!s) s = put_id(w, "tokenizer.ggml.eos_token_id", t->eos, spm);
+    if (!s) s = put_id(w, "tokenizer.ggml.unknown_token_id", t->unk, spm);
+    if (!s) s = put_id(w, "tokenizer.ggml.padding_token_id", t->pad, false);
+    if (!s) s = vkm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
+    if (!s) s = vkm_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", t->add_eos);
+    if (!s && spm) s = vkm_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", has_norm(t, VKM_TOK_NORM_PREPEND));
+    if (!s && spm && has_norm(t, VKM_TOK_NORM_COLLAPSE))
+        s = vkm_gguf_writer_set_bool(w, "tokenizer.ggml.remove_extra_whitespaces", true);
+    free(strs);
+    free(scores);
+    free(types);
+    free(mg);
+    free(mtext);
+    return s;
+}
+
+/* The first thing in which b (read back from a's GGUF keys) would encode or decode otherwise
+ * than a, or NULL. */
+static const char *differs(const vkm_tokenizer *a, const vkm_tokenizer *b)
+{
+    if (a->model != b->model || a->byte_level != b->byte_level) return "the model";
+    if (a->n_vocab != b->n_vocab) return "the vocabulary's size";
+    for (int32_t i = 0; i < a->n_vocab; i++) {
+        const vkm_tok_piece *x = &a->pieces[i], *y = &b->pieces[i];
+        if (x->len != y->len || memcmp(vkm_tok_text(a, i), vkm_tok_text(b, i), x->len) || x->score != y->score ||
+            x->type != y->type)
+            return "a token's text, score or type";
+        if (x->strip != y->strip) return "a token's whitespace stripping (lstrip / rstrip)";
+    }
+    if (a->n_merges != b->n_merges) return "the merges";
+    const vkm_tok_merge **ma = NULL, **mb = NULL; /* in rank order (ranks may skip: the order counts) */
+    vkm_err ignored;
+    bool same = !merges_by_rank(a, &ma, &ignored) && !merges_by_rank(b, &mb, &ignored);
+    for (uint32_t i = 0; i < a->n_merges && same; i++) same = ma[i]->key == mb[i]->key && ma[i]->id == mb[i]->id;
+    free(ma);
+    free(mb);
+    if (!same) return "the merges";
+    if (a->bos != b->bos || a->eos != b->eos || a->unk != b->unk || a->pad != b->pad) return "a special token id";
+    if (a->add_bos != b->add_bos || a->add_eos != b->add_eos) return "adding bos / eos";
+    if (a->byte_fallback != b->byte_fallback || a->fuse_unk != b->fuse_unk) return "byte fallback or unknown fusing";
+    bool ci = false; /* fold_long_s counts in the case-insensitive contractions only */
+    for (int i = 0; i < a->n_pre; i++) ci |= a->pre[i] == VKM_TOK_PRE_LLAMA3;
+    if (a->ignore_merges != b->ignore_merges) return "ignore_merges";
+    if (ci && a->fold_long_s != b->fold_long_s) return "case folding (U+017F in contractions)";
+    if (a->n_norm != b->n_norm) return "the normalizer";
+    for (int i = 0; i < a->n_norm; i++) {
+        const vkm_tok_norm *x = &a->norm[i], *y = &b->norm[i];
+        if (x->kind != y->kind || x->na != y->na || x->nb != y->nb || memcmp(x->a, y->a, x->na) ||
+            memcmp(x->b, y->b, x->nb) || x->first_only != y->first_only || x->unless_prefixed != y->unless_prefixed)
+            return "the normalizer";
+    }
+    if (a->n_pre != b->n_pre || memcmp(a->pre, b->pre, (size_t)a->n_pre * sizeof a->pre[0])) return "the pre-tokenizer";
+    if (a->n_specials != b->n_specials || memcmp(a->specials, b->specials, a->n_specials * sizeof a->specials[0]))
+        return "the special tokens";
+    if (a->dec_spaces != b->dec_spaces || a->dec_strip != b->dec_strip) return "the decoder";
+    return NULL;
+}
+
+/* The tokenizer GGUF keys `keys` stand for (read back through an image of them). */
+static vkm_status read_back(const vkm_gguf_writer *keys, vkm_tokenizer **out, vkm_err *e)
+{
+    uint8_t *img = NULL;
+    uint64_t size = 0;
+    vkm_gguf g = {0};
+    vkm_status s = vkm_gguf_writer_meta_image(keys, &img, &size);
+    if (!s) s = vkm_gguf_open_mem(img, size, "tokenizer keys", &g, e);
+    if (!s) s = vkm_tok_from_gguf(&g, out, e);
+    vkm_gguf_close(&g);
+    free(img);
+    return s;
+}
+
+vkm_status vkm_tok_to_gguf(const vkm_tokenizer *t, vkm_gguf_writer *w, vkm_err *e)
+{
+    if (!t || !w) return vkm_fail(e, VKM_ERR_INVALID_ARGUMENT, "vkm_tok_to_gguf: NULL argument");
+    if (t->model != VKM_TOK_SPM && !t->byte_level)
+        return vkm_fail(e, VKM_ERR_UNSUPPORTED, "a BPE vocabulary that is not byte-level has no GGUF form "
+                        "(\"llama\" merges by score, \"gpt2\" is byte-level)");
+    const char *why = "no tokenizer.ggml.pre names its pre-tokenizer";
+    for (size_t k = 0; k < (t->model == VKM_TOK_SPM ? 1 : sizeof pre_names / sizeof pre_names[0]); k++) {
+        vkm_gguf_writer *scratch = NULL;
+        vkm_tokenizer *back = NULL;
+        vkm_status s = vkm_gguf_writer_create("tokenizer.gguf", &scratch, e); /* never opened */
+        if (!s) s = put_keys(t, pre_names[k], scratch, e);
+        if (!s) s = read_back(scratch, &back, e);
+        const char *d = s ? NULL : differs(t, back);
+        vkm_tokenizer_free(back);
+        vkm_gguf_writer_free(scratch);
+        if (s && s != VKM_ERR_UNSUPPORTED) return s;
+        if (!s && !d) return put_keys(t, pre_names[k], w, e);
+        if (d && (t->model == VKM_TOK_SPM || strcmp(d, "the pre-tokenizer"))) why = d;
+    }
+    return vkm_fail(e, VKM_ERR_UNSUPPORTED, "read back from GGUF keys, it would differ in %s", why);
 }

@@ -6,11 +6,19 @@
 #define VKM_TOKENIZER_H
 
 #include "loader.h"
+#include "writer.h"
 
 /* Builds the tokenizer described by the tokenizer.ggml.* keys of an open GGUF file (the
  * strings are copied: g may be closed afterwards). VKM_ERR_NOT_FOUND when the file has no
  * tokenizer, VKM_ERR_FORMAT for inconsistent keys, VKM_ERR_UNSUPPORTED for a tokenizer model
  * or pre-tokenizer vkmoe does not implement. On failure *out is NULL and e says why. */
 vkm_status vkm_tok_from_gguf(const vkm_gguf *g, vkm_tokenizer **out, vkm_err *e);
+
+/* Writes t as tokenizer.ggml.* keys ("llama" for SentencePiece-style merging by score, "gpt2"
+ * for byte-level BPE) after checking that a GGUF reader gets t back exactly (the same pieces,
+ * merges in the same order, normalizer, pre-tokenizer, special tokens). VKM_ERR_UNSUPPORTED,
+ * with nothing written, when GGUF cannot hold t (a BPE that is not byte-level, HF stripping
+ * rules, a pre-tokenizer no tokenizer.ggml.pre names). */
+vkm_status vkm_tok_to_gguf(const vkm_tokenizer *t, vkm_gguf_writer *w, vkm_err *e);
 
 #endif /* VKM_TOKENIZER_H */

@@ -43,6 +43,9 @@ vkm_status vkm_gguf_writer_set_arr(vkm_gguf_writer *w, const char *key, vkm_gguf
                                    uint64_t n, const void *data);
 vkm_status vkm_gguf_writer_set_arr_str(vkm_gguf_writer *w, const char *key, uint64_t n,
                                        const char *const *strs);
+/* A GGUF image of the metadata set so far and no tensors, in *data (malloc'd: free it), for
+ * vkm_gguf_open_mem to read back. */
+vkm_status vkm_gguf_writer_meta_image(const vkm_gguf_writer *w, uint8_t **data, uint64_t *size);
 /* Copies a key and its value (nested arrays included) read by vkm_gguf_open. */
 vkm_status vkm_gguf_writer_copy_kv(vkm_gguf_writer *w, const vkm_gguf_kv *kv);
 

@@ -828,10 +828,12 @@ static void test_write_moe_gguf(void **state)
     snprintf(hf, sizeof hf, "%s/hfbase", f.dir);
     vkm_err e;
     if (ref_write_hf(&f.base, hf, &e)) fail_msg("%s", e.msg);
-    { /* a tokenizer in the Hugging Face folder: the GGUF gets it beside it */
+    static const char *const tok_files[2] = {"tokenizer.json", "tokenizer.model"};
+    for (int i = 0; i < 2; i++) { /* a tokenizer in the Hugging Face folder of another vocabulary
+                                      size (1024 tokens, 97 rows): beside the GGUF, not inside */
         char src[700], dst[760];
-        snprintf(src, sizeof src, "%s/testbed/base/tokenizer.json", VKM_SHARED_DIR);
-        snprintf(dst, sizeof dst, "%s/tokenizer.json", hf);
+        snprintf(src, sizeof src, "%s/testbed/base/%s", VKM_SHARED_DIR, tok_files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", hf, tok_files[i]);
         FILE *in = fopen(src, "rb"), *to = fopen(dst, "wb");
         assert_true(in && to);
         char buf[4096];
@@ -856,6 +858,13 @@ static void test_write_moe_gguf(void **state)
     const vkm_tokenizer *ht = vkm_model_tokenizer(hg); /* tokenizer.json beside hfmoe.gguf */
     assert_non_null(ht);
     assert_int_equal(vkm_tokenizer_n_vocab(ht), vkm_tokenizer_n_vocab(vkm_model_tokenizer(hm)));
+    {
+        vkm_gguf gg;
+        vkm_err ge;
+        assert_int_equal(vkm_gguf_open(out, &gg, &ge), VKM_OK);
+        assert_null(vkm_gguf_find(&gg, "tokenizer.ggml.model"));
+        vkm_gguf_close(&gg);
+    }
     int32_t ids[N_TOK];
     random_ids(ids, N_TOK, f.base.vocab, 42);
     const size_t nv = (size_t)N_TOK * f.base.vocab;

@@ -213,6 +213,45 @@ static void test_testbed(void **state)
     vkm_gguf_close(&gb);
     free(a);
     free(b);
+    /* Hugging Face inputs only, the first with a tokenizer.model: the GGUF holds that tokenizer
+     * (tokenizer.ggml.*), which encodes as the SentencePiece model does */
+    mkdir(TMP "/hfpy", 0777);
+    static const char *const links[3][2] = {{"/full/python/config.json", "/hfpy/config.json"},
+                                            {"/full/python/model.safetensors", "/hfpy/model.safetensors"},
+                                            {"/base/tokenizer.model", "/hfpy/tokenizer.model"}};
+    for (int i = 0; i < 3; i++) {
+        char from[600], to[600];
+        snprintf(from, sizeof from, "%s%s", TESTBED, links[i][0]);
+        snprintf(to, sizeof to, "%s%s", TMP, links[i][1]);
+        unlink(to);
+        assert_int_equal(symlink(from, to), 0);
+    }
+    const char *hf[3] = {TMP "/hfpy", TESTBED "/full/english", TESTBED "/full/legal"};
+    p = testbed_params(VKM_MERGE_LINEAR, hf);
+    p.base[0] = 0;
+    merge_ok(ctx, &p, TMP "/linear_tok.gguf");
+    {
+        vkm_gguf g;
+        char model[16] = "";
+        assert_int_equal(vkm_gguf_open(TMP "/linear_tok.gguf", &g, &e), VKM_OK);
+        assert_true(vkm_gguf_get_str(&g, "tokenizer.ggml.model", model, sizeof model));
+        assert_string_equal(model, "llama");
+        vkm_gguf_close(&g);
+        vkm_tokenizer *spm = NULL, *in = NULL;
+        assert_int_equal(vkm_tokenizer_load(TESTBED "/base/tokenizer.model", &spm), VKM_OK);
+        assert_int_equal(vkm_tokenizer_load(TMP "/linear_tok.gguf", &in), VKM_OK);
+        static const char text[] = "  def parse_args(argv):\n\treturn argv[1:]  # the rest, \xc3\xa9t\xc3\xa9 \xe2\x82\xac";
+        int32_t ids_spm[256], ids_in[256];
+        size_t n_spm = 0, n_in = 0;
+        assert_int_equal(vkm_tokenize(spm, text, sizeof text - 1, true, false, ids_spm, 256, &n_spm), VKM_OK);
+        assert_int_equal(vkm_tokenize(in, text, sizeof text - 1, true, false, ids_in, 256, &n_in), VKM_OK);
+        assert_int_equal(n_spm, n_in);
+        assert_memory_equal(ids_spm, ids_in, n_spm * sizeof ids_spm[0]);
+        vkm_tokenizer_free(spm);
+        vkm_tokenizer_free(in);
+    }
+    size_t nt;
+    free(run_model(ctx, TMP "/linear_tok.gguf", &nt)); /* generates from text with it */
     /* ... and into a safetensors folder (config.json, tokenizer): the same model */
     p = testbed_params(VKM_MERGE_TIES, full);
     merge_ok(ctx, &p, TMP "/ties_st");

@@ -544,6 +544,97 @@ static void test_smollm_gguf(void **state)
     vkm_tokenizer_free(t);
 }
 
+/* vkm_tok_to_gguf: a tokenizer written as tokenizer.ggml.* keys (what a merge of Hugging Face
+ * models written as GGUF carries) reads back as the same tokenizer and encodes the references
+ * as the original does; one GGUF cannot hold is refused with nothing written. */
+static void test_to_gguf(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file, *ref;
+        bool special;    /* the reference matches special tokens in the text            */
+        const char *why; /* NULL: written; else refused, the message says this          */
+    } v[] = {
+        {"testbed/base/tokenizer.model", "spm_base.txt", false, NULL},
+        {"testbed/base/model.gguf", "hf_base.txt", true, NULL},
+        {"testbed/stories260K/tokenizer.model", "spm_stories260K.txt", false, NULL},
+        {SMOLLM, "hf_smollm.txt", true, NULL},
+        {"testbed/base/tokenizer.json", NULL, false, "not byte-level has no GGUF form"},
+        {"lstrip", NULL, false, "it would differ in a token's whitespace stripping"},
+    };
+    { /* SmolLM's with an added token that takes the whitespace before it (HF lstrip) */
+        size_t n;
+        char *text = (char *)read_bytes(shared_path(SMOLLM), &n);
+        text[n] = 0; /* read_bytes leaves a byte for it */
+        const char *at = strstr(text, "\"lstrip\": false");
+        assert_non_null(at);
+        const char *path = tmp_path("lstrip.json");
+        FILE *o = fopen(path, "wb");
+        assert_non_null(o);
+        fprintf(o, "%.*s\"lstrip\": true %s", (int)(at - text), text, at + strlen("\"lstrip\": false"));
+        assert_int_equal(fclose(o), 0);
+        free(text);
+    }
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        vkm_tokenizer *t = tok_load(strcmp(v[i].file, "lstrip") ? shared_path(v[i].file) : tmp_path("lstrip.json"));
+        const char *path = tmp_path("to_gguf.gguf");
+        vkm_err e = {0};
+        vkm_gguf_writer *w = NULL;
+        expect_ok(vkm_gguf_writer_create(path, &w, &e), &e);
+        expect_ok(vkm_gguf_writer_set_str(w, "general.architecture", "llama"), &e);
+        vkm_status st = vkm_tok_to_gguf(t, w, &e);
+        if (v[i].why) {
+            assert_int_equal(st, VKM_ERR_UNSUPPORTED);
+            printf("  %s: refused: %s\n", v[i].file, e.msg);
+            assert_non_null(strstr(e.msg, v[i].why));
+            uint8_t *img = NULL;
+            uint64_t size = 0;
+            expect_ok(vkm_gguf_writer_meta_image(w, &img, &size), &e);
+            vkm_gguf g = {0};
+            expect_ok(vkm_gguf_open_mem(img, size, "keys", &g, &e), &e);
+            assert_int_equal(g.n_kv, 1); /* nothing but general.architecture */
+            vkm_gguf_close(&g);
+            free(img);
+            vkm_gguf_writer_free(w);
+            vkm_tokenizer_free(t);
+            continue;
+        }
+        expect_ok(st, &e);
+        expect_ok(vkm_gguf_writer_begin(w), &e);
+        expect_ok(vkm_gguf_writer_finish(w), &e);
+        vkm_gguf_writer_free(w);
+        vkm_tokenizer *g = tok_load(path);
+        assert_string_equal(vkm_tokenizer_kind(g), vkm_tokenizer_kind(t));
+        assert_int_equal(vkm_tokenizer_n_vocab(g), vkm_tokenizer_n_vocab(t));
+        assert_int_equal(vkm_tokenizer_bos(g), vkm_tokenizer_bos(t));
+        assert_int_equal(vkm_tokenizer_eos(g), vkm_tokenizer_eos(t));
+        assert_int_equal(vkm_tokenizer_adds_bos(g), vkm_tokenizer_adds_bos(t));
+        const size_t bad_t = tok_check_ids(t, v[i].ref, v[i].special, NULL);
+        assert_int_equal(tok_check_ids(g, v[i].ref, v[i].special, NULL), bad_t);
+        /* every reference string, plain and with specials: the same ids as the original */
+        ref_set r;
+        ref_load(v[i].ref, &r);
+        for (size_t c = 0; c < r.n; c++) {
+            const ref_case *rc = &r.v[c];
+            for (int sp = 0; sp < 2; sp++) {
+                const size_t cap = (rc->len + 8) * 2;
+                int32_t *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
+                size_t na = 0, nb = 0;
+                assert_int_equal(vkm_tokenize(t, (const char *)rc->text, rc->len, true, sp, a, cap, &na), VKM_OK);
+                assert_int_equal(vkm_tokenize(g, (const char *)rc->text, rc->len, true, sp, b, cap, &nb), VKM_OK);
+                if (na != nb || memcmp(a, b, na * sizeof *a))
+                    fail_msg("%s: \"%.*s\" encodes otherwise from its GGUF keys", v[i].file, (int)rc->len, rc->text);
+                free(a);
+                free(b);
+            }
+        }
+        printf("  %s: %zu strings encode the same from its GGUF keys\n", v[i].file, r.n);
+        ref_free(&r);
+        vkm_tokenizer_free(g);
+        vkm_tokenizer_free(t);
+    }
+}
+
 /* ---- decoding ----------------------------------------------------------------------------- */
 /* decode(encode(s)) == s for every string the reference round-trips. */
 static void test_round_trip(void **state)
@@ -747,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_smollm_json),
         cmocka_unit_test(test_variants),
         cmocka_unit_test(test_smollm_gguf),
+        cmocka_unit_test(test_to_gguf),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_stream_split_utf8),
         cmocka_unit_test(test_pieces_and_api),
