@@ -220,26 +220,42 @@ static vkm_status gguf_hparams_meta(vkm_gguf_writer *w, const vkm_hparams *hp)
 }
 
 /* The tokenizer of the Hugging Face folder o->src_dir as GGUF keys, when GGUF holds it exactly
- * and it has a token per embedding row (n_vocab; GGUF readers require as many): tokenizer.model
- * (SentencePiece), else tokenizer.json. Otherwise the GGUF has none, and the files copied
- * beside it (vkm_mout_finish_model) carry it. */
+ * and it has a token per embedding row (n_vocab; GGUF readers require as many): tokenizer.json
+ * (what vkmoe loads from the folder), else tokenizer.model if it agrees with tokenizer.json on
+ * bos, eos and adding bos (tokenizer_config.json's word reaches tokenizer.json only). Otherwise the GGUF has none, and the files copied beside it (vkm_mout_finish_model)
+ * carry it. */
 static vkm_status embed_tokenizer(vkm_mout *o, uint32_t n_vocab)
 {
-    static const char *const names[] = {"tokenizer.model", "tokenizer.json"};
-    for (size_t k = 0; k < 2; k++) {
+    static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
+    vkm_tokenizer *json = NULL; /* tokenizer.json, loaded but not held by GGUF */
+    vkm_status s = VKM_OK;
+    bool done = false;
+    for (size_t k = 0; k < 2 && !s && !done; k++) {
         char p[1100];
         if (!vkm_path_join(p, sizeof p, o->src_dir, names[k]) || !vkm_exists(p)) continue;
         vkm_tokenizer *t = NULL;
         vkm_err e;
         vkm_err_clear(&e);
-        vkm_status s = vkm_tokenizer_load(p, &t); /* one vkmoe cannot read stays beside only */
-        if (!s && (uint32_t)vkm_tokenizer_n_vocab(t) != n_vocab) s = VKM_ERR_MISMATCH;
-        if (!s) s = vkm_tok_to_gguf(t, o->g, &e);
+        vkm_status ls = vkm_tokenizer_load(p, &t);
+        if (ls == VKM_ERR_OUT_OF_HOST_MEMORY) {
+            s = vkm_fail(o->e, ls, "%s: %s", p, t ? vkm_tokenizer_errmsg(t) : "out of memory");
+        } else if (ls == VKM_OK && (uint32_t)vkm_tokenizer_n_vocab(t) == n_vocab &&
+                   (!json || (vkm_tokenizer_bos(t) == vkm_tokenizer_bos(json) &&
+                              vkm_tokenizer_eos(t) == vkm_tokenizer_eos(json) &&
+                              vkm_tokenizer_adds_bos(t) == vkm_tokenizer_adds_bos(json)))) {
+            vkm_status ws = vkm_tok_to_gguf(t, o->g, &e);
+            done = ws == VKM_OK;
+            if (ws != VKM_OK && ws != VKM_ERR_UNSUPPORTED) /* a writer failure says why itself */
+                s = e.msg[0] ? vkm_fail(o->e, ws, "%s: %s", p, e.msg) : ws;
+        } /* else (one vkmoe cannot read, another vocabulary size): beside only */
+        if (ls == VKM_OK && k == 0) {
+            json = t;
+            t = NULL;
+        }
         vkm_tokenizer_free(t);
-        if (!s) return VKM_OK;
-        if (s == VKM_ERR_OUT_OF_HOST_MEMORY || s == VKM_ERR_INVALID_ARGUMENT) return vkm_fail(o->e, s, "%s: %s", p, e.msg);
     }
-    return VKM_OK;
+    vkm_tokenizer_free(json);
+    return s;
 }
 
 vkm_status vkm_mout_model_meta(vkm_mout *o, const vkm_model_src *const *in, uint32_t n, uint32_t ref,

@@ -167,8 +167,9 @@ vkm_status vkm_tok_load_gguf(vkm_tokenizer *t, const vkm_gguf *g, vkm_err *e)
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */
-/* The tokenizer.ggml.pre names set_pre knows, one per set of steps. */
-static const char *const pre_names[] = {"default", "smollm", "llama-bpe", "qwen2"};
+/* The tokenizer.ggml.pre names set_pre knows, one per set of steps, as llama.cpp reads them
+ * ("gpt-2", not "default": llama.cpp splits otherwise for that one). */
+static const char *const pre_names[] = {"gpt-2", "smollm", "llama-bpe", "qwen2"};
 
 static int by_rank(const void *a, const void *b)
 {
@@ -198,10 +199,10 @@ static vkm_status put_strs(vkm_gguf_writer *w, const char *key, vkm_gguf_str *st
     return vkm_gguf_writer_copy_kv(w, &kv);
 }
 
-/* A token id key; "none" (0xFFFFFFFF) where the reader's default would be an id. */
-static vkm_status put_id(vkm_gguf_writer *w, const char *key, int32_t id, bool has_default)
+/* A token id key, "none" written as 0xFFFFFFFF: readers' defaults differ (llama.cpp takes an
+ * absent gpt2 bos / eos as id 11). */
+static vkm_status put_id(vkm_gguf_writer *w, const char *key, int32_t id)
 {
-    if (id < 0 && !has_default) return VKM_OK;
     return vkm_gguf_writer_set_u32(w, key, id < 0 ? 0xFFFFFFFFu : (uint32_t)id);
 }
 
@@ -255,10 +256,10 @@ static vkm_status put_keys(const vkm_tokenizer *t, const char *pre, vkm_gguf_wri
         }
         if (!s) s = put_strs(w, "tokenizer.ggml.merges", strs, t->n_merges);
     }
-    if (!s) s = put_id(w, "tokenizer.ggml.bos_token_id", t->bos, spm);
-    if (!s) s = put_id(w, "tokenizer.ggml.eos_token_id", t->eos, spm);
-    if (!s) s = put_id(w, "tokenizer.ggml.unknown_token_id", t->unk, spm);
-    if (!s) s = put_id(w, "tokenizer.ggml.padding_token_id", t->pad, false);
+    if (!s) s = put_id(w, "tokenizer.ggml.bos_token_id", t->bos);
+    if (!s) s = put_id(w, "tokenizer.ggml.eos_token_id", t->eos);
+    if (!s) s = put_id(w, "tokenizer.ggml.unknown_token_id", t->unk);
+    if (!s) s = put_id(w, "tokenizer.ggml.padding_token_id", t->pad);
     if (!s) s = vkm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
     if (!s) s = vkm_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", t->add_eos);
     if (!s && spm) s = vkm_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", has_norm(t, VKM_TOK_NORM_PREPEND));
@@ -273,9 +274,10 @@ static vkm_status put_keys(const vkm_tokenizer *t, const char *pre, vkm_gguf_wri
 }
 
 /* The first thing in which b (read back from a's GGUF keys) would encode or decode otherwise
- * than a, or NULL. */
+ * than a, or NULL. The pre-tokenizer first: vkm_tok_to_gguf tries each name for it. */
 static const char *differs(const vkm_tokenizer *a, const vkm_tokenizer *b)
 {
+    if (a->n_pre != b->n_pre || memcmp(a->pre, b->pre, (size_t)a->n_pre * sizeof a->pre[0])) return "the pre-tokenizer";
     if (a->model != b->model || a->byte_level != b->byte_level) return "the model";
     if (a->n_vocab != b->n_vocab) return "the vocabulary's size";
     for (int32_t i = 0; i < a->n_vocab; i++) {
@@ -296,10 +298,9 @@ static const char *differs(const vkm_tokenizer *a, const vkm_tokenizer *b)
     if (a->bos != b->bos || a->eos != b->eos || a->unk != b->unk || a->pad != b->pad) return "a special token id";
     if (a->add_bos != b->add_bos || a->add_eos != b->add_eos) return "adding bos / eos";
     if (a->byte_fallback != b->byte_fallback || a->fuse_unk != b->fuse_unk) return "byte fallback or unknown fusing";
-    bool ci = false; /* fold_long_s counts in the case-insensitive contractions only */
-    for (int i = 0; i < a->n_pre; i++) ci |= a->pre[i] == VKM_TOK_PRE_LLAMA3;
+    /* fold_long_s is not compared: GGUF readers split "'\u017f" as llama.cpp does (no folding),
+     * as every GGUF converted from a tokenizer.json does */
     if (a->ignore_merges != b->ignore_merges) return "ignore_merges";
-    if (ci && a->fold_long_s != b->fold_long_s) return "case folding (U+017F in contractions)";
     if (a->n_norm != b->n_norm) return "the normalizer";
     for (int i = 0; i < a->n_norm; i++) {
         const vkm_tok_norm *x = &a->norm[i], *y = &b->norm[i];
@@ -307,7 +308,6 @@ static const char *differs(const vkm_tokenizer *a, const vkm_tokenizer *b)
             memcmp(x->b, y->b, x->nb) || x->first_only != y->first_only || x->unless_prefixed != y->unless_prefixed)
             return "the normalizer";
     }
-    if (a->n_pre != b->n_pre || memcmp(a->pre, b->pre, (size_t)a->n_pre * sizeof a->pre[0])) return "the pre-tokenizer";
     if (a->n_specials != b->n_specials || memcmp(a->specials, b->specials, a->n_specials * sizeof a->specials[0]))
         return "the special tokens";
     if (a->dec_spaces != b->dec_spaces || a->dec_strip != b->dec_strip) return "the decoder";
@@ -334,7 +334,7 @@ vkm_status vkm_tok_to_gguf(const vkm_tokenizer *t, vkm_gguf_writer *w, vkm_err *
     if (t->model != VKM_TOK_SPM && !t->byte_level)
         return vkm_fail(e, VKM_ERR_UNSUPPORTED, "a BPE vocabulary that is not byte-level has no GGUF form "
                         "(\"llama\" merges by score, \"gpt2\" is byte-level)");
-    const char *why = "no tokenizer.ggml.pre names its pre-tokenizer";
+    const char *why = "the pre-tokenizer (no tokenizer.ggml.pre names it)";
     for (size_t k = 0; k < (t->model == VKM_TOK_SPM ? 1 : sizeof pre_names / sizeof pre_names[0]); k++) {
         vkm_gguf_writer *scratch = NULL;
         vkm_tokenizer *back = NULL;

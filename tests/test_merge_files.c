@@ -213,13 +213,15 @@ static void test_testbed(void **state)
     vkm_gguf_close(&gb);
     free(a);
     free(b);
-    /* Hugging Face inputs only, the first with a tokenizer.model: the GGUF holds that tokenizer
-     * (tokenizer.ggml.*), which encodes as the SentencePiece model does */
+    /* Hugging Face inputs only, the first with the base's tokenizer.json (a BPE that is not
+     * byte-level: no GGUF form) and tokenizer.model: the GGUF holds the SentencePiece model as
+     * tokenizer.ggml.* keys, and encodes as it does */
     mkdir(TMP "/hfpy", 0777);
-    static const char *const links[3][2] = {{"/full/python/config.json", "/hfpy/config.json"},
+    static const char *const links[4][2] = {{"/full/python/config.json", "/hfpy/config.json"},
                                             {"/full/python/model.safetensors", "/hfpy/model.safetensors"},
+                                            {"/base/tokenizer.json", "/hfpy/tokenizer.json"},
                                             {"/base/tokenizer.model", "/hfpy/tokenizer.model"}};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         char from[600], to[600];
         snprintf(from, sizeof from, "%s%s", TESTBED, links[i][0]);
         snprintf(to, sizeof to, "%s%s", TMP, links[i][1]);

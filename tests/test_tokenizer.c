@@ -545,38 +545,40 @@ static void test_smollm_gguf(void **state)
 }
 
 /* vkm_tok_to_gguf: a tokenizer written as tokenizer.ggml.* keys (what a merge of Hugging Face
- * models written as GGUF carries) reads back as the same tokenizer and encodes the references
- * as the original does; one GGUF cannot hold is refused with nothing written. */
+ * models written as GGUF carries) reads back as the same tokenizer, named as llama.cpp names it,
+ * and encodes the references as the original does; one GGUF cannot hold is refused with
+ * nothing written. The variants are test_variants' edits of SmolLM's tokenizer.json. */
+static void edit_gpt2(cJSON *j)
+{
+    cJSON_ReplaceItemInObject(j, "pre_tokenizer", cJSON_Parse("{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                                                             "\"trim_offsets\":true,\"use_regex\":true}"));
+}
+
 static void test_to_gguf(void **state)
 {
     (void)state;
     static const struct {
-        const char *file, *ref;
-        bool special;    /* the reference matches special tokens in the text            */
-        const char *why; /* NULL: written; else refused, the message says this          */
+        const char *file;
+        void (*edit)(cJSON *); /* a variant of file (written as tmp/to_gguf_src.json)       */
+        const char *ref;       /* references it encodes (their texts only when not exact)   */
+        bool exact;            /* the original encodes the references exactly               */
+        const char *pre;       /* tokenizer.ggml.pre written, or NULL for none ("llama")    */
+        const char *why;       /* NULL: written; else refused, the message says this        */
     } v[] = {
-        {"testbed/base/tokenizer.model", "spm_base.txt", false, NULL},
-        {"testbed/base/model.gguf", "hf_base.txt", true, NULL},
-        {"testbed/stories260K/tokenizer.model", "spm_stories260K.txt", false, NULL},
-        {SMOLLM, "hf_smollm.txt", true, NULL},
-        {"testbed/base/tokenizer.json", NULL, false, "not byte-level has no GGUF form"},
-        {"lstrip", NULL, false, "it would differ in a token's whitespace stripping"},
+        {"testbed/base/tokenizer.model", NULL, "spm_base.txt", true, NULL, NULL},
+        {"testbed/base/model.gguf", NULL, "hf_base.txt", true, NULL, NULL},
+        {"testbed/stories260K/tokenizer.model", NULL, "spm_stories260K.txt", true, NULL, NULL},
+        {SMOLLM, NULL, "hf_smollm.txt", true, "smollm", NULL},
+        {SMOLLM, edit_gpt2, "hf_smollm_plain.txt", false, "gpt-2", NULL},
+        {SMOLLM, edit_llama3, "hf_smollm_llama3.txt", true, "llama-bpe", NULL},
+        {SMOLLM, edit_qwen2, "hf_smollm_qwen2.txt", true, "qwen2", NULL},
+        {"testbed/base/tokenizer.json", NULL, NULL, false, NULL, "not byte-level has no GGUF form"},
+        {SMOLLM, edit_strip, NULL, false, NULL, "it would differ in a token's whitespace stripping"},
+        {SMOLLM, edit_prefix, NULL, false, NULL, "it would differ in the pre-tokenizer (no tokenizer.ggml.pre names it)"},
+        {"testbed/base/tokenizer.json", edit_meta_first, NULL, false, NULL, "not byte-level has no GGUF form"},
     };
-    { /* SmolLM's with an added token that takes the whitespace before it (HF lstrip) */
-        size_t n;
-        char *text = (char *)read_bytes(shared_path(SMOLLM), &n);
-        text[n] = 0; /* read_bytes leaves a byte for it */
-        const char *at = strstr(text, "\"lstrip\": false");
-        assert_non_null(at);
-        const char *path = tmp_path("lstrip.json");
-        FILE *o = fopen(path, "wb");
-        assert_non_null(o);
-        fprintf(o, "%.*s\"lstrip\": true %s", (int)(at - text), text, at + strlen("\"lstrip\": false"));
-        assert_int_equal(fclose(o), 0);
-        free(text);
-    }
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-        vkm_tokenizer *t = tok_load(strcmp(v[i].file, "lstrip") ? shared_path(v[i].file) : tmp_path("lstrip.json"));
+        vkm_tokenizer *t = v[i].edit ? variant(v[i].file, "to_gguf_src.json", v[i].edit) : tok_load(shared_path(v[i].file));
         const char *path = tmp_path("to_gguf.gguf");
         vkm_err e = {0};
         vkm_gguf_writer *w = NULL;
@@ -585,8 +587,8 @@ static void test_to_gguf(void **state)
         vkm_status st = vkm_tok_to_gguf(t, w, &e);
         if (v[i].why) {
             assert_int_equal(st, VKM_ERR_UNSUPPORTED);
-            printf("  %s: refused: %s\n", v[i].file, e.msg);
-            assert_non_null(strstr(e.msg, v[i].why));
+            printf("  %s%s: refused: %s\n", v[i].file, v[i].edit ? " (variant)" : "", e.msg);
+            if (!strstr(e.msg, v[i].why)) fail_msg("case %zu: the message lacks '%s'", i, v[i].why);
             uint8_t *img = NULL;
             uint64_t size = 0;
             expect_ok(vkm_gguf_writer_meta_image(w, &img, &size), &e);
@@ -603,14 +605,25 @@ static void test_to_gguf(void **state)
         expect_ok(vkm_gguf_writer_begin(w), &e);
         expect_ok(vkm_gguf_writer_finish(w), &e);
         vkm_gguf_writer_free(w);
+        {
+            vkm_gguf g = {0};
+            char pre[32] = "";
+            expect_ok(vkm_gguf_open(path, &g, &e), &e);
+            assert_int_equal(vkm_gguf_get_str(&g, "tokenizer.ggml.pre", pre, sizeof pre), v[i].pre != NULL);
+            if (v[i].pre) assert_string_equal(pre, v[i].pre);
+            vkm_gguf_close(&g);
+        }
         vkm_tokenizer *g = tok_load(path);
         assert_string_equal(vkm_tokenizer_kind(g), vkm_tokenizer_kind(t));
         assert_int_equal(vkm_tokenizer_n_vocab(g), vkm_tokenizer_n_vocab(t));
         assert_int_equal(vkm_tokenizer_bos(g), vkm_tokenizer_bos(t));
         assert_int_equal(vkm_tokenizer_eos(g), vkm_tokenizer_eos(t));
         assert_int_equal(vkm_tokenizer_adds_bos(g), vkm_tokenizer_adds_bos(t));
-        const size_t bad_t = tok_check_ids(t, v[i].ref, v[i].special, NULL);
-        assert_int_equal(tok_check_ids(g, v[i].ref, v[i].special, NULL), bad_t);
+        const bool special = v[i].ref[0] == 'h' && !strstr(v[i].ref, "plain");
+        if (v[i].exact) {
+            assert_int_equal(tok_check_ids(t, v[i].ref, special, NULL), 0);
+            assert_int_equal(tok_check_ids(g, v[i].ref, special, NULL), 0);
+        }
         /* every reference string, plain and with specials: the same ids as the original */
         ref_set r;
         ref_load(v[i].ref, &r);
@@ -628,7 +641,7 @@ static void test_to_gguf(void **state)
                 free(b);
             }
         }
-        printf("  %s: %zu strings encode the same from its GGUF keys\n", v[i].file, r.n);
+        printf("  %s%s: %zu strings encode the same from its GGUF keys\n", v[i].file, v[i].edit ? " (variant)" : "", r.n);
         ref_free(&r);
         vkm_tokenizer_free(g);
         vkm_tokenizer_free(t);
