@@ -219,8 +219,9 @@ static vkm_status gguf_hparams_meta(vkm_gguf_writer *w, const vkm_hparams *hp)
     return s;
 }
 
-/* The tokenizer of the Hugging Face folder o->src_dir as GGUF keys, when GGUF holds it exactly
- * and it has a token per embedding row (n_vocab; GGUF readers require as many): tokenizer.json
+/* The tokenizer of the Hugging Face folder o->src_dir as GGUF keys, when GGUF holds it exactly,
+ * padded to the model's n_vocab embedding rows (GGUF readers want a token per row) when it has
+ * fewer and refused when it has more: tokenizer.json
  * (what vkmoe loads from the folder), else tokenizer.model if it agrees with tokenizer.json on
  * bos, eos and adding bos (tokenizer_config.json's word reaches tokenizer.json only). Otherwise the GGUF has none, and the files copied beside it (vkm_mout_finish_model)
  * carry it. */
@@ -239,15 +240,14 @@ static vkm_status embed_tokenizer(vkm_mout *o, uint32_t n_vocab)
         vkm_status ls = vkm_tokenizer_load(p, &t);
         if (ls == VKM_ERR_OUT_OF_HOST_MEMORY) {
             s = vkm_fail(o->e, ls, "%s: %s", p, t ? vkm_tokenizer_errmsg(t) : "out of memory");
-        } else if (ls == VKM_OK && (uint32_t)vkm_tokenizer_n_vocab(t) == n_vocab &&
-                   (!json || (vkm_tokenizer_bos(t) == vkm_tokenizer_bos(json) &&
+        } else if (ls == VKM_OK && (!json || (vkm_tokenizer_bos(t) == vkm_tokenizer_bos(json) &&
                               vkm_tokenizer_eos(t) == vkm_tokenizer_eos(json) &&
                               vkm_tokenizer_adds_bos(t) == vkm_tokenizer_adds_bos(json)))) {
-            vkm_status ws = vkm_tok_to_gguf(t, o->g, &e);
+            vkm_status ws = vkm_tok_to_gguf(t, n_vocab, o->g, &e);
             done = ws == VKM_OK;
             if (ws != VKM_OK && ws != VKM_ERR_UNSUPPORTED) /* a writer failure says why itself */
                 s = e.msg[0] ? vkm_fail(o->e, ws, "%s: %s", p, e.msg) : ws;
-        } /* else (one vkmoe cannot read, another vocabulary size): beside only */
+        } /* else (one vkmoe cannot read or tokenizer.model disagreeing): beside only */
         if (ls == VKM_OK && k == 0) {
             json = t;
             t = NULL;

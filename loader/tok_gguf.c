@@ -213,21 +213,36 @@ static bool has_norm(const vkm_tokenizer *t, vkm_tok_norm_kind kind)
     return false;
 }
 
-/* The tokenizer.ggml.* keys of t (the pre-tokenizer's name: pre). */
-static vkm_status put_keys(const vkm_tokenizer *t, const char *pre, vkm_gguf_writer *w, vkm_err *e)
+/* The text of padding token i (of n_vocab rows), as convert_hf_to_gguf.py writes it: "[PADk]"
+ * numbered from 1 for "llama", by id for "gpt2". */
+static int pad_text(const vkm_tokenizer *t, int32_t i, char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "[PAD%d]", t->model == VKM_TOK_SPM ? i - t->n_vocab + 1 : i);
+}
+
+/* The tokenizer.ggml.* keys of t padded to n rows with unused tokens (the pre-tokenizer's
+ * name: pre). */
+static vkm_status put_keys(const vkm_tokenizer *t, const char *pre, int32_t n, vkm_gguf_writer *w, vkm_err *e)
 {
     const bool spm = t->model == VKM_TOK_SPM;
-    const int32_t n = t->n_vocab;
     vkm_gguf_str *strs = malloc((size_t)n * sizeof *strs);
     float *scores = malloc((size_t)n * 4);
     int32_t *types = malloc((size_t)n * 4);
+    char *pads = malloc((size_t)(n - t->n_vocab) * 16 + 1);
     const vkm_tok_merge **mg = NULL;
     char *mtext = NULL;
-    vkm_status s = strs && scores && types ? VKM_OK : vkm_fail(e, VKM_ERR_OUT_OF_HOST_MEMORY, "out of memory");
+    vkm_status s = strs && scores && types && pads ? VKM_OK : vkm_fail(e, VKM_ERR_OUT_OF_HOST_MEMORY, "out of memory");
     for (int32_t i = 0; i < n && !s; i++) {
-        strs[i] = (vkm_gguf_str){vkm_tok_text(t, i), t->pieces[i].len};
-        scores[i] = t->pieces[i].score;
-        types[i] = t->pieces[i].type;
+        if (i < t->n_vocab) {
+            strs[i] = (vkm_gguf_str){vkm_tok_text(t, i), t->pieces[i].len};
+            scores[i] = t->pieces[i].score;
+            types[i] = t->pieces[i].type;
+        } else {
+            char *p = pads + (size_t)(i - t->n_vocab) * 16;
+            strs[i] = (vkm_gguf_str){p, (uint64_t)pad_text(t, i, p, 16)};
+            scores[i] = spm ? -1000.0f : 0.0f;
+            types[i] = VKM_TOKT_UNUSED;
+        }
     }
     if (!s) s = vkm_gguf_writer_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2");
     if (!s && !spm) s = vkm_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
@@ -268,6 +283,7 @@ static vkm_status put_keys(const vkm_tokenizer *t, const char *pre, vkm_gguf_wri
     free(strs);
     free(scores);
     free(types);
+    free(pads);
     free(mg);
     free(mtext);
     return s;
@@ -279,7 +295,9 @@ static const char *differs(const vkm_tokenizer *a, const vkm_tokenizer *b)
 {
     if (a->n_pre != b->n_pre || memcmp(a->pre, b->pre, (size_t)a->n_pre * sizeof a->pre[0])) return "the pre-tokenizer";
     if (a->model != b->model || a->byte_level != b->byte_level) return "the model";
-    if (a->n_vocab != b->n_vocab) return "the vocabulary's size";
+    if (a->n_vocab > b->n_vocab) return "the vocabulary's size";
+    for (int32_t i = a->n_vocab; i < b->n_vocab; i++) /* padding: never produced or special */
+        if (b->pieces[i].type != VKM_TOKT_UNUSED) return "the padding";
     for (int32_t i = 0; i < a->n_vocab; i++) {
         const vkm_tok_piece *x = &a->pieces[i], *y = &b->pieces[i];
         if (x->len != y->len || memcmp(vkm_tok_text(a, i), vkm_tok_text(b, i), x->len) || x->score != y->score ||
@@ -328,24 +346,32 @@ static vkm_status read_back(const vkm_gguf_writer *keys, vkm_tokenizer **out, vk
     return s;
 }
 
-vkm_status vkm_tok_to_gguf(const vkm_tokenizer *t, vkm_gguf_writer *w, vkm_err *e)
+vkm_status vkm_tok_to_gguf(const vkm_tokenizer *t, uint32_t n_rows, vkm_gguf_writer *w, vkm_err *e)
 {
     if (!t || !w) return vkm_fail(e, VKM_ERR_INVALID_ARGUMENT, "vkm_tok_to_gguf: NULL argument");
     if (t->model != VKM_TOK_SPM && !t->byte_level)
         return vkm_fail(e, VKM_ERR_UNSUPPORTED, "a BPE vocabulary that is not byte-level has no GGUF form "
                         "(\"llama\" merges by score, \"gpt2\" is byte-level)");
+    const int32_t n = n_rows ? (int32_t)(n_rows > VKM_TOK_MAX_VOCAB ? VKM_TOK_MAX_VOCAB + 1 : n_rows) : t->n_vocab;
+    if (n < t->n_vocab || n > VKM_TOK_MAX_VOCAB)
+        return vkm_fail(e, VKM_ERR_UNSUPPORTED, "%d tokens for %u embedding rows", t->n_vocab, n_rows);
+    for (int32_t i = t->n_vocab; i < n; i++) { /* a padding token's text must be new */
+        char text[16];
+        if (vkm_tok_find(t, text, (size_t)pad_text(t, i, text, sizeof text)) >= 0)
+            return vkm_fail(e, VKM_ERR_UNSUPPORTED, "the padding token %s is already a token", text);
+    }
     const char *why = "the pre-tokenizer (no tokenizer.ggml.pre names it)";
     for (size_t k = 0; k < (t->model == VKM_TOK_SPM ? 1 : sizeof pre_names / sizeof pre_names[0]); k++) {
         vkm_gguf_writer *scratch = NULL;
         vkm_tokenizer *back = NULL;
         vkm_status s = vkm_gguf_writer_create("tokenizer.gguf", &scratch, e); /* never opened */
-        if (!s) s = put_keys(t, pre_names[k], scratch, e);
+        if (!s) s = put_keys(t, pre_names[k], n, scratch, e);
         if (!s) s = read_back(scratch, &back, e);
         const char *d = s ? NULL : differs(t, back);
         vkm_tokenizer_free(back);
         vkm_gguf_writer_free(scratch);
         if (s && s != VKM_ERR_UNSUPPORTED) return s;
-        if (!s && !d) return put_keys(t, pre_names[k], w, e);
+        if (!s && !d) return put_keys(t, pre_names[k], n, w, e);
         if (d && (t->model == VKM_TOK_SPM || strcmp(d, "the pre-tokenizer"))) why = d;
     }
     return vkm_fail(e, VKM_ERR_UNSUPPORTED, "read back from GGUF keys, it would differ in %s", why);

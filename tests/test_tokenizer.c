@@ -564,18 +564,20 @@ static void test_to_gguf(void **state)
         bool exact;            /* the original encodes the references exactly               */
         const char *pre;       /* tokenizer.ggml.pre written, or NULL for none ("llama")    */
         const char *why;       /* NULL: written; else refused, the message says this        */
+        uint32_t rows;         /* the model's embedding rows (0: the vocabulary's size)     */
     } v[] = {
-        {"testbed/base/tokenizer.model", NULL, "spm_base.txt", true, NULL, NULL},
+        {"testbed/base/tokenizer.model", NULL, "spm_base.txt", true, NULL, NULL, 1030},
         {"testbed/base/model.gguf", NULL, "hf_base.txt", true, NULL, NULL},
         {"testbed/stories260K/tokenizer.model", NULL, "spm_stories260K.txt", true, NULL, NULL},
         {SMOLLM, NULL, "hf_smollm.txt", true, "smollm", NULL},
-        {SMOLLM, edit_gpt2, "hf_smollm_plain.txt", false, "gpt-2", NULL},
+        {SMOLLM, edit_gpt2, "hf_smollm_plain.txt", false, "gpt-2", NULL, 49159},
         {SMOLLM, edit_llama3, "hf_smollm_llama3.txt", true, "llama-bpe", NULL},
         {SMOLLM, edit_qwen2, "hf_smollm_qwen2.txt", true, "qwen2", NULL},
         {"testbed/base/tokenizer.json", NULL, NULL, false, NULL, "not byte-level has no GGUF form"},
         {SMOLLM, edit_strip, NULL, false, NULL, "it would differ in a token's whitespace stripping"},
         {SMOLLM, edit_prefix, NULL, false, NULL, "it would differ in the pre-tokenizer (no tokenizer.ggml.pre names it)"},
         {"testbed/base/tokenizer.json", edit_meta_first, NULL, false, NULL, "not byte-level has no GGUF form"},
+        {"testbed/base/tokenizer.model", NULL, NULL, false, NULL, "1024 tokens for 1000 embedding rows", 1000},
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         vkm_tokenizer *t = v[i].edit ? variant(v[i].file, "to_gguf_src.json", v[i].edit) : tok_load(shared_path(v[i].file));
@@ -584,7 +586,7 @@ static void test_to_gguf(void **state)
         vkm_gguf_writer *w = NULL;
         expect_ok(vkm_gguf_writer_create(path, &w, &e), &e);
         expect_ok(vkm_gguf_writer_set_str(w, "general.architecture", "llama"), &e);
-        vkm_status st = vkm_tok_to_gguf(t, w, &e);
+        vkm_status st = vkm_tok_to_gguf(t, v[i].rows, w, &e);
         if (v[i].why) {
             assert_int_equal(st, VKM_ERR_UNSUPPORTED);
             printf("  %s%s: refused: %s\n", v[i].file, v[i].edit ? " (variant)" : "", e.msg);
@@ -615,7 +617,16 @@ static void test_to_gguf(void **state)
         }
         vkm_tokenizer *g = tok_load(path);
         assert_string_equal(vkm_tokenizer_kind(g), vkm_tokenizer_kind(t));
-        assert_int_equal(vkm_tokenizer_n_vocab(g), vkm_tokenizer_n_vocab(t));
+        const int32_t nt = vkm_tokenizer_n_vocab(t);
+        assert_int_equal(vkm_tokenizer_n_vocab(g), v[i].rows ? (int32_t)v[i].rows : nt);
+        for (int32_t id = nt; id < vkm_tokenizer_n_vocab(g); id++) { /* padding as convert_hf_to_gguf.py pads */
+            char want[24], got[64];
+            snprintf(want, sizeof want, "[PAD%d]", v[i].pre ? id : id - nt + 1);
+            size_t len = 0;
+            assert_int_equal(vkm_token_piece(g, id, got, sizeof got, &len), VKM_OK);
+            if (len != strlen(want) || memcmp(got, want, len)) fail_msg("token %d: '%.*s', want '%s'", id, (int)len, got, want);
+            assert_int_equal(vkm_tokenizer_token_type(g, id), VKM_TOKEN_UNUSED);
+        }
         assert_int_equal(vkm_tokenizer_bos(g), vkm_tokenizer_bos(t));
         assert_int_equal(vkm_tokenizer_eos(g), vkm_tokenizer_eos(t));
         assert_int_equal(vkm_tokenizer_adds_bos(g), vkm_tokenizer_adds_bos(t));

@@ -577,8 +577,9 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
  * output's RoPE row layout first (q/k rows permuted as convert_hf_to_gguf.py does).
  * Outputs: "x.gguf" (GGUF; metadata and tokenizer copied from the base or first GGUF input;
  * from Hugging Face inputs only, the hyperparameters, and the first input's tokenizer as
- * tokenizer.ggml.* keys when GGUF holds it exactly and it has a token per embedding row
- * (tokenizer.model, or a byte-level tokenizer.json; its files are copied beside either way)),
+ * tokenizer.ggml.* keys when GGUF holds it exactly (a byte-level tokenizer.json, else
+ * tokenizer.model; padded with unused "[PADk]" tokens to the embedding rows as
+ * convert_hf_to_gguf.py pads; its files are copied beside either way)),
  * "x.safetensors" (with config.json written beside it), or a folder (model.safetensors,
  * config.json and the tokenizer files of a Hugging Face input); for lora_linear / lora_cat a
  * GGUF LoRA ("x.gguf") or a PEFT folder. The method and its parameters are recorded in the
