@@ -305,13 +305,18 @@ vkm_status vkm_router_create(vkm_model *m, const vkm_manifest *man, vkm_router *
             s = vkm_fail(err, VKM_ERR_UNSUPPORTED, "%s: router.policy %s is not known", man->path,
                          vkm_policy_name(r->policy));
         }
-    if (s == VKM_OK && !r->has_matrix && r->gran == VKM_GRAN_TOKEN) r->gran = VKM_GRAN_TASK; /* same every token */
+    if (s == VKM_OK && !r->has_matrix && r->gran != VKM_GRAN_TASK)
+        r->gran = VKM_GRAN_TASK; /* no matrix (uniform, fixed): the same for every token and sequence */
     if (s == VKM_OK && r->has_matrix && r->gran == VKM_GRAN_TASK)
         s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: router.granularity task fixes the weights for "
                      "the whole task: use policy fixed (or uniform), not %s", man->path, vkm_policy_name(r->policy));
     if (s == VKM_OK && r->agg == VKM_AGG_LOGITS && r->gran == VKM_GRAN_TOKEN)
         s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: aggregate logits runs the chosen experts as separate "
                      "sequences: granularity must be sequence or task", man->path);
+    if (s == VKM_OK && r->agg == VKM_AGG_LOGITS && r->has_matrix && r->norm == VKM_NORM_NONE)
+        s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: aggregate logits mixes the chosen experts' "
+                     "distributions, with weights that cannot be negative: normalize softmax or sigmoid, not "
+                     "none", man->path);
     if (s == VKM_OK && r->agg == VKM_AGG_PARAMETER && r->gran == VKM_GRAN_TOKEN)
         s = vkm_fail(err, VKM_ERR_INVALID_ARGUMENT, "%s: aggregate parameter merges once per sequence or "
                      "task: granularity must be sequence or task", man->path);

@@ -327,7 +327,7 @@ vkm_status vkm_batch_decode(vkm_session *const *ss, size_t n, const int32_t *tok
     vkm_err_clear(m->d->err);
     if (n > m->n_seq || n > VKM_MAX_BATCH_SESSIONS)
         return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "a batch of %zu sessions (at most %u)", n, m->n_seq);
-    uint32_t rows_needed = 0;
+    uint32_t rows_needed = 0, outs_needed = 0;
     for (size_t i = 0; i < n; i++) {
         vkm_session *s = ss[i];
         if (s->m != m) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "sessions of different models in one batch");
@@ -339,9 +339,12 @@ vkm_status vkm_batch_decode(vkm_session *const *ss, size_t n, const int32_t *tok
             return vkm_fail(m->d->err, VKM_ERR_STATE, "a session with a sequence-level router decodes after "
                             "its prompt (vkm_session_prompt)");
         rows_needed += rows_per_token(s);
+        outs_needed += outs_per_token(s);
     }
     if (rows_needed > m->n_batch)
         return vkm_fail(m->d->err, VKM_ERR_LIMIT, "the batch needs %u rows per step (n_batch %u)", rows_needed, m->n_batch);
+    if (outs_needed > m->n_out_cap) /* as rows_run would say, before any session moves */
+        return vkm_fail(m->d->err, VKM_ERR_LIMIT, "a step wants %u rows of logits (at most %u)", outs_needed, m->n_out_cap);
     vkm_status bad = check_ids(m, tokens, n); /* before any session's history or draw counter moves */
     if (bad != VKM_OK) return bad;
     step_rows r;

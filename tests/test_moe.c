@@ -695,6 +695,41 @@ static void test_logits_aggregation(void **state)
         assert_int_equal(vkm_session_create(m3, &rp, &s3), VKM_ERR_LIMIT);
         assert_non_null(strstr(vkm_context_errmsg(ctx), "rows of logits"));
         vkm_model_free(m3);
+        /* steps of 4 logits rows: each session's 3 fit, two sessions' 6 do not. The batch is
+         * refused before either session moves: a1 then samples what b1 (never batched) does */
+        p3.n_seq = 8;
+        p3.n_batch = 4;
+        if (vkm_model_load(ctx, out, &p3, &m3)) fail_msg("%s", vkm_context_errmsg(ctx));
+        if (vkm_model_add_router(m3, lgp, &rid)) fail_msg("%s", vkm_context_errmsg(ctx));
+        rp.router = rid;
+        rp.sampling.temperature = 1.0f;
+        rp.sampling.top_k = 0;
+        rp.sampling.seed = 9;
+        rp.sampling.repeat_penalty = 1.3f;
+        vkm_session *a1 = NULL, *a2 = NULL, *b1 = NULL;
+        assert_int_equal(vkm_session_create(m3, &rp, &a1), VKM_OK);
+        assert_int_equal(vkm_session_create(m3, &rp, &a2), VKM_OK);
+        assert_int_equal(vkm_session_create(m3, &rp, &b1), VKM_OK);
+        int32_t ta = 0, tb = 0, t2 = 0;
+        assert_int_equal(vkm_session_prompt(a1, ids, n - 2, &ta), VKM_OK);
+        assert_int_equal(vkm_session_prompt(a2, ids, 3, &t2), VKM_OK);
+        assert_int_equal(vkm_session_prompt(b1, ids, n - 2, &tb), VKM_OK);
+        assert_int_equal(ta, tb);
+        vkm_session *pair[2] = {a1, a2};
+        int32_t in2[2] = {ta, t2}, out2[2];
+        assert_int_equal(vkm_batch_decode(pair, 2, in2, out2), VKM_ERR_LIMIT);
+        printf("refused: %s\n", vkm_context_errmsg(ctx));
+        assert_non_null(strstr(vkm_context_errmsg(ctx), "a step wants 6 rows of logits (at most 4)"));
+        assert_int_equal(vkm_session_pos(a1), n - 2);
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(vkm_session_decode(a1, ta, &ta), VKM_OK);
+            assert_int_equal(vkm_session_decode(b1, tb, &tb), VKM_OK);
+            assert_int_equal(ta, tb);
+        }
+        vkm_session_free(a1);
+        vkm_session_free(a2);
+        vkm_session_free(b1);
+        vkm_model_free(m3);
     }
     /* a decode step: the mixture is what is sampled; keep_logits returns it */
     vkm_session_free(s);
@@ -768,6 +803,27 @@ static void test_logits_aggregation(void **state)
                            "\"aggregate\": \"logits\""), 2);
     assert_int_equal(vkm_session_create(m, NULL, &s), VKM_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(vkm_context_errmsg(ctx), "negative"));
+    vkm_model_free(m);
+    /* ... nor do a router's raw scores (normalize none): refused at load */
+    vkm_model_params np = vkm_model_default_params();
+    m = NULL;
+    assert_int_equal(vkm_model_load(ctx, manifest(&f, "lgn", "\"policy\": \"learned\", \"granularity\": \"sequence\", "
+                                                  "\"depth\": \"model\", \"top_k\": 2, \"normalize\": \"none\", "
+                                                  "\"weights\": \"lg.safetensors\"", "\"aggregate\": \"logits\""), &np, &m),
+                     VKM_ERR_INVALID_ARGUMENT);
+    printf("refused: %s\n", vkm_context_errmsg(ctx));
+    assert_non_null(strstr(vkm_context_errmsg(ctx), "normalize softmax or sigmoid, not none"));
+    /* uniform at sequence granularity: nothing to route from the prompt, every expert at 1/3 */
+    m = load(ctx, manifest(&f, "lgu", "\"policy\": \"uniform\", \"granularity\": \"sequence\"",
+                           "\"aggregate\": \"logits\""), 3);
+    assert_int_equal(vkm_session_create(m, NULL, &s), VKM_OK);
+    if (vkm_session_eval(s, ids, n, got)) fail_msg("uniform, sequence: %s", vkm_context_errmsg(ctx));
+    free(ref);
+    uint32_t all3[3] = {0, 1, 2};
+    double third[3] = {1.0 / 3, 1.0 / 3, 1.0 / 3};
+    ref = ref_mixture(&f, ids, n, all3, third, 3);
+    check("logits aggregation, uniform at sequence granularity", got, ref, (size_t)n * f.rm.vocab, 1e-9);
+    vkm_session_free(s);
     free(ref);
     free(got);
     router_free(&f.rm, &rr);
