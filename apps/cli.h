@@ -64,8 +64,8 @@ double cli_now(void);
 /* Value of option argv[*i] (advances *i); prints an error and returns NULL if missing. */
 const char *cli_value(int argc, char **argv, int *i);
 bool cli_int(const char *s, long long *out);
-/* The value of option argv[*i] (advancing *i) as an integer of at least lo; false after printing
- * what the option takes when it is missing, not an integer or below lo. */
+/* The value of option argv[*i] (advancing *i) as an integer from lo to 2^31 - 1 (a count); false
+ * after printing what the option takes when it is missing, not an integer or out of range. */
 bool cli_int_value(int argc, char **argv, int *i, long long lo, long long *out);
 bool cli_float(const char *s, double *out); /* finite numbers only */
 /* A whole file (or pipe) in a malloc'd buffer, NUL-terminated; *len bytes without the NUL.

@@ -91,8 +91,8 @@ bool cli_int_value(int argc, char **argv, int *i, long long lo, long long *out)
 {
     const char *opt = argv[*i], *v = cli_value(argc, argv, i);
     if (!v) return false;
-    if (cli_int(v, out) && *out >= lo) return true;
-    fprintf(stderr, "vkmoe: %s takes an integer >= %lld, not '%s'\n", opt, lo, v);
+    if (cli_int(v, out) && *out >= lo && *out <= 0x7fffffff) return true; /* counts: uint32_t casts stay exact */
+    fprintf(stderr, "vkmoe: %s takes an integer from %lld to 2147483647, not '%s'\n", opt, lo, v);
     return false;
 }
 

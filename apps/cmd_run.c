@@ -200,12 +200,14 @@ int cmd_run(int argc, char **argv)
     tok_log toks = {0};
     vkm_generate_params gp = vkm_generate_default_params();
     const bool want_routes = routes.csv || routes.json || routes.png;
+    bool routes_refused = false; /* --route-* on a model it cannot serve: said, exit 2 */
     if (st == VKM_OK && want_routes) { /* the prompt's ids, tokenized as vkm_generate does */
         const vkm_tokenizer *tok = vkm_model_tokenizer(m);
         size_t n = 0, len = strlen(prompt);
         bool bos = gp.add_bos && tok && vkm_tokenizer_adds_bos(tok);
         if (!vkm_model_n_experts(m) || !tok) {
             st = VKM_ERR_INVALID_ARGUMENT;
+            routes_refused = true;
             cli_error("run", "--route-*: %s", !tok ? "the model has no tokenizer" : "the model has no experts to route");
         } else {
             vkm_tokenize(tok, prompt, len, bos, false, NULL, 0, &n); /* the count */
@@ -228,7 +230,7 @@ int cmd_run(int argc, char **argv)
         fflush(stdout);
     }
     int rc = 0;
-    if (st == VKM_ERR_INVALID_ARGUMENT && want_routes && !trace.n_tok && !toks.ids) {
+    if (routes_refused) {
         rc = 2;
     } else if (st != VKM_OK) {
         rc = cli_error("run", "%s", vkm_context_errmsg(ctx));

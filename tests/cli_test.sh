@@ -119,18 +119,25 @@ run "$vkmoe" info "$manifest"
     fail "info on a manifest: exit $rc: $(cat "$tmp/err")"
 
 # ---- bad option values: exit 2 and a message naming the option
+# (counts above 2^31 - 1 too: a --stride of 2^32 once became 0 and ppl never ended)
 for args in "run -n abc -p x" "run -n -2 -p x" "run -p x --temp nan" "ppl -c 0 --file x" "ppl --limit 0 --file x" \
-    "route --limit 0" "merge --model a --weight nan --model b -o $tmp/w.gguf" "bench --only"; do
+    "route --limit 0" "merge --model a --weight nan --model b -o $tmp/w.gguf" "bench --only" \
+    "ppl --stride 4294967296 --file x" "route --ctx 4294967296" "run -n 4294967296 -p x"; do
     # shellcheck disable=SC2086
     "$vkmoe" $args >"$tmp/out" 2>"$tmp/err"
     rc=$?
-    opt=$(echo "$args" | tr ' ' '\n' | grep -m1 -E '^-(n|c|-temp|-limit|-weight|-only)$')
+    opt=$(echo "$args" | tr ' ' '\n' | grep -m1 -E '^-(n|c|-temp|-limit|-weight|-only|-stride|-ctx)$')
     if [ "$rc" = 2 ] && grep -q -- "$opt" "$tmp/err"; then
         ok "$args: exit 2, $(head -n 1 "$tmp/err")"
     else
         fail "$args: exit $rc, stderr: $(cat "$tmp/err")"
     fi
 done
+
+# ---- a refused session with --route-*: the reason said (it once exited 2 in silence)
+run "$vkmoe" run -m "$base" -p x -n 1 --top-p 0 --route-csv "$tmp/r.csv"
+[ "$rc" = 1 ] && grep -q 'top_p' "$tmp/err" && ok "run --top-p 0 --route-csv: exit 1, $(grep -m1 top_p "$tmp/err" | cut -c1-80)" ||
+    fail "run --top-p 0 --route-csv: exit $rc: $(cat "$tmp/err")"
 
 # ---- broken files: the loader's message, a non-zero exit, no crash
 head -c 100000 "$base" >"$tmp/cut.gguf"
