@@ -70,14 +70,50 @@ static int top_choice(const route_trace *t, uint32_t k, uint32_t p)
     return best < 0 ? -1 : id[best];
 }
 
+/* The length of the valid UTF-8 sequence at s (n bytes left): 0 for a stray or overlong byte,
+ * a surrogate or a code point past U+10FFFF. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    const unsigned c = s[0];
+    const size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (!k || k > n) return 0;
+    uint32_t cp = k == 1 ? c : c & (0x7Fu >> k);
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3Fu);
+    }
+    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    return cp < least[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0 : k;
+}
+
+/* A JSON string: token pieces may be single bytes of a character (byte fallback), which JSON
+ * cannot hold: each byte of an invalid sequence is written as U+FFFD. */
 static void json_text(FILE *f, const char *s, size_t n)
 {
     fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = (unsigned char)s[i];
+        const size_t k = utf8_len((const unsigned char *)s + i, n - i);
         if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
         else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        else if (k) fwrite(s + i, 1, k, f);
+        else fputs("\\ufffd", f);
+        i += k ? k : 1;
+    }
+    fputc('"', f);
+}
+
+/* A CSV field, quoted (quotes doubled) when it holds a comma, quote or line break. */
+static void csv_field(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
     }
     fputc('"', f);
 }
@@ -158,10 +194,12 @@ int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32
                 if (!governing(ri.depth, p)) continue;
                 const uint8_t *id = t->ids + ((size_t)k * t->n_points + p) * t->n_exp;
                 const float *w = t->w + ((size_t)k * t->n_points + p) * t->n_exp;
-                for (uint32_t j = 0; j < t->n_exp && id[j] != 255; j++)
-                    fprintf(out, "%d,%u,%u,%s,%u,%s,%.6f\n", text_ids[t->tok_index[k]], t->tok_index[k], p / 7,
-                            !strcmp(ri.depth, "module") ? modules[p % 7] : ri.depth, id[j],
-                            id[j] < E ? vkm_model_expert_name(m, id[j]) : "(merged)", (double)w[j]);
+                for (uint32_t j = 0; j < t->n_exp && id[j] != 255; j++) {
+                    fprintf(out, "%d,%u,%u,%s,%u,", text_ids[t->tok_index[k]], t->tok_index[k], p / 7,
+                            !strcmp(ri.depth, "module") ? modules[p % 7] : ri.depth, id[j]);
+                    csv_field(out, id[j] < E ? vkm_model_expert_name(m, id[j]) : "(merged)");
+                    fprintf(out, ",%.6f\n", (double)w[j]);
+                }
             }
         if (close_out(cmd, out, o->csv)) { free(freq); return 1; }
     }
@@ -172,7 +210,10 @@ int route_write(const char *cmd, vkm_model *m, const route_trace *t, const int32
         json_text(out, ri.manifest, strlen(ri.manifest));
         fprintf(out, ", \"policy\": \"%s\", \"granularity\": \"%s\", \"depth\": \"%s\", \"experts\": [", ri.policy,
                 ri.granularity, ri.depth);
-        for (uint32_t e = 0; e < E; e++) fprintf(out, "%s\"%s\"", e ? ", " : "", vkm_model_expert_name(m, e));
+        for (uint32_t e = 0; e < E; e++) {
+            fputs(e ? ", " : "", out);
+            json_text(out, vkm_model_expert_name(m, e), strlen(vkm_model_expert_name(m, e)));
+        }
         fprintf(out, "], \"top_choice_by_layer\": [");
         for (uint32_t l = 0; l < layers; l++) {
             fprintf(out, "%s[", l ? ", " : "");

@@ -28,6 +28,24 @@ else
     fail "route exited $rc: $(tail -n 3 "$tmp/err")"
 fi
 
+# ---- route's JSON is UTF-8 even where a character's bytes are separate tokens (byte fallback:
+# each stray byte becomes U+FFFD); an expert name with a comma and a quote is one CSV field
+# and an escaped JSON string
+printf 'na\303\257ve caf\303\251 \342\202\254 \346\227\245\346\234\254 \360\237\231\202 def f(x): return x\n' >"$tmp/utf8.txt"
+mdir=$(cd "$(dirname "$manifest")" && pwd)
+sed -e "s#\"\(base\|experts\|calib\)/#\"$mdir/\1/#g" -e "s#\"router-lda#\"$mdir/router-lda#" \
+    -e 's/"name": "legal"/"name": "le,\\"gal"/' "$manifest" >"$tmp/names.json"
+if run "$vkmoe" route -M "$tmp/names.json" --file "$tmp/utf8.txt" --json "$tmp/u.json" --csv "$tmp/u.csv"; then
+    iconv -f UTF-8 -t UTF-8 "$tmp/u.json" >/dev/null 2>&1 && grep -q 'ufffd' "$tmp/u.json" &&
+        ok "route: JSON of byte-fallback pieces is UTF-8 ($(grep -o 'ufffd' "$tmp/u.json" | wc -l) U+FFFD)" ||
+        fail "route: JSON not UTF-8 or no U+FFFD: $(head -c 300 "$tmp/u.json")"
+    grep -q '"le,\\"gal"' "$tmp/u.json" && ok "route: expert name escaped in JSON" || fail "route: name in JSON"
+    # (this text routes to legal and english)
+    grep -q ',"le,""gal",' "$tmp/u.csv" && ok "route: expert name quoted in CSV" || fail "route: CSV: $(head -n 3 "$tmp/u.csv")"
+else
+    fail "route (UTF-8 text) exited $rc: $(tail -n 3 "$tmp/err")"
+fi
+
 # ---- vkmoe run --route-*: prompt tokens + generated tokens, ids as vkmoe tokenize gives them
 prompt='def fibonacci(n):'
 if run "$vkmoe" run -M "$manifest" -p "$prompt" -n 8 --temp 0 --no-roofline \
