@@ -17,7 +17,9 @@ static void usage(FILE *f)
                "  --stride S   tokens between window starts (default: C)\n"
                "  --limit N    stop after N scored tokens\n"
                "  --json       one JSON object on stdout: perplexity, tokens, nll (mean), nll_sum\n"
-               "  plus -b/--batch, --weights, -d/--device as for run\n");
+               "  plus -b/--batch, --weights, -d/--device as for run\n"
+               "  A sequence-level router routes each window from that window, the tokens it scores\n"
+               "  included (as a prompt routes itself); token-level routers see no later token.\n");
 }
 
 int cmd_ppl(int argc, char **argv)

@@ -26,6 +26,19 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The text of token id (flush: the held-back bytes) into *buf, grown to what it needs. */
+static vkm_status detok(vkm_detok *dt, int32_t id, bool flush, char **buf, size_t *cap, size_t *n, vkm_model *m)
+{
+    for (;;) {
+        vkm_status st = flush ? vkm_detok_flush(dt, *buf, *cap, n) : vkm_detok_push(dt, id, *buf, *cap, n);
+        if (st != VKM_ERR_LIMIT) return st;
+        char *grown = realloc(*buf, *n + 1);
+        if (!grown) return vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
+        *buf = grown;
+        *cap = *n + 1;
+    }
+}
+
 vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_params *p,
                         vkm_generate_stats *stats)
 {
@@ -70,14 +83,16 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
     vkm_detok dt;
     vkm_detok_init(&dt, tok);
     dt.at_start = prompt[0] == 0; /* a continuation keeps its first token's leading space */
-    char text[256] = "";
+    size_t text_cap = 256; /* grown for a token whose text is longer (an added token) */
+    char *text = malloc(text_cap);
+    if (!text && st == VKM_OK) st = vkm_fail(m->d->err, VKM_ERR_OUT_OF_HOST_MEMORY, "out of host memory");
     int32_t eos = vkm_tokenizer_eos(tok);
     t0 = now_s();
     for (uint32_t i = 0; i < p->n_predict && st == VKM_OK; i++) {
         stats->n_generated++;
         bool is_eos = p->stop_at_eos && next == eos;
         size_t tn = 0;
-        if (!is_eos) st = vkm_detok_push(&dt, next, text, sizeof text, &tn);
+        if (!is_eos) st = detok(&dt, next, false, &text, &text_cap, &tn, m);
         if (st != VKM_OK) break;
         if (p->on_token && !p->on_token(p->user, next, text, tn)) {
             st = vkm_fail(m->d->err, VKM_ERR_CANCELLED, "generation stopped by the callback");
@@ -92,8 +107,9 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
     }
     if (st == VKM_OK && p->on_token) {
         size_t tn = 0;
-        if (vkm_detok_flush(&dt, text, sizeof text, &tn) == VKM_OK && tn) p->on_token(p->user, -1, text, tn);
+        if (detok(&dt, -1, true, &text, &text_cap, &tn, m) == VKM_OK && tn) p->on_token(p->user, -1, text, tn);
     }
+    free(text);
     stats->decode_seconds = now_s() - t0;
     return st;
 }

@@ -307,7 +307,9 @@ vkm_status vkm_session_experts(vkm_session *s, uint32_t point, uint32_t *experts
     if (!s || !n) return VKM_ERR_INVALID_ARGUMENT;
     vkm_model *m = s->m;
     *n = 0;
-    if (s->logits_agg && s->routed) { /* the experts whose distributions are mixed */
+    if (m->bank && point >= m->bank->n_sites)
+        return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "routing point %u (the model has %u)", point, m->bank->n_sites);
+    if (s->logits_agg && s->routed) { /* the experts whose distributions are mixed (every point's) */
         for (uint32_t j = 0; j < s->n_sub_used; j++, (*n)++)
             if (*n < cap) {
                 if (experts) experts[*n] = s->sub_e[j];
@@ -318,7 +320,6 @@ vkm_status vkm_session_experts(vkm_session *s, uint32_t point, uint32_t *experts
     if (!m->bank || s->token_routed || !s->routed)
         return vkm_fail(m->d->err, VKM_ERR_STATE, "no sequence-level decision (token-level router, bare "
                         "base, or no prompt yet)");
-    if (point >= m->bank->n_sites) return vkm_fail(m->d->err, VKM_ERR_INVALID_ARGUMENT, "routing point %u", point);
     const uint32_t E = m->bank->n_exp;
     uint32_t ids[VKM_MAX_EXPERTS];
     float w[VKM_MAX_EXPERTS];

@@ -6,6 +6,7 @@
  * token-by-token decode, long contexts split over the context, small prefill chunks, and
  * F16 / Q8_0 / Q4_0 weights within stated tolerances of F32.
  */
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ref_files.h"
@@ -284,6 +285,73 @@ static void quantized_weights(bool gpu)
     test_context_done(ctx);
 }
 
+/* vkm_generate streams tokens whose text is longer than its first buffer (a long added
+ * token): a vocabulary of seven 300-byte tokens beside a random model; every generated token
+ * arrives whole. */
+typedef struct long_text {
+    size_t n_tokens, longest;
+} long_text;
+
+static bool on_long(void *user, int32_t id, const char *text, size_t n)
+{
+    long_text *lt = user;
+    if (id >= 0) lt->n_tokens++;
+    if (n > lt->longest) lt->longest = n;
+    return text != NULL;
+}
+
+static void test_generate_long_tokens(void **state)
+{
+    (void)state;
+    const char *dir = tmp_path("longtok");
+    mkdir(dir, 0755);
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    vkm_model_shape sh = {8, 32, 1, 2, 1, 0, 48, 64, 10000.0f, false, 0, 0};
+    char msg[256];
+    if (vkm_model_write_random(path, &sh, VKM_F32, 5, 0, 0, msg, sizeof msg)) fail_msg("%s", msg);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"added_tokens\": [{\"id\": 0, \"content\": \"<s>\", \"special\": true}], \"normalizer\": null, "
+               "\"pre_tokenizer\": null, \"decoder\": null, \"model\": {\"type\": \"BPE\", \"merges\": [], "
+               "\"vocab\": {\"<s>\": 0");
+    for (int id = 1; id < 8; id++) {
+        fprintf(f, ", \"");
+        for (int k = 0; k < 300; k++) fputc('a' + id, f);
+        fprintf(f, "\": %d", id);
+    }
+    fprintf(f, "}}}\n");
+    assert_int_equal(fclose(f), 0);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"bos_token\": \"<s>\", \"add_bos_token\": true}\n");
+    assert_int_equal(fclose(f), 0);
+    vkm_context *ctx = test_context();
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    vkm_model *m = load(ctx, path, VKM_F32, 16, 1);
+    assert_non_null(vkm_model_tokenizer(m));
+    vkm_session_params sp = vkm_session_default_params();
+    sp.sampling.temperature = 0;
+    vkm_session *s = NULL;
+    assert_int_equal(vkm_session_create(m, &sp, &s), VKM_OK);
+    vkm_generate_params gp = vkm_generate_default_params();
+    gp.n_predict = 6;
+    gp.stop_at_eos = false;
+    long_text lt = {0, 0};
+    gp.on_token = on_long;
+    gp.user = &lt;
+    vkm_generate_stats st;
+    if (vkm_generate(s, "", &gp, &st)) fail_msg("%s", vkm_context_errmsg(ctx));
+    printf("6 tokens generated from <s>: %zu arrived, the longest text %zu bytes\n", lt.n_tokens, lt.longest);
+    assert_int_equal(lt.n_tokens, 6);
+    assert_true(lt.longest >= 300);
+    vkm_session_free(s);
+    vkm_model_free(m);
+    test_context_done(ctx);
+}
+
 static void test_quantized_weights(void **state)
 {
     (void)state;
@@ -298,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_batched_sequences),
         cmocka_unit_test(test_long_context_and_chunks),
         cmocka_unit_test(test_quantized_weights),
+        cmocka_unit_test(test_generate_long_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -642,6 +642,7 @@ static void test_logits_aggregation(void **state)
     size_t ne = 0;
     assert_int_equal(vkm_session_experts(s, 0, ex, wf, N_EXP, &ne), VKM_OK);
     assert_int_equal(ne, 2);
+    assert_int_equal(vkm_session_experts(s, f.rm.n_layers * 7, ex, wf, N_EXP, &ne), VKM_ERR_INVALID_ARGUMENT);
     ref_moe x;
     ref_moe_init(&x, &f.rm, &f.bank);
     x.pooling = true;
