@@ -53,6 +53,15 @@ if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 1 --rounds 2
         ok "bench_moe --separate-expands: $(grep -o '"separate_expands.*' "$tmp/out")" ||
         fail "bench_moe --separate-expands: $(cat "$tmp/out")"
 fi
+# one side alone, nothing timed (what tools/count_decode.sh counts); a side it does not know: exit 2
+for side in base routed apart; do
+    if bench "$bench_moe" --shape testbed --experts 3 --rank 4 --decode 2 --dir "$tmp/moe" --only $side; then
+        grep -qx "bench_moe --only $side: the prompt and 3 decode steps" "$tmp/out" && ok "bench_moe --only $side" ||
+            fail "bench_moe --only $side: $(cat "$tmp/out")"
+    fi
+done
+run "$bench_moe" --only bogus
+[ "$rc" = 2 ] && grep -q bogus "$tmp/err" && ok "bench_moe --only bogus: exit 2" || fail "bench_moe --only bogus: exit $rc"
 # a Mixtral-style model and its dense equivalent, per weight type: four rows
 if bench "$bench_model" --shape tiny --types f16,q4_0 --experts 4 --top-k 2 --prefill 8 --decode 2 --json; then
     rows=$(grep -o '"decode_tps"' "$tmp/out" | wc -l)

@@ -21,6 +21,9 @@
  * --cpu-time times the decode steps by the process's CPU time (its threads': a CPU device such
  * as lavapipe runs the kernels on them) rather than wall time: on a shared VM whose neighbours
  * steal whole seconds, steadier; meaningless for a GPU.
+ * --only base|routed|apart loads that one side (apart: routed, the expands in dispatches of
+ * their own), feeds the prompt and decodes 1 + --decode steps, timing nothing: a run to count
+ * under an instruction counter (tools/count_decode.sh runs it in cachegrind).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,19 +102,39 @@ static double router_share(vkm_model *m, bool print)
     return tot > 0 ? router / tot : 0;
 }
 
+/* --only: one side's prompt and 1 + steps decode steps, nothing timed (see the top). */
+static int count_only(vkm_context *ctx, const char *side, const char *path, const char *type, int rounds, int steps)
+{
+    vkm_model_params mp = vkm_model_default_params();
+    mp.weight_type = !strcasecmp(type, "q8_0") ? VKM_Q8_0 : !strcasecmp(type, "q4_0") ? VKM_Q4_0 : VKM_F16;
+    mp.n_ctx = (uint32_t)((16 + (rounds + 2) * (steps + 1) + 3 + 15) / 16 * 16);
+    mp.n_seq = 1;
+    mp.n_batch = 16;
+    mp.separate_expands = !strcmp(side, "apart");
+    vkm_model *m = NULL;
+    if (vkm_model_load(ctx, path, &mp, &m) != VKM_OK) fail(ctx, path);
+    vkm_session *s = session(ctx, m, strcmp(side, "base") ? VKM_ROUTE_ROUTER : VKM_ROUTE_DEFAULT, NULL);
+    decode_time(ctx, &s, 1, steps);
+    printf("bench_moe --only %s: the prompt and %d decode steps\n", side, steps + 1);
+    vkm_session_free(s);
+    vkm_model_free(m);
+    return bench_context_done(ctx, "bench_moe");
+}
+
 int main(int argc, char **argv)
 {
     vkm_model_shape sh = {32000, 2048, 22, 32, 4, 0, 5632, 2048, 10000.0f, false, 0, 0};
     const char *shape_name = "1.1b", *dir = "/tmp/vkmoe-bench", *device = getenv("VKMOE_DEVICE"), *type = "f16";
-    const char *depth = "module";
+    const char *depth = "module", *only = NULL;
     int experts = 8, rank = 16, top_k = 2, steps = 3, rounds = 4;
     bool json = false, profile = false, separate = false, expands = false;
     static const char *const flags[] = {"--json", "--profile", "--separate-routers", "--separate-expands", "--cpu-time", NULL};
     static const char *const valued[] = {"--shape", "--experts", "--rank", "--top-k", "--depth", "--type",
-                                         "--decode", "--rounds", "--dir", "--device", NULL};
+                                         "--decode", "--rounds", "--dir", "--device", "--only", NULL};
     static const char usage[] = "[--shape 1.1b|testbed] [--experts 8] [--rank 16] [--top-k 2] "
                                 "[--depth module|layer|model] [--type f16|q8_0|q4_0] [--decode 3] [--rounds 4] "
-                                "[--dir D] [--device D] [--json] [--profile] [--separate-routers] [--separate-expands] [--cpu-time]";
+                                "[--dir D] [--device D] [--json] [--profile] [--separate-routers] [--separate-expands] [--cpu-time] "
+                                "[--only base|routed|apart]";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         const int o = bench_option("bench_moe", usage, flags, valued, argc, argv, &i, &v);
@@ -134,6 +157,11 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--rounds")) rounds = atoi(v);
         else if (!strcmp(a, "--dir")) dir = v;
         else if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--only")) only = v;
+    }
+    if (only && strcmp(only, "base") && strcmp(only, "routed") && strcmp(only, "apart")) {
+        fprintf(stderr, "bench_moe: --only takes base, routed or apart (not %s)\n", only);
+        return 2;
     }
     if (strcasecmp(type, "f16") && strcasecmp(type, "q8_0") && strcasecmp(type, "q4_0")) {
         fprintf(stderr, "bench_moe: --type takes f16, q8_0 or q4_0 (not %s)\n", type);
@@ -171,6 +199,7 @@ int main(int argc, char **argv)
     vkm_context_params cp = bench_context_params(device);
     vkm_context *ctx = NULL;
     if (vkm_context_create(&cp, &ctx) != VKM_OK) fail(ctx, "context");
+    if (only) return count_only(ctx, only, !strcmp(only, "base") ? base : manifest, type, rounds, steps);
     double copy = 0;
     if (vkm_context_copy_bandwidth(ctx, 0, &copy) != VKM_OK) fail(ctx, "copy bandwidth");
     vkm_model_params mp = vkm_model_default_params();
