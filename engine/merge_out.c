@@ -219,12 +219,12 @@ static vkm_status gguf_hparams_meta(vkm_gguf_writer *w, const vkm_hparams *hp)
     return s;
 }
 
-/* The tokenizer of the Hugging Face folder o->src_dir as GGUF keys, when GGUF holds it exactly,
- * padded to the model's n_vocab embedding rows (GGUF readers want a token per row) when it has
- * fewer and refused when it has more: tokenizer.json
- * (what vkmoe loads from the folder), else tokenizer.model if it agrees with tokenizer.json on
- * bos, eos and adding bos (tokenizer_config.json's word reaches tokenizer.json only). Otherwise the GGUF has none, and the files copied beside it (vkm_mout_finish_model)
- * carry it. */
+/* The tokenizer of the Hugging Face folder o->src_dir as GGUF keys, when GGUF holds it exactly:
+ * tokenizer.json (what vkmoe loads from the folder), else tokenizer.model if it agrees with
+ * tokenizer.json on bos, eos and adding bos (tokenizer_config.json's word reaches tokenizer.json
+ * only). Padded to the model's n_vocab embedding rows when it has fewer (GGUF readers want a
+ * token per row), left out when it has more. Otherwise the GGUF has none, and the files copied
+ * beside it (vkm_mout_finish_model) carry it. */
 static vkm_status embed_tokenizer(vkm_mout *o, uint32_t n_vocab)
 {
     static const char *const names[] = {"tokenizer.json", "tokenizer.model"};

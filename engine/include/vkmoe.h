@@ -414,8 +414,8 @@ vkm_status vkm_model_add_router(vkm_model *m, const char *manifest, uint32_t *ro
  * expert_used_count, per layer ffn_gate_inp (router 0's gates) and ffn_{gate,up,down}_exps
  * (the experts' FFNs, in their file type when they share one, else F32); the shared weights
  * from the base as stored (or their F32 average with "shared": "average"), the base's GGUF
- * metadata and tokenizer (a Hugging Face base's as vkm_merge writes it). Router 0 must be what such a file can hold: token level, one
- * softmax gate per layer (learned, noisy, hidden; uniform as zero gates over all experts),
+ * metadata and tokenizer (a Hugging Face base's as vkm_merge writes it). Router 0 must be
+ * what such a file can hold: token level, one softmax gate per layer (learned, noisy, hidden; uniform as zero gates over all experts),
  * no always-on expert, biases, normalised inputs, attention or per-matrix mixing
  * (VKM_ERR_UNSUPPORTED, saying which). The file appears only when complete. */
 vkm_status vkm_model_write_moe_gguf(vkm_model *m, const char *path);
@@ -576,8 +576,8 @@ vkm_status vkm_generate(vkm_session *s, const char *prompt, const vkm_generate_p
  * refused with a message naming the tensor). Models of different formats are brought to the
  * output's RoPE row layout first (q/k rows permuted as convert_hf_to_gguf.py does).
  * Outputs: "x.gguf" (GGUF; metadata and tokenizer copied from the base or first GGUF input;
- * from Hugging Face inputs only, the hyperparameters, and the first input's tokenizer as
- * tokenizer.ggml.* keys when GGUF holds it exactly (a byte-level tokenizer.json, else
+ * from Hugging Face inputs only, the hyperparameters, and the base's (else the first model's)
+ * tokenizer as tokenizer.ggml.* keys when GGUF holds it exactly (a byte-level tokenizer.json, else
  * tokenizer.model; padded with unused "[PADk]" tokens to the embedding rows as
  * convert_hf_to_gguf.py pads; its files are copied beside either way)),
  * "x.safetensors" (with config.json written beside it), or a folder (model.safetensors,
