@@ -8,7 +8,9 @@
  *   6     int32 ids (taken modulo the vocabulary) to decode with each tokenizer
  *   7     a GGUF file whose tokenizer.ggml.* keys to build a tokenizer from, then encode with it
  * The real files come from $VKM_SHARED_DIR or the VKM_SHARED_DIR compile definition.
- * Checks: no crash, decode output is valid UTF-8, streaming decode equals whole decode.
+ * Checks: no crash, decode output is valid UTF-8, streaming decode equals whole decode; a
+ * tokenizer built in modes 4, 5 and 7 is written as GGUF keys (vkm_tok_to_gguf) or refused
+ * with a reason, and when written, the keys read back encode the fixed text as it does.
  */
 #include <stdint.h>
 
@@ -91,6 +93,48 @@ static void encode(const vkm_tokenizer *t, const char *s, size_t n, bool special
     free(ids);
 }
 
+static const char fixed_text[] = "Hello world <s> 123 \xC3\xA9\xF0\x9F\x98\x80 \xFF";
+
+/* The ids of the fixed text (with specials and BOS) in *n, malloc'd; NULL when over cap. */
+static int32_t *fixed_ids(const vkm_tokenizer *t, size_t *n)
+{
+    int32_t *ids = malloc(256 * sizeof *ids);
+    FUZZ_CHECK(ids);
+    if (vkm_tokenize(t, fixed_text, sizeof fixed_text - 1, true, true, ids, 256, n) == VKM_OK) return ids;
+    free(ids);
+    return NULL;
+}
+
+/* t as tokenizer.ggml.* keys: written, and then read back it encodes the fixed text as t
+ * does, or refused with a reason; nothing else. */
+static void to_gguf(const vkm_tokenizer *t)
+{
+    vkm_err e = {0};
+    vkm_gguf_writer *w = NULL;
+    FUZZ_CHECK(vkm_gguf_writer_create("fuzz_tok.gguf", &w, &e) == VKM_OK); /* never opened */
+    const vkm_status st = vkm_tok_to_gguf(t, 0, w, &e);
+    FUZZ_CHECK(st == VKM_OK || (st == VKM_ERR_UNSUPPORTED && e.msg[0]));
+    if (st == VKM_OK) {
+        uint8_t *img = NULL;
+        uint64_t size = 0;
+        FUZZ_CHECK(vkm_gguf_writer_meta_image(w, &img, &size) == VKM_OK);
+        vkm_gguf g;
+        FUZZ_CHECK(vkm_gguf_open_mem(img, size, "keys", &g, &e) == VKM_OK);
+        vkm_tokenizer *b = NULL;
+        FUZZ_CHECK(vkm_tok_from_gguf(&g, &b, &e) == VKM_OK);
+        vkm_gguf_close(&g);
+        size_t na = 0, nb = 0;
+        int32_t *ia = fixed_ids(t, &na), *ib = fixed_ids(b, &nb);
+        FUZZ_CHECK((ia == NULL) == (ib == NULL));
+        FUZZ_CHECK(!ia || (na == nb && !memcmp(ia, ib, na * sizeof *ia)));
+        free(ia);
+        free(ib);
+        vkm_tokenizer_free(b);
+        free(img);
+    }
+    vkm_gguf_writer_free(w);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
@@ -108,7 +152,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         vkm_err e = {0};
         vkm_status st = mode == 4 ? vkm_tok_load_json_text(t, rest, n, NULL, &e)
                                   : vkm_tok_parse_spmodel(t, (const uint8_t *)rest, n, &e);
-        if (st == VKM_OK) encode(t, "Hello world <s> 123 \xC3\xA9\xF0\x9F\x98\x80 \xFF", 27, true, true);
+        if (st == VKM_OK) {
+            encode(t, fixed_text, sizeof fixed_text - 1, true, true);
+            to_gguf(t);
+        }
         vkm_tokenizer_free(t);
         return 0;
     }
@@ -119,7 +166,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         vkm_tokenizer *t = NULL;
         if (vkm_tok_from_gguf(&g, &t, &e) == VKM_OK) {
             vkm_gguf_close(&g); /* the tokenizer keeps its own copy */
-            encode(t, "Hello world <s> 123 \xC3\xA9\xF0\x9F\x98\x80 \xFF", 27, special, bos);
+            encode(t, fixed_text, sizeof fixed_text - 1, special, bos);
+            to_gguf(t);
             vkm_tokenizer_free(t);
         } else {
             FUZZ_CHECK(t == NULL && e.msg[0]);
