@@ -171,6 +171,20 @@ vkm_status vkm_tok_load_gguf(vkm_tokenizer *t, const vkm_gguf *g, vkm_err *e)
  * ("gpt-2", not "default": llama.cpp splits otherwise for that one). */
 static const char *const pre_names[] = {"gpt-2", "smollm", "llama-bpe", "qwen2"};
 
+/* The name set_pre turns into t's pre-tokenizer steps, or NULL. */
+static const char *pre_name(const vkm_tokenizer *t)
+{
+    for (size_t k = 0; k < sizeof pre_names / sizeof pre_names[0]; k++) {
+        vkm_tokenizer steps;
+        vkm_err e;
+        memset(&steps, 0, sizeof steps);
+        if (set_pre(&steps, pre_names[k], &e) == VKM_OK && steps.n_pre == t->n_pre &&
+            !memcmp(steps.pre, t->pre, (size_t)t->n_pre * sizeof t->pre[0]) && steps.ignore_merges == t->ignore_merges)
+            return pre_names[k];
+    }
+    return NULL;
+}
+
 static int by_rank(const void *a, const void *b)
 {
     const vkm_tok_merge *x = *(const vkm_tok_merge *const *)a, *y = *(const vkm_tok_merge *const *)b;
@@ -290,7 +304,7 @@ static vkm_status put_keys(const vkm_tokenizer *t, const char *pre, int32_t n, v
 }
 
 /* The first thing in which b (read back from a's GGUF keys) would encode or decode otherwise
- * than a, or NULL. The pre-tokenizer first: vkm_tok_to_gguf tries each name for it. */
+ * than a, or NULL. */
 static const char *differs(const vkm_tokenizer *a, const vkm_tokenizer *b)
 {
     if (a->n_pre != b->n_pre || memcmp(a->pre, b->pre, (size_t)a->n_pre * sizeof a->pre[0])) return "the pre-tokenizer";
@@ -360,24 +374,24 @@ vkm_status vkm_tok_to_gguf(const vkm_tokenizer *t, uint32_t n_rows, vkm_gguf_wri
         if (vkm_tok_find(t, text, (size_t)pad_text(t, i, text, sizeof text)) >= 0)
             return vkm_fail(e, VKM_ERR_UNSUPPORTED, "the padding token %s is already a token", text);
     }
-    const char *why = "the pre-tokenizer (no tokenizer.ggml.pre names it)";
-    for (size_t k = 0; k < (t->model == VKM_TOK_SPM ? 1 : sizeof pre_names / sizeof pre_names[0]); k++) {
-        vkm_gguf_writer *scratch = NULL;
-        vkm_tokenizer *back = NULL;
-        vkm_status s = vkm_gguf_writer_create("tokenizer.gguf", &scratch, e); /* never opened */
-        if (!s) s = put_keys(t, pre_names[k], n, scratch, e);
-        const char *d = NULL;
-        if (!s) {
-            vkm_status r = read_back(scratch, &back, e);
-            if (r == VKM_OK) d = differs(t, back);
-            else if (r == VKM_ERR_OUT_OF_HOST_MEMORY) s = r;
-            else d = "what a reader makes of the keys (they do not read back)"; /* e.g. a merge "a b c" */
-        }
-        vkm_tokenizer_free(back);
-        vkm_gguf_writer_free(scratch);
-        if (s && s != VKM_ERR_UNSUPPORTED) return s;
-        if (!s && !d) return put_keys(t, pre_names[k], n, w, e);
-        if (d && (t->model == VKM_TOK_SPM || strcmp(d, "the pre-tokenizer"))) why = d;
+    const char *pre = t->model == VKM_TOK_SPM ? "" : pre_name(t);
+    if (!pre)
+        return vkm_fail(e, VKM_ERR_UNSUPPORTED, "read back from GGUF keys, it would differ in the pre-tokenizer "
+                        "(no tokenizer.ggml.pre names it)");
+    vkm_gguf_writer *scratch = NULL;
+    vkm_tokenizer *back = NULL;
+    const char *why = NULL;
+    vkm_status s = vkm_gguf_writer_create("tokenizer.gguf", &scratch, e); /* never opened */
+    if (!s) s = put_keys(t, pre, n, scratch, e);
+    if (!s) {
+        vkm_status r = read_back(scratch, &back, e);
+        if (r == VKM_OK) why = differs(t, back);
+        else if (r == VKM_ERR_OUT_OF_HOST_MEMORY) s = r;
+        else why = "what a reader makes of the keys (they do not read back)"; /* e.g. a merge "a b c" */
     }
+    vkm_tokenizer_free(back);
+    vkm_gguf_writer_free(scratch);
+    if (s) return s;
+    if (!why) return put_keys(t, pre, n, w, e);
     return vkm_fail(e, VKM_ERR_UNSUPPORTED, "read back from GGUF keys, it would differ in %s", why);
 }
